@@ -1,0 +1,184 @@
+"""The backend interface: every array operation the stages need, nothing more.
+
+Stage code (``livedead_gpu.stages``) calls only these methods, so the same
+stage runs on NumPy/OpenCV or on CuPy/cuCIM. The methods written here against
+``self.xp`` alone are shared by every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+UINT16_MAX = 65535
+
+
+class Backend(ABC):
+    """Array operations of the segmentation on one device.
+
+    Arrays passed in and returned live on the backend's device (``self.xp``
+    arrays) unless a method says otherwise. Masks are ``bool`` arrays, label
+    images ``int32``.
+    """
+
+    #: short name shown in logs and results ("cpu", "gpu", ...)
+    name: str
+    #: the array module of the backend's arrays (numpy, cupy)
+    xp = np
+
+    # -- transfers -------------------------------------------------------
+    def to_device(self, array):
+        """Move a host array to the backend's device (no copy on the CPU)."""
+        return self.xp.asarray(array)
+
+    def to_host(self, array) -> np.ndarray:
+        """Move an array to host memory as a NumPy array (no copy on the CPU)."""
+        return np.asarray(array)
+
+    # -- block-max histogram -------------------------------------------
+    def block_max(self, image, coarseness: int):
+        """Maximum of every ``coarseness``-square block, partial edge blocks included.
+
+        Parameters
+        ----------
+        image : (M, N) array
+        coarseness : int
+
+        Returns
+        -------
+        maxima : (ceil(M / coarseness), ceil(N / coarseness)) array, image's dtype
+        """
+        xp, c = self.xp, coarseness
+        rows, cols = image.shape
+        full = rows - rows % c
+        # Rows first: a reduction over whole contiguous rows is the fast one.
+        maxima = image[:full].reshape(full // c, c, cols).max(axis=1)
+        if full < rows:
+            maxima = xp.concatenate([maxima, image[full:].max(axis=0, keepdims=True)])
+        pad = -cols % c
+        if pad:
+            low = xp.iinfo(image.dtype).min if image.dtype.kind in "ui" else -xp.inf
+            maxima = xp.pad(maxima, ((0, 0), (0, pad)), constant_values=low)
+        # Then blocks of c columns: transposed so the reduction runs over rows again.
+        blocks = maxima.reshape(maxima.shape[0] * (maxima.shape[1] // c), c)
+        return xp.ascontiguousarray(blocks.T).max(axis=0).reshape(maxima.shape[0], -1)
+
+    def votes(self, values, length: int):
+        """Counts (int64) of each integer value in ``values``, ``length`` bins."""
+        return self.xp.bincount(values.ravel(), minlength=length).astype(self.xp.int64, copy=False)
+
+    def peak(self, votes) -> int:
+        """The most frequent value of a vote histogram, ignoring value 0, as a host int.
+
+        Ties go to the smallest value (as ``argmax``). With no vote above 0 the
+        peak is 1, which is what the article's ``argmax(hist[1:]) + 1`` returns.
+        """
+        # The one device-to-host transfer of the threshold: a single int.
+        return int(self.to_host(votes[1:].argmax())) + 1
+
+    def order_statistic(self, values, fraction: float):
+        """The value of rank ``floor(fraction * (n - 1))`` in sorted ``values`` (host scalar).
+
+        An exact element of ``values`` (no interpolation), so every backend agrees.
+        """
+        flat = values.ravel()
+        k = int(fraction * (flat.size - 1))
+        # One scalar to the host.
+        return self.to_host(self.xp.partition(flat, k)[k]).item()
+
+    # -- elementwise -----------------------------------------------------
+    def quantize(self, magnitude, scale: float):
+        """``floor(magnitude / scale)`` saturated to [0, 65535], as uint16.
+
+        Parameters
+        ----------
+        magnitude : (M, N) float32 array, non-negative
+        scale : float, >= 1
+        """
+        xp = self.xp
+        q = magnitude if scale == 1 else magnitude * xp.float32(1.0 / scale)
+        # Casting a float above 65535 to uint16 wraps (the article's bug): clip first.
+        return xp.minimum(q, xp.float32(UINT16_MAX)).astype(xp.uint16)
+
+    def greater(self, image, value):
+        """``image > value`` as a bool mask."""
+        return image > value
+
+    # -- the rest is backend-specific ------------------------------------
+    @abstractmethod
+    def sobel(self, image):
+        """Sobel gradient magnitude with OpenCV's 3x3 unnormalised kernels.
+
+        Border "reflect 101" (``cv2.BORDER_DEFAULT``, SciPy ``mode="mirror"``).
+
+        Parameters
+        ----------
+        image : (M, N) uint8 or uint16 array
+
+        Returns
+        -------
+        magnitude : (M, N) float32 array, ``sqrt(gx**2 + gy**2)``
+        """
+
+    @abstractmethod
+    def dilate(self, mask, size: int, iterations: int = 1):
+        """Binary dilation by the OpenCV ellipse of odd ``size``; outside pixels count as 0."""
+
+    @abstractmethod
+    def erode(self, mask, size: int, iterations: int = 1):
+        """Binary erosion by the OpenCV ellipse of odd ``size``; outside pixels are ignored."""
+
+    def close(self, mask, size: int):
+        """Binary closing (dilate then erode) by the OpenCV ellipse of odd ``size``."""
+        if size == 1:
+            return mask
+        return self.erode(self.dilate(mask, size), size)
+
+    @abstractmethod
+    def fill_holes(self, mask):
+        """Turn background not connected to the image border into foreground."""
+
+    @abstractmethod
+    def label(self, mask):
+        """Connected components (8-connectivity).
+
+        Returns
+        -------
+        labels : (M, N) int32 array, 0 background, 1..n in raster order of first pixel
+        n : int
+        """
+
+    @abstractmethod
+    def areas(self, labels, n: int):
+        """Pixel count of each label 0..n, as an (n + 1,) int64 array."""
+
+    @abstractmethod
+    def distance_to(self, mask):
+        """Exact Euclidean distance of every pixel to the nearest True pixel, float32."""
+
+    @abstractmethod
+    def watershed(self, landscape, markers):
+        """OpenCV's marker watershed.
+
+        Parameters
+        ----------
+        landscape : (M, N) uint8 array
+        markers : (M, N) int32 array, > 0 seeds, 0 to flood
+
+        Returns
+        -------
+        labels : (M, N) int32 array, the marker each pixel was flooded from, -1 on
+            the lines between regions. Lines on the image frame are not drawn
+            (OpenCV always writes -1 there; that is no boundary).
+        """
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def ellipse(size: int) -> np.ndarray:
+    """The ``cv2.MORPH_ELLIPSE`` footprint of odd ``size``, as a (size, size) bool host array."""
+    import cv2  # only for the footprint's exact shape; same on every backend
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)).astype(bool)

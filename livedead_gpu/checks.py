@@ -1,0 +1,78 @@
+"""The one input policy: which arrays the segmentation takes, and what it says otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["as_intensity", "check_same_shape"]
+
+
+def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
+    """Check a host image and return it as uint8 or uint16.
+
+    The dtype policy of the whole package:
+
+    - uint8 and uint16 pass unchanged (no copy);
+    - other integer dtypes (signed, uint32, ...) are converted to uint16 when every
+      value lies in [0, 65535], else ``ValueError``;
+    - floats are taken as intensities on the uint16 scale and rounded to the
+      nearest integer, when finite and in [0, 65535]; a float image whose maximum is
+      at most 1 looks normalised and is refused (scale it to the camera's range);
+    - bool (a mask, not an image), complex and object arrays are a ``TypeError``.
+
+    Parameters
+    ----------
+    image : (M, N) array_like
+    name : str
+        Argument name used in error messages.
+    min_side : int
+        Smallest allowed ``M`` and ``N`` (e.g. the block size of the threshold).
+
+    Returns
+    -------
+    (M, N) uint8 or uint16 ndarray
+    """
+    if not hasattr(image, "__array__") and not isinstance(image, (list, tuple)):
+        raise TypeError(f"{name} must be a 2-D array, got {type(image).__name__}")
+    if type(image).__module__.startswith("cupy"):
+        raise TypeError(f"{name} is a CuPy array: pass host (NumPy) arrays; the backend moves them")
+    a = np.asarray(image)
+    if a.dtype == bool:
+        raise TypeError(f"{name} has dtype bool (a mask); expected an intensity image (uint8 or uint16)")
+    if a.dtype.kind not in "uif":
+        raise TypeError(f"{name} has dtype {a.dtype}; expected an intensity image (uint8 or uint16)")
+    if a.ndim != 2:
+        hint = " (an RGB/multichannel image? pass one channel)" if a.ndim == 3 and a.shape[-1] in (3, 4) else ""
+        raise ValueError(f"{name} must be 2-D (M, N), got shape {a.shape}{hint}")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty (shape {a.shape})")
+    if min(a.shape) < min_side:
+        raise ValueError(
+            f"{name} has shape {a.shape}; each side must be at least {min_side} px "
+            f"(one threshold block)"
+        )
+    if a.dtype in (np.uint8, np.uint16):
+        return a
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite pixel(s)")
+    lo, hi = a.min(), a.max()
+    if lo < 0 or hi > 65535:
+        raise ValueError(f"{name} has values in [{lo}, {hi}]; expected intensities in [0, 65535]")
+    if a.dtype.kind == "f":
+        if hi <= 1:
+            raise ValueError(
+                f"{name} is a float image with values in [{lo}, {hi}]; it looks normalised to "
+                f"[0, 1]: scale it to the camera's range (e.g. * 65535) first"
+            )
+        return np.rint(a).astype(np.uint16)
+    return a.astype(np.uint16)
+
+
+def check_same_shape(**images) -> None:
+    """Raise ``ValueError`` unless all the named arrays have one shape."""
+    shapes = {name: np.shape(a) for name, a in images.items()}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{n} {s}" for n, s in shapes.items())
+        raise ValueError(f"channel shapes differ: {listed}; expected one (M, N) shape")

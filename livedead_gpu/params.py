@@ -1,0 +1,154 @@
+"""The one parameter object of the segmentation, with the article's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SegmentParams"]
+
+_BLOCK_MAX = "block-max"
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """Parameters of the five-class segmentation of one frame.
+
+    Parameters
+    ----------
+    offset : float or None, optional
+        Ratio by which the block-max threshold is raised over the peak ``k`` of the
+        block-maximum histogram: the threshold is ``int(offset * k + 1)``. ``None``
+        uses ``k`` itself. The article's 1.2 by default; must lie in [1, 10].
+    coarseness : int, optional
+        Side in pixels of the square blocks whose maxima vote in the histogram
+        (brightfield gradient and nuclei alike). 16 by default; 2 to 1024.
+    kernel_size : int, optional
+        Side of the elliptical footprint used to close the cell area. Odd, 3 to 99;
+        5 by default. Even sizes are refused because OpenCV anchors an even
+        footprint off-centre, so the backends could not agree.
+    dilations, erosions : int, optional
+        Iterations of the cell-area dilation and of the erosion that follows it
+        (2 and 2, as in the article); 0 to 50.
+    gradient_levels : int or None, optional
+        How the float Sobel magnitude is put on the integer scale the block-max
+        histogram counts on. The magnitude is divided by
+        ``scale = max(1, q / gradient_levels)``, ``q`` the 99th percentile of the
+        block maxima, then floored and saturated to uint16. An 8-bit brightfield
+        keeps ``scale = 1`` (the article's integer gradient); a 16-bit one no longer
+        saturates at 65,535 (where the article's peak lands and finds no cell).
+        ``None`` keeps ``scale = 1`` always (the article's cast, saturating instead of
+        wrapping). 1024 by default; 16 to 65,535.
+    nucleus_threshold : {"block-max"} or int, optional
+        ``"block-max"`` thresholds Hoechst and Draq7 with the block-max method, an
+        int is a fixed intensity (pixels strictly above it are nucleus); 0 to 65,535.
+    nucleus_kernel : int, optional
+        Side of the elliptical footprint that closes the nucleus masks. Odd, 1 to
+        99 (1 disables the closing); 3 by default.
+    min_nucleus_area : int, optional
+        Nuclei (connected components, 8-connectivity) smaller than this many pixels
+        are dropped; 0 to 10**6; 20 by default. The article has no size filter
+        (equivalent to 0); without it every bright speck becomes a cell.
+    """
+
+    offset: float | None = 1.2
+    coarseness: int = 16
+    kernel_size: int = 5
+    dilations: int = 2
+    erosions: int = 2
+    gradient_levels: int | None = 1024
+    nucleus_threshold: str | int = _BLOCK_MAX
+    nucleus_kernel: int = 3
+    min_nucleus_area: int = 20
+
+    def __post_init__(self):
+        if self.offset is not None:
+            _check_number("offset", self.offset, 1.0, 10.0)
+        _check_int("coarseness", self.coarseness, 2, 1024)
+        _check_int("kernel_size", self.kernel_size, 3, 99, odd=True)
+        _check_int("dilations", self.dilations, 0, 50)
+        _check_int("erosions", self.erosions, 0, 50)
+        if self.gradient_levels is not None:
+            _check_int("gradient_levels", self.gradient_levels, 16, 65535)
+        if isinstance(self.nucleus_threshold, str):
+            if self.nucleus_threshold != _BLOCK_MAX:
+                raise ValueError(
+                    f"nucleus_threshold must be {_BLOCK_MAX!r} or an int in [0, 65535], "
+                    f"got {self.nucleus_threshold!r}"
+                )
+        else:
+            _check_int("nucleus_threshold", self.nucleus_threshold, 0, 65535)
+        _check_int("nucleus_kernel", self.nucleus_kernel, 1, 99, odd=True)
+        _check_int("min_nucleus_area", self.min_nucleus_area, 0, 10**6)
+
+    @classmethod
+    def from_toml(cls, path) -> SegmentParams:
+        """Read parameters from a TOML file.
+
+        The keys are the field names, at the top level or under a ``[segment]``
+        table; missing keys keep their defaults; ``offset = "none"`` means ``None``.
+        An unknown key is a ``ValueError`` naming it and the file.
+        """
+        path = Path(path)
+        try:
+            with path.open("rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"parameter file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"parameter file {str(path)!r} is not valid TOML: {e}") from None
+        data = data.get("segment", data)
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "parameters") -> SegmentParams:
+        """Build parameters from a mapping of field names to values (see `from_toml`)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(names))}"
+            )
+        values = dict(data)
+        for key in ("offset", "gradient_levels"):
+            if isinstance(values.get(key), str) and values[key].lower() == "none":
+                values[key] = None
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """The parameters as a plain dict (JSON- and TOML-friendly but for ``None``)."""
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """The parameters as a TOML document that `from_toml` reads back."""
+        lines = ["[segment]"]
+        for key, value in self.to_dict().items():
+            lines.append(f"{key} = {json.dumps('none' if value is None else value)}")
+        return "\n".join(lines) + "\n"
+
+    def digest(self) -> str:
+        """A short hash of the parameters, to tell outputs made with others apart."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_int(name, value, lo, hi, odd=False):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int in [{lo}, {hi}], got {value!r} ({type(value).__name__})")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")
+    if odd and value % 2 == 0:
+        raise ValueError(f"{name} must be odd (an even footprint has no centre), got {value}")
+
+
+def _check_number(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number in [{lo}, {hi}], got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")

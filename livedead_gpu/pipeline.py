@@ -1,0 +1,137 @@
+"""`segment_frame`: the article's five-class segmentation of one frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import stages
+from .backends import get_backend
+from .checks import as_intensity, check_same_shape
+from .params import SegmentParams
+
+__all__ = ["FrameResult", "segment_frame"]
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Everything `segment_frame` found in one frame (host NumPy arrays).
+
+    Attributes
+    ----------
+    classes : (M, N) uint8 ndarray
+        0 background, 1 cell area, 2 outline, 3 Hoechst (live) nucleus, 4 Draq7 (dead) nucleus.
+    cells : (M, N) int32 ndarray
+        Cell instance labels; cell ``i`` holds nucleus ``i``; 0 on background and outlines.
+    nuclei : (M, N) int32 ndarray
+        Nucleus instance labels 1..n (live and dead alike).
+    dead : (n + 1,) bool ndarray
+        ``dead[i]`` for nucleus ``i``.
+    thresholds : dict
+        ``gradient`` (on the quantised gradient), ``gradient_scale`` (its divisor),
+        ``hoechst`` and ``draq7`` (intensities).
+    params : SegmentParams
+    backend : str
+    intermediates : dict
+        With ``intermediates=True``: ``gradient`` (float32 Sobel magnitude),
+        ``cell_area``, ``hoechst_mask``, ``draq7_mask`` (bool), ``outlines`` (bool).
+    """
+
+    classes: np.ndarray
+    cells: np.ndarray
+    nuclei: np.ndarray
+    dead: np.ndarray
+    thresholds: dict
+    params: SegmentParams
+    backend: str
+    intermediates: dict = field(default_factory=dict)
+
+    @property
+    def n_dead(self) -> int:
+        return int(self.dead.sum())
+
+    @property
+    def n_live(self) -> int:
+        return len(self.dead) - 1 - self.n_dead
+
+    @property
+    def live_nuclei(self) -> np.ndarray:
+        """(M, N) int32 labels of the live nuclei only."""
+        return np.where(self.dead[self.nuclei], 0, self.nuclei)
+
+    @property
+    def dead_nuclei(self) -> np.ndarray:
+        """(M, N) int32 labels of the dead nuclei only."""
+        return np.where(self.dead[self.nuclei], self.nuclei, 0)
+
+
+def segment_frame(
+    brightfield,
+    hoechst,
+    draq7,
+    params: SegmentParams | None = None,
+    backend="cpu",
+    intermediates: bool = False,
+) -> FrameResult:
+    """Segment one frame into the five classes.
+
+    Parameters
+    ----------
+    brightfield, hoechst, draq7 : (M, N) array_like
+        One channel each, one shape. uint8 and uint16 are used as they are; see
+        `livedead_gpu.checks.as_intensity` for other dtypes. Each side must be at
+        least ``params.coarseness`` pixels.
+    params : SegmentParams, optional
+        The article's defaults when omitted.
+    backend : {"cpu", "auto", "gpu"} or Backend
+    intermediates : bool
+        Also return the gradient and the intermediate masks.
+
+    Returns
+    -------
+    FrameResult
+    """
+    p = params or SegmentParams()
+    if not isinstance(p, SegmentParams):
+        raise TypeError(f"params must be a SegmentParams, got {type(p).__name__}")
+    be = get_backend(backend)
+    images = {
+        name: as_intensity(image, name, min_side=p.coarseness)
+        for name, image in (("brightfield", brightfield), ("hoechst", hoechst), ("draq7", draq7))
+    }
+    check_same_shape(**images)
+    bf, ho, d7 = (be.to_device(images[n]) for n in ("brightfield", "hoechst", "draq7"))
+
+    area = stages.cell_area(bf, p, be)
+    ho_mask, ho_thr = stages.nucleus_mask(ho, p, be)
+    d7_mask, d7_thr = stages.nucleus_mask(d7, p, be)
+    nuc = stages.nuclei(ho_mask, d7_mask, be)
+    cells, outlines = stages.separate_cells(area.mask, nuc.labels, be)
+    classes = stages.class_mask(cells, outlines, nuc.labels, nuc.dead, be)
+
+    extra = {}
+    if intermediates:
+        extra = {
+            "gradient": area.gradient,
+            "cell_area": area.mask,
+            "hoechst_mask": ho_mask,
+            "draq7_mask": d7_mask,
+            "outlines": outlines,
+        }
+    host = be.to_host
+    return FrameResult(
+        classes=host(classes),
+        cells=host(cells),
+        nuclei=host(nuc.labels),
+        dead=host(nuc.dead),
+        thresholds={
+            "gradient": area.threshold,
+            "gradient_scale": area.scale,
+            "hoechst": ho_thr,
+            "draq7": d7_thr,
+        },
+        params=p,
+        backend=be.name,
+        intermediates={k: host(v) for k, v in extra.items()},
+    )

@@ -1,0 +1,23 @@
+"""One module per stage of the article's method; each calls only the backend interface."""
+
+from .cell_area import CellArea, cell_area
+from .classes import class_mask
+from .gradient import gradient_scale, quantize, sobel_magnitude
+from .nuclei import Nuclei, nuclei, nucleus_mask
+from .separation import separate_cells
+from .threshold import block_max_threshold, threshold_value
+
+__all__ = [
+    "CellArea",
+    "Nuclei",
+    "block_max_threshold",
+    "cell_area",
+    "class_mask",
+    "gradient_scale",
+    "nuclei",
+    "nucleus_mask",
+    "quantize",
+    "separate_cells",
+    "sobel_magnitude",
+    "threshold_value",
+]

@@ -1,0 +1,33 @@
+import os
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ADCC = DATA / "celldetective_adcc_livedead"
+
+
+def pytest_runtest_setup(item):
+    """GPU tests skip without a GPU, but fail when LIVEDEAD_REQUIRE_GPU=1."""
+    if "gpu" not in item.keywords:
+        return
+    from livedead_gpu.backends import _gpu_available
+
+    if _gpu_available():
+        return
+    if os.environ.get("LIVEDEAD_REQUIRE_GPU") == "1":
+        pytest.fail("LIVEDEAD_REQUIRE_GPU=1 but CuPy sees no CUDA device", pytrace=False)
+    pytest.skip("no CUDA device (LIVEDEAD_REQUIRE_GPU=1 turns this skip into a failure)")
+
+
+@pytest.fixture(scope="session")
+def adcc_dir():
+    if not ADCC.is_dir():
+        pytest.skip(f"real data not found at {ADCC}")
+    return ADCC
+
+
+# The article's transcription lives in benchmarks/ (a baseline, not package code).
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

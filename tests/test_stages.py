@@ -1,0 +1,172 @@
+"""Each stage's contract, on small hand-made images."""
+
+import cv2
+import numpy as np
+import pytest
+
+from livedead_gpu import SegmentParams
+from livedead_gpu.backends import CpuBackend
+from livedead_gpu.stages import (
+    cell_area,
+    class_mask,
+    gradient_scale,
+    nuclei,
+    nucleus_mask,
+    quantize,
+    separate_cells,
+    sobel_magnitude,
+)
+
+be = CpuBackend()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_sobel_is_opencvs(dtype):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, np.iinfo(dtype).max, (37, 53)).astype(dtype)
+    gx = cv2.Sobel(image, cv2.CV_64F, 1, 0, ksize=3)
+    gy = cv2.Sobel(image, cv2.CV_64F, 0, 1, ksize=3)
+    magnitude = sobel_magnitude(image)
+    assert magnitude.dtype == np.float32 and magnitude.shape == image.shape
+    np.testing.assert_allclose(magnitude, np.hypot(gx, gy), rtol=1e-6)
+
+
+def test_gradient_saturates_instead_of_wrapping():
+    image = np.zeros((16, 16), np.uint16)
+    image[:, 8:] = 65535
+    magnitude = sobel_magnitude(image)
+    assert magnitude.max() == pytest.approx(4 * 65535)
+    levels = quantize(magnitude, 1.0)
+    assert levels.dtype == np.uint16
+    assert levels.max() == 65535
+    assert (levels[magnitude > 65535] == 65535).all()
+    assert quantize(np.array([[0.5, 2.99, 7.0]], np.float32), 2.0).tolist() == [[0, 1, 3]]
+
+
+def test_gradient_scale():
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 50, (64, 64)).astype(np.float32)  # 8-bit-like gradients
+    assert gradient_scale(small, 16, 1024) == 1.0
+    big = small * 1000
+    scale = gradient_scale(big, 16, 1024)
+    maxima = be.block_max(big, 16)
+    assert scale == pytest.approx(np.sort(maxima.ravel())[int(0.99 * (maxima.size - 1))] / 1024)
+    assert gradient_scale(big, 16, None) == 1.0
+
+
+def ring(shape, centre, radius, width=2):
+    mask = np.zeros(shape, np.uint8)
+    cv2.circle(mask, centre[::-1], radius, 1, width)
+    return mask.astype(bool)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_cell_area_fills_holes_of_a_cell_covering_the_corner(dtype):
+    # A textured cell over pixel (0, 0) with a smooth hole inside, and one in the middle.
+    shape = (96, 96)
+    rng = np.random.default_rng(3)
+    image = rng.integers(100, 103, shape).astype(dtype)
+    for centre, radius in (((10, 10), 28), ((65, 65), 18)):
+        body = ring(shape, centre, radius, -1) & ~ring(shape, (centre[0] + 5, centre[1] + 5), 7, -1)
+        image[body] = rng.integers(60, 250, body.sum()).astype(dtype)
+    area = cell_area(image, SegmentParams(coarseness=8, gradient_levels=None))
+    assert area.mask.dtype == bool
+    assert area.mask[15, 15] and area.mask[70, 70], "holes not filled"
+    assert not area.mask[50, 5] and not area.mask[90, 90], "background filled"
+    # The article floods from (0, 0), inside the corner cell, and fills the background instead.
+    import article
+
+    assert article.article_cell_area(image, 1.2, 8)[90, 90]
+
+
+def test_cell_area_morphology_is_opencvs():
+    rng = np.random.default_rng(4)
+    image = (rng.random((64, 80)) < 0.02).astype(np.uint8) * 200 + 10
+    p = SegmentParams(coarseness=8, gradient_levels=None, kernel_size=5)
+    area = cell_area(image, p)
+    levels = quantize(sobel_magnitude(image))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    expected = cv2.dilate((levels > area.threshold).astype(np.uint8), kernel, iterations=2)
+    expected = cv2.erode(expected, kernel, iterations=2).astype(bool)
+    assert (area.mask >= expected).all()  # hole filling only adds
+    assert (area.mask[expected == area.mask]).size > 0
+
+
+def test_fill_holes_is_border_connectivity():
+    mask = np.zeros((30, 30), bool)
+    mask[0:10, 0:10] = True
+    mask[3:6, 3:6] = False  # a hole in a block touching the corner
+    mask[15:25, 15:25] = True
+    mask[18:20, 18:20] = False
+    mask[20:30, 5:8] = True  # a notch open to the border is no hole
+    mask[25:30, 6] = False
+    filled = be.fill_holes(mask)
+    assert filled[4, 4] and filled[19, 19]
+    assert not filled[29, 6]
+    assert (filled >= mask).all()
+
+
+def test_nucleus_mask_drops_small_objects_and_uses_a_fixed_threshold():
+    image = np.zeros((64, 64), np.uint16)
+    cv2.circle(image, (20, 20), 6, 1000, -1)
+    image[50, 50] = 1000
+    image[50:53, 10:13] = 1000
+    p = SegmentParams(nucleus_threshold=500, min_nucleus_area=20)
+    mask, threshold = nucleus_mask(image, p)
+    assert threshold == 500
+    assert mask[20, 20] and not mask[50, 50] and not mask[51, 11]
+    mask, _ = nucleus_mask(image, SegmentParams(nucleus_threshold=500, min_nucleus_area=0))
+    assert mask[50, 50] and mask[51, 11]
+
+
+def test_nuclei_dead_when_touching_draq7():
+    hoechst = np.zeros((40, 40), bool)
+    hoechst[5:10, 5:10] = hoechst[20:25, 20:25] = True
+    draq7 = np.zeros((40, 40), bool)
+    draq7[22:24, 22:24] = True
+    draq7[30:35, 5:10] = True  # Draq7 without Hoechst: a dead nucleus too
+    nuc = nuclei(hoechst, draq7)
+    assert nuc.n == 3
+    assert nuc.dead.tolist() == [False, False, True, True]
+    assert nuc.labels.dtype == np.int32
+
+
+def two_touching_cells():
+    area = np.zeros((40, 60), bool)
+    area[5:35, 3:57] = True
+    labels = np.zeros((40, 60), np.int32)
+    labels[17:23, 12:18] = 1
+    labels[17:23, 42:48] = 2
+    return area, labels
+
+
+def test_separation_keeps_nucleus_one_and_splits_touching_cells():
+    area, labels = two_touching_cells()
+    cells, outlines = separate_cells(area, labels)
+    assert set(np.unique(cells)) == {0, 1, 2}, "nucleus 1 merged into the background"
+    assert (cells[labels == 1] == 1).all() and (cells[labels == 2] == 2).all()
+    # The line between the cells runs down the middle.
+    assert outlines[5:35, 26:34].any(axis=1).all()
+    assert not (cells[~area] > 0).any()
+
+
+def test_separation_draws_no_outline_on_the_frame():
+    area = np.ones((40, 60), bool)  # cells fill the frame
+    _, labels = two_touching_cells()
+    cells, outlines = separate_cells(area, labels)
+    frame = np.ones_like(outlines)
+    frame[1:-1, 1:-1] = False
+    # Only where the two cells meet does a line reach the frame.
+    assert (cells[frame] > 0).mean() > 0.95
+    assert not (outlines & frame)[:, :25].any() and not (outlines & frame)[:, 35:].any()
+    assert outlines.any()
+
+
+def test_class_mask_precedence():
+    cells = np.array([[1, 1, 1, 0, 2, 2]], np.int32)
+    outlines = np.array([[0, 0, 1, 1, 0, 0]], bool)
+    nucleus = np.array([[0, 1, 1, 0, 2, 2]], np.int32)
+    dead = np.array([False, False, True])
+    out = class_mask(cells, outlines, nucleus, dead)
+    assert out.dtype == np.uint8
+    assert out.tolist() == [[1, 3, 3, 2, 4, 4]]
