@@ -1,0 +1,50 @@
+"""The command line, run as a user runs it: a subprocess."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import tifffile
+
+from livedead_gpu import SegmentParams
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "livedead_gpu", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_demo_writes_masks_summary_and_params(tmp_path):
+    out = tmp_path / "demo"
+    proc = run("demo", "--out", str(out), "--size", "128", "--times", "3")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert len(rows) == 3 * 3
+    for row in rows:
+        classes = tifffile.imread(out / row["classes_file"])
+        assert classes.shape == (128, 128) and classes.dtype == np.uint8
+        assert classes.max() <= 4
+        cells = tifffile.imread(out / row["classes_file"].replace("_classes", "_cells"))
+        assert cells.dtype == np.int32
+        truth = int(row["true_live"]) + int(row["true_dead"])
+        assert abs(int(row["n_live"]) + int(row["n_dead"]) - truth) <= max(1, 0.1 * truth)
+    assert SegmentParams.from_toml(out / "params.toml") == SegmentParams()
+    assert not list(out.rglob("*.part")), "temporary files left behind"
+    assert "frames in" in proc.stdout
+
+
+def test_demo_reads_a_config(tmp_path):
+    config = tmp_path / "p.toml"
+    config.write_text("[segment]\nmin_nucleus_area = 5\n")
+    proc = run("demo", "--out", str(tmp_path / "o"), "--size", "96", "--times", "1", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert SegmentParams.from_toml(tmp_path / "o" / "params.toml").min_nucleus_area == 5
+
+
+def test_bad_config_is_one_line(tmp_path):
+    config = tmp_path / "p.toml"
+    config.write_text("kernel_size = 4\n")
+    proc = run("demo", "--out", str(tmp_path / "o"), "--config", str(config))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "kernel_size must be odd" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,64 @@
+import dataclasses
+
+import pytest
+
+from livedead_gpu import SegmentParams
+
+
+def test_article_defaults():
+    p = SegmentParams()
+    assert (p.offset, p.dilations, p.erosions, p.nucleus_threshold) == (1.2, 2, 2, "block-max")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.offset = 1.1
+
+
+@pytest.mark.parametrize(
+    "name, value, match",
+    [
+        ("offset", 0.5, r"offset must lie in \[1.0, 10.0\], got 0.5"),
+        ("offset", float("nan"), "offset"),
+        ("coarseness", 0, r"coarseness must lie in \[2, 1024\], got 0"),
+        ("coarseness", -16, "coarseness"),
+        ("kernel_size", 4, "kernel_size must be odd"),
+        ("kernel_size", 1, r"kernel_size must lie in \[3, 99\]"),
+        ("dilations", -1, "dilations"),
+        ("erosions", 51, "erosions"),
+        ("gradient_levels", 8, "gradient_levels"),
+        ("nucleus_threshold", "otsu", "nucleus_threshold must be 'block-max' or an int"),
+        ("nucleus_threshold", 70000, "nucleus_threshold"),
+        ("nucleus_kernel", 0, "nucleus_kernel"),
+        ("min_nucleus_area", -5, r"min_nucleus_area must lie in \[0, 1000000\], got -5"),
+    ],
+)
+def test_invalid_values_name_the_parameter(name, value, match):
+    with pytest.raises(ValueError, match=match):
+        SegmentParams(**{name: value})
+
+
+@pytest.mark.parametrize("name, value", [("coarseness", 16.0), ("dilations", True), ("offset", "1.2")])
+def test_wrong_types(name, value):
+    with pytest.raises(TypeError, match=name):
+        SegmentParams(**{name: value})
+
+
+def test_toml_round_trip(tmp_path):
+    p = SegmentParams(offset=None, coarseness=8, nucleus_threshold=300, gradient_levels=None)
+    path = tmp_path / "p.toml"
+    path.write_text(p.to_toml())
+    assert SegmentParams.from_toml(path) == p
+    assert p.digest() != SegmentParams().digest()
+
+
+def test_toml_errors(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("coarsenes = 8\n")
+    with pytest.raises(ValueError, match=r"bad.toml: unknown parameter\(s\) coarsenes"):
+        SegmentParams.from_toml(path)
+    path.write_text("coarseness = [\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        SegmentParams.from_toml(path)
+    path.write_text("[segment]\ncoarseness = 1\n")
+    with pytest.raises(ValueError, match="coarseness"):
+        SegmentParams.from_toml(path)
+    with pytest.raises(FileNotFoundError, match="missing.toml"):
+        SegmentParams.from_toml(tmp_path / "missing.toml")
