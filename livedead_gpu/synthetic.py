@@ -1,0 +1,500 @@
+"""Synthetic live/dead-assay frames, time series and plates with ground truth.
+
+Each frame has a brightfield, a Hoechst (all nuclei) and a Draq7 (dead nuclei)
+channel, the five-class mask the segmentation should produce (0 background,
+1 cell area, 2 cell outline, 3 Hoechst nucleus, 4 Draq7 nucleus) and the cell and
+nucleus instance labels it was drawn from.
+
+The frames are made for the block-max threshold: most 16 x 16 blocks hold no cell,
+brightfield cells have a dark rim, a bright halo and a textured interior whose
+Sobel gradient stands well above the camera noise of the background, and nuclei
+are bright on a dark background. Cells are placed by rejection sampling: a share
+of them in touching pairs (the shared boundary split by nearest centre, relative
+to each cell's size), the rest apart. Only NumPy and OpenCV are used.
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["SyntheticFrame", "make_frame", "make_timeseries", "make_plate"]
+
+BIT_DEPTHS = (8, 12, 16)
+MIN_SIDE = 32
+
+# Cell shape: an ellipse of equal area to a disc of radius r, times a smooth
+# radial wave of harmonics 2..5.
+_HARMONICS = np.arange(2, 6)
+_WAVE = 0.08
+_ANGLES = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+_GAP = 8.0              # px between the bounding circles of cells that do not touch
+_OVERLAP = (0.8, 0.9)   # centre distance of a touching pair / sum of radii towards each other
+_NUCLEUS = (0.35, 0.5)  # nucleus diameter / cell diameter
+_NUCLEUS_CLIP = 0.75    # nucleus stays within this fraction of the cell radius
+_TRIES = 20
+_CANDIDATES = 64
+
+# Intensities as fractions of full scale (2**bit_depth - 1).
+_BF_LEVEL = 0.4
+_ILLUMINATION = (0.08, 0.15)
+_RIM, _HALO = 0.35, 0.15
+_CYTOPLASM, _TEXTURE, _GRAIN, _BF_NUCLEUS = -0.04, 0.08, 0.05, 0.06
+_BF_DEAD = 0.08
+_HOECHST, _HOECHST_OFFSET = 0.45, 0.02
+_DRAQ7, _DRAQ7_OFFSET, _BLEED = 0.5, 0.005, 0.005
+_READ_NOISE, _FULL_WELL = 0.003, 20000.0
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticFrame:
+    """One synthetic frame and its ground truth.
+
+    Attributes
+    ----------
+    brightfield, hoechst, draq7 : (M, N) uint16 ndarray
+        The three channels, each in ``[0, 2**bit_depth - 1]``.
+    classes : (M, N) uint8 ndarray
+        Ground-truth class mask, painted in order: 1 cell area, 2 cell outline (a
+        cell pixel with a 4-neighbour of another label, background included; the
+        image frame is not an outline), 3 nucleus of a live cell, 4 nucleus of a
+        dead cell.
+    cells : (M, N) int32 ndarray
+        Cell instance labels, 0 background, 1..n.
+    nuclei : (M, N) int32 ndarray
+        Nucleus instance labels, each the id of the cell that holds it.
+    dead : (n + 1,) bool ndarray
+        ``dead[i]`` is True when cell ``i`` is dead; ``dead[0]`` is False.
+    time : int
+        Time index of the frame (0 for a single frame).
+    """
+
+    brightfield: np.ndarray
+    hoechst: np.ndarray
+    draq7: np.ndarray
+    classes: np.ndarray
+    cells: np.ndarray
+    nuclei: np.ndarray
+    dead: np.ndarray
+    time: int
+
+    @property
+    def n_live(self) -> int:
+        """Number of live cells in the frame."""
+        return int(np.count_nonzero(~self.dead[1:]))
+
+    @property
+    def n_dead(self) -> int:
+        """Number of dead cells in the frame."""
+        return int(np.count_nonzero(self.dead[1:]))
+
+
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    cells: np.ndarray       # (M, N) int32
+    nuclei: np.ndarray      # (M, N) int32
+    outline: np.ndarray     # (M, N) bool
+    base: np.ndarray        # (M, N) float32 brightfield before death, blur and noise
+    stain: np.ndarray       # (M, N) float32 nucleus profile, 0 outside nuclei
+    hoechst: np.ndarray     # (n + 1,) float32 per-cell Hoechst level
+    draq7: np.ndarray       # (n + 1,) float32 per-cell Draq7 level
+
+    @property
+    def n(self) -> int:
+        return len(self.hoechst) - 1
+
+
+def make_frame(shape=(256, 256), n_cells=20, dead_fraction=0.3, bit_depth=12, seed=0, *,
+               cell_radius=(9.0, 16.0), touching=0.3) -> SyntheticFrame:
+    """Make one synthetic live/dead frame with ground truth.
+
+    Parameters
+    ----------
+    shape : tuple of 2 int, optional
+        ``(M, N)``, each at least 32.
+    n_cells : int, optional
+        Cells to place (>= 0). Cells that find no free place (a frame too crowded)
+        are left out with a ``UserWarning``; the frame's ``n`` says how many were
+        drawn.
+    dead_fraction : float, optional
+        Share of the cells that are dead, in [0, 1]; ``round(dead_fraction * n)``
+        cells, chosen at random.
+    bit_depth : {8, 12, 16}, optional
+        Camera bit depth; values lie in ``[0, 2**bit_depth - 1]``.
+    seed : int, numpy.random.SeedSequence or None, optional
+        Seed of ``numpy.random.default_rng``; equal seeds give equal frames.
+    cell_radius : tuple of 2 float, optional
+        Range of the cells' equivalent radii in px, ``0 < low <= high``. The default
+        gives diameters of 18-32 px: the default 20 cells cover about 15 % of
+        a 256 x 256 frame and leave about 60 % of its 16 x 16 blocks empty.
+    touching : float, optional
+        Share of the cells placed in touching pairs, in [0, 1].
+
+    Returns
+    -------
+    SyntheticFrame
+        With ``time = 0``. Dead cells died 0-4 frames ago: their Hoechst is 30-50 %
+        of a live cell's, their Draq7 70-100 % of full strength.
+
+    Raises
+    ------
+    ValueError
+        For an argument out of range, naming it and the value given.
+    """
+    shape = _check_shape(shape)
+    n_cells = _check_int(n_cells, "n_cells", 0)
+    dead_fraction = _check_fraction(dead_fraction, "dead_fraction")
+    full = _check_bit_depth(bit_depth)
+    cell_radius = _check_radius(cell_radius)
+    touching = _check_fraction(touching, "touching")
+    layout_seq, state_seq, noise_seq = _seq(seed).spawn(3)
+
+    layout = _layout(shape, n_cells, cell_radius, touching, np.random.default_rng(layout_seq))
+    rng = np.random.default_rng(state_seq)
+    n = layout.n
+    dead = np.zeros(n + 1, bool)
+    dead[1 + rng.permutation(n)[:round(dead_fraction * n)]] = True
+    since = np.where(dead, rng.integers(0, 5, n + 1), 0)
+    return _render(layout, dead, since, full, np.random.default_rng(noise_seq), 0)
+
+
+def make_timeseries(shape=(256, 256), n_cells=20, n_times=5, bit_depth=12, death_rate=0.15,
+                    seed=0, *, cell_radius=(9.0, 16.0), touching=0.3) -> list[SyntheticFrame]:
+    """Make a time series of one field of view in which cells die.
+
+    All cells are alive at ``t = 0``; each dies at frame ``T >= 1`` drawn with a
+    constant hazard ``death_rate`` per frame (geometric), and stays dead. The cells
+    do not move. From the frame of death on, Draq7 shows in the nucleus (70 % at
+    once, rising to full) and Hoechst fades from 50 % to 30 % of its live level.
+
+    Parameters
+    ----------
+    shape, n_cells, bit_depth, cell_radius, touching
+        As in `make_frame`.
+    n_times : int, optional
+        Number of frames (>= 1).
+    death_rate : float, optional
+        Probability per frame that a live cell dies, in [0, 1].
+    seed : int, numpy.random.SeedSequence or None, optional
+        Seeds the layout, the death times and each frame's camera noise; frame ``t``
+        does not depend on ``n_times``.
+
+    Returns
+    -------
+    list of SyntheticFrame
+        ``n_times`` frames with ``time = 0 .. n_times - 1`` sharing one layout
+        (``cells``, ``nuclei``); ``dead`` is non-decreasing in time.
+
+    Raises
+    ------
+    ValueError
+        For an argument out of range, naming it and the value given.
+    """
+    shape = _check_shape(shape)
+    n_cells = _check_int(n_cells, "n_cells", 0)
+    n_times = _check_int(n_times, "n_times", 1)
+    full = _check_bit_depth(bit_depth)
+    death_rate = _check_fraction(death_rate, "death_rate")
+    cell_radius = _check_radius(cell_radius)
+    touching = _check_fraction(touching, "touching")
+    layout_seq, state_seq, frames_seq = _seq(seed).spawn(3)
+
+    layout = _layout(shape, n_cells, cell_radius, touching, np.random.default_rng(layout_seq))
+    n = layout.n
+    rng = np.random.default_rng(state_seq)
+    death = np.full(n + 1, np.inf)
+    if death_rate > 0:
+        death[1:] = rng.geometric(death_rate, n)
+    out = []
+    for t, noise_seq in enumerate(frames_seq.spawn(n_times)):
+        dead = death <= t
+        since = np.where(dead, t - np.where(dead, death, 0), 0)
+        out.append(_render(layout, dead, since, full, np.random.default_rng(noise_seq), t))
+    return out
+
+
+def make_plate(wells=("A1", "A2"), sites=1, n_times=3, shape=(256, 256), n_cells=20, bit_depth=12,
+               seed=0, *, death_rates=None, cell_radius=(9.0, 16.0),
+               touching=0.3) -> dict[tuple[str, int, int], SyntheticFrame]:
+    """Make a plate: a time series per well and site, with a dose series of death rates.
+
+    Parameters
+    ----------
+    wells : sequence of str, optional
+        Distinct well names, at least one.
+    sites : int, optional
+        Fields of view per well (>= 1), numbered from 0.
+    n_times, shape, n_cells, bit_depth, cell_radius, touching
+        As in `make_timeseries`.
+    seed : int, numpy.random.SeedSequence or None, optional
+        Each (well, site) gets its own layout and noise from it.
+    death_rates : sequence of float, optional
+        Death rate per frame of each well, in [0, 1]. By default a dose series
+        rising linearly from 0.02 (the first well, untreated) to 0.5 (the last).
+
+    Returns
+    -------
+    dict of (str, int, int) to SyntheticFrame
+        Keyed by ``(well, site, time)``, wells in the order given, sites and times
+        from 0.
+
+    Raises
+    ------
+    ValueError
+        For an argument out of range, naming it and the value given.
+    """
+    if isinstance(wells, str) or not isinstance(wells, Sequence) or len(wells) == 0:
+        raise ValueError(f"wells must be a non-empty sequence of well names, got {wells!r}")
+    if not all(isinstance(w, str) for w in wells) or len(set(wells)) != len(wells):
+        raise ValueError(f"wells must be distinct strings, got {wells!r}")
+    sites = _check_int(sites, "sites", 1)
+    if death_rates is None:
+        death_rates = np.linspace(0.02, 0.5, len(wells)) if len(wells) > 1 else [0.02]
+    elif len(death_rates) != len(wells):
+        raise ValueError(
+            f"death_rates must give one rate per well ({len(wells)}), got {death_rates!r}")
+    seqs = iter(_seq(seed).spawn(len(wells) * sites))
+    plate = {}
+    for well, rate in zip(wells, death_rates):
+        for site in range(sites):
+            frames = make_timeseries(shape, n_cells, n_times, bit_depth, rate, next(seqs),
+                                     cell_radius=cell_radius, touching=touching)
+            plate.update({(well, site, f.time): f for f in frames})
+    return plate
+
+
+def _layout(shape, n_cells, cell_radius, touching, rng) -> _Layout:
+    n = n_cells
+    r = rng.uniform(*cell_radius, n)
+    aspect = rng.uniform(0.7, 1.0, n)
+    theta = rng.uniform(0, np.pi, n)
+    wave = rng.uniform(-1, 1, (n, len(_HARMONICS))) * _WAVE / (_HARMONICS - 1)
+    phase = rng.uniform(0, 2 * np.pi, (n, len(_HARMONICS)))
+    shape_of = [(r[i], aspect[i], theta[i], wave[i], phase[i]) for i in range(n)]
+    bound = _radius(r[:, None], aspect[:, None], theta[:, None], wave[:, None], phase[:, None],
+                    _ANGLES).max(axis=1)
+
+    nuc_r = r * rng.uniform(*_NUCLEUS, n)
+    nuc_aspect = rng.uniform(0.75, 1.0, n)
+    nuc_theta = theta + rng.normal(0, 0.3, n)
+    margin = nuc_r / np.sqrt(nuc_aspect) + 2
+
+    n_pairs = min(int(round(touching * n / 2)), n // 2)
+    units = [np.array([2 * k, 2 * k + 1]) for k in range(n_pairs)]
+    units += [np.array([i]) for i in range(2 * n_pairs, n)]
+    offsets = []
+    for u in units:
+        off = np.zeros((len(u), 2))
+        if len(u) == 2:
+            phi = rng.uniform(0, 2 * np.pi)
+            reach = _radius(*shape_of[u[0]], phi) + _radius(*shape_of[u[1]], phi + np.pi)
+            off[1] = rng.uniform(*_OVERLAP) * reach * np.array([np.sin(phi), np.cos(phi)])
+        offsets.append(off)
+    centres = _place(shape, units, offsets, bound, margin, rng)
+    drawn = np.flatnonzero(~np.isnan(centres[:, 0]))
+    if len(drawn) < n:
+        warnings.warn(f"placed {len(drawn)} of n_cells={n} cells: the frame is too crowded",
+                      stacklevel=3)
+
+    cells = np.zeros(shape, np.int32)
+    nuclei = np.zeros(shape, np.int32)
+    best = np.full(shape, np.inf, np.float32)
+    boxes = []
+    for label, i in enumerate(drawn, 1):
+        box, dy, dx = _box(shape, centres[i], bound[i] + 1)
+        s = np.hypot(dy, dx) / _radius(*shape_of[i], np.arctan2(dy, dx))
+        claim = (s <= 1) & (s < best[box])
+        best[box][claim] = s[claim]
+        cells[box][claim] = label
+        boxes.append((box, dy, dx, s))
+    outline = _outline(cells)
+    core = _distance((cells > 0) & ~outline) >= 2
+    for label, (i, (box, dy, dx, s)) in enumerate(zip(drawn, boxes), 1):
+        c, sn = np.cos(nuc_theta[i]), np.sin(nuc_theta[i])
+        a, b = nuc_r[i] / np.sqrt(nuc_aspect[i]), nuc_r[i] * np.sqrt(nuc_aspect[i])
+        inside = ((dx * c + dy * sn) / a) ** 2 + ((dy * c - dx * sn) / b) ** 2 <= 1
+        inside &= (s <= _NUCLEUS_CLIP) & (cells[box] == label) & core[box]
+        nuclei[box][inside] = label
+
+    stain = _stain(nuclei, rng)
+    base = _brightfield_base(cells, nuclei, outline, rng)
+    hoechst = np.append(0, _HOECHST * rng.lognormal(0, 0.15, len(drawn))).astype(np.float32)
+    draq7 = np.append(0, _DRAQ7 * rng.lognormal(0, 0.15, len(drawn))).astype(np.float32)
+    return _Layout(cells, nuclei, outline, base, stain, hoechst, draq7)
+
+
+def _radius(r, aspect, theta, wave, phase, phi):
+    """Radius of a cell's boundary at angle ``phi`` (broadcasting)."""
+    phi = np.asarray(phi, np.float32)
+    a, b = r / np.sqrt(aspect), r * np.sqrt(aspect)
+    ellipse = a * b / np.hypot(b * np.cos(phi - theta), a * np.sin(phi - theta))
+    ripple = (wave * np.cos(phi[..., None] * _HARMONICS + phase)).sum(axis=-1)
+    return ellipse * (1 + ripple)
+
+
+def _place(shape, units, offsets, bound, margin, rng):
+    """Centres (row, col) by rejection sampling; NaN where a unit found no room."""
+    dims = np.array(shape, float)
+    centres = np.full((len(bound), 2), np.nan)
+    placed_c, placed_r = np.empty((0, 2)), np.empty(0)
+    for u, off in zip(units, offsets):
+        lo = margin[u][:, None]
+        hi = dims - 1 - margin[u][:, None]
+        for _ in range(_TRIES):
+            first = rng.uniform(lo[0], hi[0], (_CANDIDATES, 2))
+            cand = first[:, None] + off                                   # (K, u, 2)
+            ok = ((cand >= lo) & (cand <= hi)).all(axis=(1, 2))
+            if len(placed_r):
+                dist = np.linalg.norm(cand[:, :, None] - placed_c, axis=-1)  # (K, u, P)
+                ok &= (dist - bound[u][:, None] - placed_r >= _GAP).all(axis=(1, 2))
+            if ok.any():
+                centres[u] = cand[np.argmax(ok)]
+                placed_c = np.vstack([placed_c, centres[u]])
+                placed_r = np.concatenate([placed_r, bound[u]])
+                break
+    return centres
+
+
+def _box(shape, centre, reach):
+    """Slice of the bounding box around ``centre`` and pixel offsets (dy, dx) in it."""
+    lo = np.maximum(np.floor(centre - reach).astype(int), 0)
+    hi = np.minimum(np.ceil(centre + reach).astype(int) + 1, shape)
+    dy = (np.arange(lo[0], hi[0]) - centre[0]).astype(np.float32)[:, None]
+    dx = (np.arange(lo[1], hi[1]) - centre[1]).astype(np.float32)[None, :]
+    return (slice(lo[0], hi[0]), slice(lo[1], hi[1])), dy, dx
+
+
+def _outline(labels):
+    """Labelled pixels with a 4-neighbour of another label (the image frame is not one)."""
+    edge = np.zeros(labels.shape, bool)
+    dv = labels[1:] != labels[:-1]
+    dh = labels[:, 1:] != labels[:, :-1]
+    edge[1:] |= dv
+    edge[:-1] |= dv
+    edge[:, 1:] |= dh
+    edge[:, :-1] |= dh
+    return edge & (labels > 0)
+
+
+def _smooth_noise(shape, sigma, rng):
+    """Gaussian-smoothed white noise with unit standard deviation, float32."""
+    field = cv2.GaussianBlur(rng.standard_normal(shape, np.float32), (0, 0), sigma)
+    return field / max(float(field.std()), 1e-6)
+
+
+def _distance(mask):
+    """Distance of each ``mask`` pixel to the nearest non-mask pixel, capped at 64."""
+    return np.minimum(cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5), 64)
+
+
+def _stain(nuclei, rng):
+    """Nucleus profile: a dome from the edge inwards with some texture, 0 outside."""
+    inside = nuclei > 0
+    dome = 0.3 + 0.7 * np.minimum((_distance(inside) - 1) / 3, 1)
+    return (dome * (1 + 0.12 * _smooth_noise(nuclei.shape, 1.0, rng))) * inside
+
+
+def _brightfield_base(cells, nuclei, outline, rng):
+    """Noise-free brightfield (fraction of full scale) of live cells, before optics blur."""
+    m, n = cells.shape
+    fg = cells > 0
+    d_in = _distance(fg & ~outline)
+    d_out = _distance(~fg)
+    rim = np.exp(-((d_in + 0.5) / 1.3) ** 2) * fg
+    halo = np.exp(-((d_out - 0.5) / 1.0) ** 2) * ~fg
+    interior = (_CYTOPLASM + _TEXTURE * _smooth_noise((m, n), 1.0, rng)
+                + _GRAIN * _smooth_noise((m, n), 3.0, rng)) * fg
+    nucleus = _BF_NUCLEUS * cv2.GaussianBlur((nuclei > 0).astype(np.float32), (0, 0), 1.5)
+
+    v = np.linspace(-1, 1, m, dtype=np.float32)[:, None]
+    u = np.linspace(-1, 1, n, dtype=np.float32)[None, :]
+    c = rng.normal(0, 1, 5).astype(np.float32)
+    poly = c[0] * u + c[1] * v + c[2] * u * u + c[3] * v * v + c[4] * u * v
+    poly -= poly.mean()
+    poly *= rng.uniform(*_ILLUMINATION) / max(float(np.abs(poly).max()), 1e-6)
+    return _BF_LEVEL * (1 + poly) * (1 - _RIM * rim + _HALO * halo + interior + nucleus)
+
+
+def _render(layout, dead, since, full, rng, time) -> SyntheticFrame:
+    """Channels and class mask of ``layout`` with cells ``dead`` for ``since`` frames."""
+    cells, nuclei = layout.cells, layout.nuclei
+    fade = np.where(dead, 0.3 + 0.2 * np.exp(-since / 2), 1).astype(np.float32)
+    rise = np.where(dead, 1 - 0.3 * np.exp(-since.astype(float)), 0).astype(np.float32)
+
+    bf = layout.base * (1 - _BF_DEAD * dead.astype(np.float32))[cells]
+    bf = cv2.GaussianBlur(bf, (0, 0), 0.8)
+    hoechst = cv2.GaussianBlur((layout.hoechst * fade)[nuclei] * layout.stain, (0, 0), 0.6)
+    draq7 = cv2.GaussianBlur((layout.draq7 * rise)[nuclei] * layout.stain, (0, 0), 0.6)
+    draq7 += _DRAQ7_OFFSET + _BLEED * hoechst
+    hoechst += _HOECHST_OFFSET
+
+    classes = (cells > 0).astype(np.uint8)
+    classes[layout.outline] = 2
+    classes[nuclei > 0] = np.where(dead, 4, 3).astype(np.uint8)[nuclei[nuclei > 0]]
+    return SyntheticFrame(
+        brightfield=_camera(bf, full, rng), hoechst=_camera(hoechst, full, rng),
+        draq7=_camera(draq7, full, rng), classes=classes, cells=cells, nuclei=nuclei,
+        dead=dead.copy(), time=time)
+
+
+def _camera(signal, full, rng):
+    """Shot (Gaussian approximation) and read noise; quantised to ``[0, full]`` uint16."""
+    sd = np.sqrt(_READ_NOISE ** 2 + np.maximum(signal, 0) / _FULL_WELL)
+    out = (signal + sd * rng.standard_normal(signal.shape, np.float32)) * full
+    return np.clip(np.rint(out), 0, full).astype(np.uint16)
+
+
+def _seq(seed):
+    return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+
+
+def _check_shape(shape):
+    try:
+        m, n = (operator.index(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be two ints >= {MIN_SIDE}, got {shape!r}") from None
+    if m < MIN_SIDE or n < MIN_SIDE:
+        raise ValueError(f"shape must be two ints >= {MIN_SIDE}, got {shape!r}")
+    return m, n
+
+
+def _check_int(value, name, low):
+    try:
+        v = operator.index(value)
+    except TypeError:
+        v = None
+    if v is None or isinstance(value, bool) or v < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return v
+
+
+def _check_fraction(value, name):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = np.nan
+    if not 0 <= v <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return v
+
+
+def _check_bit_depth(bit_depth):
+    if bit_depth not in BIT_DEPTHS or isinstance(bit_depth, bool):
+        raise ValueError(f"bit_depth must be one of {{8, 12, 16}}, got {bit_depth!r}")
+    return 2 ** int(bit_depth) - 1
+
+
+def _check_radius(cell_radius):
+    try:
+        lo, hi = (float(x) for x in cell_radius)
+    except (TypeError, ValueError):
+        lo = hi = np.nan
+    if not 0 < lo <= hi:
+        raise ValueError(
+            f"cell_radius must be (low, high) px with 0 < low <= high, got {cell_radius!r}")
+    return lo, hi
