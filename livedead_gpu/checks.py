@@ -49,7 +49,7 @@ def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
     if min(a.shape) < min_side:
         raise ValueError(
             f"{name} has shape {a.shape}; each side must be at least {min_side} px "
-            f"(one threshold block)"
+            f"(params.coarseness: one threshold block)"
         )
     if a.dtype in (np.uint8, np.uint16):
         return a

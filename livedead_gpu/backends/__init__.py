@@ -35,29 +35,32 @@ def get_backend(backend="cpu") -> Backend:
 
     Parameters
     ----------
-    backend : {"cpu", "auto", "gpu"} or Backend
-        "auto" takes the GPU when CuPy sees a device and logs the choice once.
+    backend : {"cpu", "auto", "gpu", "gpu:N"} or Backend
+        "auto" takes the GPU when CuPy sees a device and logs the choice once;
+        "gpu:N" pins device N.
 
     Raises
     ------
     ValueError
         An unknown name.
     RuntimeError
-        "gpu" when no GPU backend can be built on this machine.
+        "gpu" without CuPy/cuCIM installed (naming the pip extra) or without a device.
     """
     global _auto_logged
     if isinstance(backend, Backend):
         return backend
-    if not isinstance(backend, str) or backend not in ("cpu", "auto", "gpu"):
-        raise ValueError(f"backend must be 'cpu', 'auto', 'gpu' or a Backend, got {backend!r}")
+    if not isinstance(backend, str) or not (
+        backend in ("cpu", "auto", "gpu") or (backend.startswith("gpu:") and backend[4:].isdigit())
+    ):
+        raise ValueError(f"backend must be 'cpu', 'auto', 'gpu', 'gpu:N' or a Backend, got {backend!r}")
     if backend == "cpu":
         return CpuBackend()
-    if backend == "gpu":
-        raise RuntimeError(
-            "backend='gpu': the GPU backend is not part of this version yet; use backend='cpu'"
-        )
+    from .gpu import cupy_backend
+
+    if backend.startswith("gpu"):
+        return cupy_backend(int(backend[4:]) if ":" in backend else None)
+    chosen = cupy_backend() if _gpu_available() else CpuBackend()
     if not _auto_logged:
-        seen = "a CUDA device is seen but no GPU backend is built yet" if _gpu_available() else "no CUDA device seen by CuPy"
-        log.info("backend='auto': %s, using the CPU backend", seen)
+        log.info("backend='auto': using the %s backend", chosen.name)
         _auto_logged = True
-    return CpuBackend()
+    return chosen

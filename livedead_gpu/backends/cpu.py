@@ -29,7 +29,12 @@ class CpuBackend(Backend):
     def sobel(self, image):
         gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
-        return cv2.magnitude(gx, gy)
+        # Not cv2.magnitude, which fuses the multiply-add: rounding each step the way
+        # the array backends do keeps the magnitude, and so the threshold, bit-identical.
+        np.multiply(gx, gx, out=gx)
+        np.multiply(gy, gy, out=gy)
+        np.add(gx, gy, out=gx)
+        return np.sqrt(gx, out=gx)
 
     def dilate(self, mask, size, iterations=1):
         if iterations == 0:
@@ -51,7 +56,9 @@ class CpuBackend(Backend):
         return mask | holes
 
     def label(self, mask):
-        n, labels = cv2.connectedComponents(_u8(mask), connectivity=8, ltype=cv2.CV_32S)
+        # SAUF (CCL_WU) numbers components in raster order of their first pixel, as
+        # scipy/cupyx ndimage.label do; OpenCV's default algorithm does not.
+        n, labels = cv2.connectedComponentsWithAlgorithm(_u8(mask), 8, cv2.CV_32S, cv2.CCL_WU)
         return labels, n - 1
 
     def areas(self, labels, n):

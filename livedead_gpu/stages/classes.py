@@ -26,8 +26,8 @@ def class_mask(cells, outlines, nucleus_labels, dead, backend="cpu"):
     (M, N) uint8 array, values 0..4
     """
     xp = get_backend(backend).xp
-    out = xp.where(cells > 0, CELL, BACKGROUND).astype(xp.uint8)
-    out[outlines] = OUTLINE
-    out[nucleus_labels > 0] = HOECHST
-    out[dead[nucleus_labels]] = DRAQ7
-    return out
+    # Nested where, last painted first: no boolean-mask assignment (which may sync on CuPy).
+    out = xp.where(cells > 0, CELL, BACKGROUND)
+    out = xp.where(outlines, OUTLINE, out)
+    out = xp.where(nucleus_labels > 0, HOECHST, out)
+    return xp.where(dead[nucleus_labels], DRAQ7, out).astype(xp.uint8)

@@ -66,6 +66,8 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu") -> Nuclei:
     be = get_backend(backend)
     labels, n = be.label(hoechst_mask | draq7_mask)
     # Any Draq7 pixel (the mask is already size-filtered) makes the whole nucleus dead.
-    dead = be.xp.bincount(labels.ravel(), weights=draq7_mask.ravel(), minlength=n + 1) > 0
+    xp = be.xp
+    hits = xp.bincount(labels.ravel(), weights=draq7_mask.ravel().astype(xp.float32), minlength=n + 1)
+    dead = hits > 0
     dead[0] = False
     return Nuclei(labels, n, dead)
