@@ -35,8 +35,25 @@ class SegmentParams:
     dilations, erosions : int, optional
         Iterations of the cell-area dilation and of the erosion that follows it
         (2 and 2, as in the article); 0 to 50.
+    cell_threshold : {"noise", "block-max"}, optional
+        How the brightfield gradient is thresholded. ``"block-max"`` is the article's
+        histogram of block maxima; its peak is the background's only when most blocks
+        are background, and on confluent fields it lands on cell texture and finds
+        almost no cell. ``"noise"`` (default) takes the peak ``k`` from the gradient's
+        noise floor instead (see `livedead_gpu.stages.gradient.noise_threshold`), then
+        applies ``offset`` the article's way.
+    smoothing : float, optional
+        Sigma in pixels of a Gaussian applied to brightfield before the Sobel
+        operator, 0 to 10; 0 is the article's unsmoothed gradient. 1.0 by default:
+        without it, camera noise in low-contrast fields breaks the cell area into
+        specks.
+    noise_ceiling : float, optional
+        For ``cell_threshold="noise"``: the noise floor is at most this multiple of
+        the white-noise prediction from the camera noise, 1 to 10; 2.0 by default.
+        It binds only in fields with no flat background, where the flattest blocks
+        hold cell texture rather than noise.
     gradient_levels : int or None, optional
-        How the float Sobel magnitude is put on the integer scale the block-max
+        For ``cell_threshold="block-max"``: how the float Sobel magnitude is put on the integer scale the block-max
         histogram counts on. The magnitude is divided by
         ``scale = max(1, q / gradient_levels)``, ``q`` the 99th percentile of the
         block maxima, then floored and saturated to uint16. An 8-bit brightfield
@@ -61,6 +78,9 @@ class SegmentParams:
     kernel_size: int = 5
     dilations: int = 2
     erosions: int = 2
+    cell_threshold: str = "noise"
+    smoothing: float = 1.0
+    noise_ceiling: float = 2.0
     gradient_levels: int | None = 1024
     nucleus_threshold: str | int = _BLOCK_MAX
     nucleus_kernel: int = 3
@@ -73,6 +93,10 @@ class SegmentParams:
         _check_int("kernel_size", self.kernel_size, 3, 99, odd=True)
         _check_int("dilations", self.dilations, 0, 50)
         _check_int("erosions", self.erosions, 0, 50)
+        if self.cell_threshold not in ("noise", _BLOCK_MAX):
+            raise ValueError(f"cell_threshold must be 'noise' or {_BLOCK_MAX!r}, got {self.cell_threshold!r}")
+        _check_number("smoothing", self.smoothing, 0.0, 10.0)
+        _check_number("noise_ceiling", self.noise_ceiling, 1.0, 10.0)
         if self.gradient_levels is not None:
             _check_int("gradient_levels", self.gradient_levels, 16, 65535)
         if isinstance(self.nucleus_threshold, str):

@@ -29,12 +29,14 @@ class FrameResult:
     dead : (n + 1,) bool ndarray
         ``dead[i]`` for nucleus ``i``.
     thresholds : dict
-        ``gradient`` (on the quantised gradient), ``gradient_scale`` (its divisor),
-        ``hoechst`` and ``draq7`` (intensities).
+        ``gradient`` (see `stages.CellArea`), ``gradient_scale`` (its divisor, for
+        ``cell_threshold="block-max"``; else None), ``gradient_noise`` (the
+        background gradient's scale, for "noise"; else None), ``hoechst`` and
+        ``draq7`` (intensities).
     params : SegmentParams
     backend : str
     intermediates : dict
-        With ``intermediates=True``: ``gradient`` (float32 Sobel magnitude),
+        With ``intermediates=True``: ``gradient`` (float32, smoothed Sobel magnitude),
         ``cell_area``, ``hoechst_mask``, ``draq7_mask`` (bool), ``outlines`` (bool).
     """
 
@@ -128,6 +130,7 @@ def segment_frame(
         thresholds={
             "gradient": area.threshold,
             "gradient_scale": area.scale,
+            "gradient_noise": area.noise,
             "hoechst": ho_thr,
             "draq7": d7_thr,
         },

@@ -93,12 +93,30 @@ def test_label_area_distance(be):
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])
-def test_cell_area_identical(be, bit_depth):
+def test_cell_area_identical_without_smoothing(be, bit_depth):
+    # Integer images through integer Sobel kernels: exact in float32 on every backend.
+    f = synthetic.make_frame(shape=(192, 160), n_cells=12, bit_depth=bit_depth, seed=bit_depth)
+    p = SegmentParams(smoothing=0)
+    got = stages.cell_area(be.to_device(f.brightfield), p, be)
+    ref = stages.cell_area(f.brightfield, p, cpu)
+    assert got.threshold == ref.threshold
+    assert (host(be, got.mask) == ref.mask).all()
+    p = SegmentParams(smoothing=0, cell_threshold="block-max")
+    got = stages.cell_area(be.to_device(f.brightfield), p, be)
+    ref = stages.cell_area(f.brightfield, p, cpu)
+    assert (got.threshold, got.scale) == (ref.threshold, ref.scale)
+    assert (host(be, got.mask) == ref.mask).all()
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_cell_area_smoothed(be, bit_depth):
     f = synthetic.make_frame(shape=(192, 160), n_cells=12, bit_depth=bit_depth, seed=bit_depth)
     got = stages.cell_area(be.to_device(f.brightfield), SegmentParams(), be)
     ref = stages.cell_area(f.brightfield, SegmentParams(), cpu)
-    assert (got.threshold, got.scale) == (ref.threshold, ref.scale)
-    assert (host(be, got.mask) == ref.mask).all()
+    # The Gaussian before the Sobel is float arithmetic summed in another order:
+    # thresholds agree to float rounding, masks but for pixels on the threshold.
+    assert got.threshold == pytest.approx(ref.threshold, rel=1e-5)
+    assert (host(be, got.mask) == ref.mask).mean() >= 0.9999
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -109,7 +127,8 @@ def test_whole_frame_parity(be, seed):
     assert got.backend == be.name
     assert (got.classes == ref.classes).mean() >= 0.999
     assert (got.n_live, got.n_dead) == (ref.n_live, ref.n_dead)
-    assert got.thresholds == ref.thresholds
+    for key, value in ref.thresholds.items():
+        assert got.thresholds[key] == (value if value is None else pytest.approx(value, rel=1e-5)), key
 
 
 def test_standin_runs_the_gpu_code_path():
@@ -123,9 +142,10 @@ def test_cpu_fallbacks_transfer_only_what_they_need(be):
     f = synthetic.make_frame(shape=(128, 128), n_cells=8, seed=5)
     before = be.transfers
     segment_frame(f.brightfield, f.hoechst, f.draq7, backend=be)
-    # 3 channels in; 4 scalars read back (3 histogram peaks, 1 gradient quantile);
+    # 3 channels in; 5 scalars read back (2 nucleus histogram peaks; for the gradient's noise
+    # floor, 2 counts of kept values and 2 order statistics);
     # fill holes 2 (mask out and back); watershed 3 (landscape, markers, result); 4 results out.
-    assert be.transfers - before == 3 + 4 + 2 + 3 + 4
+    assert be.transfers - before == 3 + 2 + 4 + 2 + 3 + 4
 
 
 def test_gpu_without_cupy_is_a_clear_error():

@@ -30,15 +30,25 @@ def frame_and_result(request):
 
 
 def test_class_agreement_with_ground_truth(frame_and_result):
-    # Floors sit ~0.1 under what the default parameters measure on these frames
-    # (cell 0.80-0.83, nuclei 0.72-0.78, outline F1 ~0.9): the closing grows the cell
-    # area by about a pixel and Sobel puts edges a pixel outside the drawn rim, and
-    # thresholds at 1.2x the background peak trim the nuclei's soft edges.
+    # Floors sit ~0.05-0.1 under what the default parameters measure on these frames
+    # (cell IoU 0.70-0.71, nuclei 0.72-0.78, outline F1 0.89 within 3 px): the
+    # Gaussian before the Sobel (sigma 1 px) and the cells' bright halo put the found
+    # edge 1-2 px outside the drawn one, which costs a 20-px cell ~0.1 of IoU (0.8
+    # without the smoothing, which the real low-contrast fields need); thresholds at
+    # 1.2x the background peak trim the nuclei's soft edges.
     f, r = frame_and_result
-    assert iou(f.classes > 0, r.classes > 0) >= 0.7
-    assert iou(f.classes == 3, r.classes == 3) >= 0.6
-    assert iou(f.classes == 4, r.classes == 4) >= 0.6
-    assert outline_f1(f.classes == 2, r.classes == 2) >= 0.75
+    assert iou(f.classes > 0, r.classes > 0) >= 0.65
+    assert iou(f.classes == 3, r.classes == 3) >= 0.65
+    assert iou(f.classes == 4, r.classes == 4) >= 0.65
+    assert outline_f1(f.classes == 2, r.classes == 2, tolerance=3) >= 0.8
+
+
+def test_unsmoothed_outlines_are_tighter():
+    # Without the Gaussian the edge sits within 2 px (F1 0.84-0.90 measured).
+    f = synthetic.make_frame(shape=(256, 256), n_cells=20, dead_fraction=0.3, bit_depth=12, seed=4)
+    r = segment_frame(f.brightfield, f.hoechst, f.draq7, SegmentParams(smoothing=0))
+    assert iou(f.classes > 0, r.classes > 0) >= 0.72
+    assert outline_f1(f.classes == 2, r.classes == 2) >= 0.78
 
 
 def test_counts_match_ground_truth(frame_and_result):
@@ -59,7 +69,7 @@ def test_result_contents(frame_and_result):
     assert (r.cells[inside] == r.nuclei[inside]).mean() > 0.99
     assert set(np.unique(r.cells)) - {0} <= set(range(1, r.nuclei.max() + 1))
     assert r.live_nuclei.max() > 0 and (r.live_nuclei > 0).sum() + (r.dead_nuclei > 0).sum() == inside.sum()
-    assert set(r.thresholds) == {"gradient", "gradient_scale", "hoechst", "draq7"}
+    assert set(r.thresholds) == {"gradient", "gradient_scale", "gradient_noise", "hoechst", "draq7"}
     assert set(r.intermediates) == {"gradient", "cell_area", "hoechst_mask", "draq7_mask", "outlines"}
     assert r.intermediates["gradient"].dtype == np.float32
     assert r.backend == "cpu" and r.params == SegmentParams()

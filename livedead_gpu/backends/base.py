@@ -64,6 +64,20 @@ class Backend(ABC):
         blocks = maxima.reshape(maxima.shape[0] * (maxima.shape[1] // c), c)
         return xp.ascontiguousarray(blocks.T).max(axis=0).reshape(maxima.shape[0], -1)
 
+    def block_mean(self, image, coarseness: int):
+        """Mean (float32) of every full ``coarseness``-square block; partial edge blocks are dropped.
+
+        Returns
+        -------
+        means : (M // coarseness, N // coarseness) float32 array
+        """
+        xp, c = self.xp, coarseness
+        rows, cols = (s - s % c for s in image.shape)
+        sums = image[:rows, :cols].astype(xp.float32).reshape(rows // c, c, cols).sum(axis=1)
+        blocks = sums.reshape(-1, c)
+        # Transposed so the reduction runs over rows (see block_max).
+        return (xp.ascontiguousarray(blocks.T).sum(axis=0) / xp.float32(c * c)).reshape(rows // c, -1)
+
     def votes(self, values, length: int):
         """Counts (int64) of each integer value in ``values``, ``length`` bins."""
         return self.xp.bincount(values.ravel(), minlength=length).astype(self.xp.int64, copy=False)
@@ -107,6 +121,18 @@ class Backend(ABC):
 
     # -- the rest is backend-specific ------------------------------------
     @abstractmethod
+    def gaussian(self, image, sigma: float):
+        """Gaussian smoothing, float32 out, kernel radius ``int(4 * sigma + 0.5)``.
+
+        Border "reflect 101", as `sobel`. Backends agree to float rounding, not bit for bit.
+
+        Parameters
+        ----------
+        image : (M, N) uint8, uint16 or float32 array
+        sigma : float, > 0
+        """
+
+    @abstractmethod
     def sobel(self, image):
         """Sobel gradient magnitude with OpenCV's 3x3 unnormalised kernels.
 
@@ -114,7 +140,7 @@ class Backend(ABC):
 
         Parameters
         ----------
-        image : (M, N) uint8 or uint16 array
+        image : (M, N) uint8, uint16 or float32 array
 
         Returns
         -------

@@ -26,6 +26,10 @@ class CpuBackend(Backend):
     name = "cpu"
     xp = np
 
+    def gaussian(self, image, sigma):
+        # For float32 OpenCV sizes the kernel 2 * round(4 * sigma) + 1, as ndimage's truncate=4.
+        return cv2.GaussianBlur(image.astype(np.float32, copy=False), (0, 0), sigma)
+
     def sobel(self, image):
         gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)

@@ -58,6 +58,9 @@ class ArrayBackend(Backend):
             self._footprints[size] = self.xp.asarray(ellipse(size))
         return self._footprints[size]
 
+    def gaussian(self, image, sigma):
+        return self.ndi.gaussian_filter(image.astype(self.xp.float32), sigma, mode="mirror", truncate=4.0)
+
     def sobel(self, image):
         xp, ndi = self.xp, self.ndi
         f = image.astype(xp.float32)

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from ..backends import get_backend
 from ..params import SegmentParams
-from .gradient import gradient_scale, quantize, sobel_magnitude
+from .gradient import gradient_scale, noise_threshold, quantize, smoothed_gradient
 from .threshold import block_max_threshold
 
 
@@ -14,25 +14,31 @@ class CellArea(NamedTuple):
     """Result of `cell_area`.
 
     mask : (M, N) bool array, the cell area
-    gradient : (M, N) float32 array, the Sobel magnitude
-    threshold : int, block-max threshold on the quantised gradient
-    scale : float, the gradient's divisor (foreground is ``floor(gradient / scale) > threshold``)
+    gradient : (M, N) float32 array, the (smoothed) Sobel magnitude
+    threshold : float
+        ``"noise"``: foreground is ``gradient > threshold``. ``"block-max"``: the
+        integer threshold of the quantised gradient, foreground is
+        ``floor(gradient / scale) > threshold``.
+    scale : float or None, the gradient's divisor ("block-max" only)
+    noise : float or None, the background gradient's Rayleigh scale ("noise" only)
     """
 
     mask: object
     gradient: object
-    threshold: int
-    scale: float
+    threshold: float
+    scale: float | None
+    noise: float | None
 
 
 def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu") -> CellArea:
     """The area cells cover in a brightfield image.
 
-    Sobel magnitude, put on an integer scale (`gradient_scale`), block-max
-    threshold, ``dilations`` elliptical dilations then ``erosions`` erosions, and
-    holes filled: background not connected to the image border becomes cell area.
-    (The article floods from pixel (0, 0), which fills the wrong region when a
-    cell covers that corner.)
+    Sobel magnitude (after a Gaussian of ``params.smoothing``), thresholded
+    (``params.cell_threshold``), ``dilations`` elliptical dilations then
+    ``erosions`` erosions, and holes filled: background not connected to the
+    image border becomes cell area. (The article floods from pixel (0, 0), which
+    fills the wrong region when a cell covers that corner.) Regions of zeros
+    (registration padding) are left out.
 
     Parameters
     ----------
@@ -46,11 +52,22 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu") -
     """
     p = params or SegmentParams()
     be = get_backend(backend)
-    gradient = sobel_magnitude(brightfield, be)
-    scale = gradient_scale(gradient, p.coarseness, p.gradient_levels, be)
-    levels = quantize(gradient, scale, be)
-    threshold = block_max_threshold(levels, p.offset, p.coarseness, be)
-    mask = be.greater(levels, threshold)
+    gradient = smoothed_gradient(brightfield, p.smoothing, be)
+    scale = noise = None
+    if p.cell_threshold == "noise":
+        threshold, noise = noise_threshold(
+            brightfield, gradient, p.coarseness, p.offset, p.smoothing, p.noise_ceiling, be
+        )
+        mask = be.greater(gradient, threshold)
+    else:
+        scale = gradient_scale(gradient, p.coarseness, p.gradient_levels, be)
+        levels = quantize(gradient, scale, be)
+        threshold = block_max_threshold(levels, p.offset, p.coarseness, be)
+        mask = be.greater(levels, threshold)
     mask = be.dilate(mask, p.kernel_size, p.dilations)
     mask = be.erode(mask, p.kernel_size, p.erosions)
-    return CellArea(be.fill_holes(mask), gradient, threshold, scale)
+    mask = be.fill_holes(mask)
+    # Regions of exact zeros (alignment padding of registered stacks) hold no image,
+    # so no cell; the opening spares lone zero pixels, which can be real in 8 bits.
+    no_data = be.dilate(be.erode(brightfield == 0, 3), 3)
+    return CellArea(mask & ~no_data, gradient, threshold, scale, noise)
