@@ -73,7 +73,7 @@ class Backend(ABC):
         """
         xp, c = self.xp, coarseness
         rows, cols = (s - s % c for s in image.shape)
-        sums = image[:rows, :cols].astype(xp.float32).reshape(rows // c, c, cols).sum(axis=1)
+        sums = image[:rows, :cols].astype(xp.float32, copy=False).reshape(rows // c, c, cols).sum(axis=1)
         blocks = sums.reshape(-1, c)
         # Transposed so the reduction runs over rows (see block_max).
         return (xp.ascontiguousarray(blocks.T).sum(axis=0) / xp.float32(c * c)).reshape(rows // c, -1)

@@ -55,9 +55,8 @@ class CpuBackend(Backend):
         # A one-pixel background frame joins all border background into one region,
         # so one flood from the corner reaches it even when a cell covers pixel (0, 0).
         framed = cv2.copyMakeBorder(_u8(mask), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-        cv2.floodFill(framed, None, (0, 0), 1)
-        holes = framed[1:-1, 1:-1] == 0
-        return mask | holes
+        cv2.floodFill(framed, None, (0, 0), 2)
+        return framed[1:-1, 1:-1] != 2  # all but the border-connected background
 
     def label(self, mask):
         # SAUF (CCL_WU) numbers components in raster order of their first pixel, as

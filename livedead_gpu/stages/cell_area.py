@@ -69,5 +69,7 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu") -
     mask = be.fill_holes(mask)
     # Regions of exact zeros (alignment padding of registered stacks) hold no image,
     # so no cell; the opening spares lone zero pixels, which can be real in 8 bits.
-    no_data = be.dilate(be.erode(brightfield == 0, 3), 3)
-    return CellArea(mask & ~no_data, gradient, threshold, scale, noise)
+    zero = brightfield == 0
+    if be.to_host(zero.any()):  # one bool to the host; most frames have no zero
+        mask &= ~be.dilate(be.erode(zero, 3), 3)
+    return CellArea(mask, gradient, threshold, scale, noise)

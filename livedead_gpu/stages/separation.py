@@ -34,10 +34,15 @@ def separate_cells(area, nucleus_labels, backend="cpu"):
     be = get_backend(backend)
     xp = be.xp
     is_nucleus = nucleus_labels > 0
-    region = area | is_nucleus
-    markers = xp.where(is_nucleus, nucleus_labels + 1, xp.where(region, 0, 1)).astype(xp.int32)
+    outside = ~(area | is_nucleus)
+    # int32 throughout, in place: label + 1 on nuclei, 1 outside, 0 to flood.
+    markers = nucleus_labels + is_nucleus
+    markers += outside
     distance = be.distance_to(is_nucleus)
-    landscape = xp.minimum(xp.where(region, distance, 0), 255).astype(xp.uint8)
-    flooded = be.watershed(landscape, markers)
-    cells = xp.where(flooded >= 2, flooded - 1, 0).astype(xp.int32)
-    return cells, flooded == -1
+    xp.copyto(distance, 0, where=outside)
+    xp.minimum(distance, 255, out=distance)
+    flooded = be.watershed(distance.astype(xp.uint8), markers)
+    outlines = flooded == -1
+    cells = flooded - 1  # -2 on lines, 0 background, i on cell i
+    xp.maximum(cells, 0, out=cells)
+    return cells, outlines
