@@ -109,7 +109,7 @@ def segment_frame(
     ho_mask, ho_thr = stages.nucleus_mask(ho, p, be)
     d7_mask, d7_thr = stages.nucleus_mask(d7, p, be)
     nuc = stages.nuclei(ho_mask, d7_mask, be)
-    cells, outlines = stages.separate_cells(area.mask, nuc.labels, be)
+    cells, outlines = stages.separate_cells(area.mask, nuc.labels, be, p.separation)
     classes = stages.class_mask(cells, outlines, nuc.labels, nuc.dead, be)
 
     extra = {}

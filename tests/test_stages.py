@@ -170,3 +170,31 @@ def test_class_mask_precedence():
     out = class_mask(cells, outlines, nucleus, dead)
     assert out.dtype == np.uint8
     assert out.tolist() == [[1, 3, 3, 2, 4, 4]]
+
+
+def test_voronoi_splits_touching_cells_without_frame_outline():
+    area = np.ones((40, 60), bool)
+    _, labels = two_touching_cells()
+    cells, outlines = separate_cells(area, labels, method="voronoi")
+    assert set(np.unique(cells)) == {0, 1, 2}
+    assert (cells[labels == 1] == 1).all() and (cells[labels == 2] == 2).all()
+    assert outlines[:, 26:34].any(axis=1).all()  # one line between the two
+    assert outlines.sum() == 40  # ... one pixel wide, and nothing on the frame
+    assert (cells[:, :25] == 1).all() and (cells[:, 35:] == 2).all()
+
+
+def test_voronoi_grows_inside_the_area_only():
+    area = np.zeros((30, 60), bool)
+    area[5:25, 5:25] = area[5:25, 35:55] = True  # two separate blobs
+    labels = np.zeros((30, 60), np.int32)
+    labels[14:16, 14:16] = 1  # the right blob has no nucleus
+    cells, outlines = separate_cells(area, labels, method="voronoi")
+    assert (cells[:, 30:] == 0).all() and not outlines[:, 30:].any()
+    assert (cells[6:24, 6:24] == 1).all()  # the blob's inside; its rim is outline
+    assert outlines[5, 10] and not outlines[4, 10]
+
+
+def test_unknown_separation_method():
+    area, labels = two_touching_cells()
+    with pytest.raises(ValueError, match="method must be 'watershed' or 'voronoi'"):
+        separate_cells(area, labels, method="flood")

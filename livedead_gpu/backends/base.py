@@ -199,6 +199,47 @@ class Backend(ABC):
             (OpenCV always writes -1 there; that is no boundary).
         """
 
+    @abstractmethod
+    def max_filter(self, labels, square: bool = True):
+        """Maximum over the 3x3 square (or, ``square=False``, the 4-neighbour cross) of an
+        int32 label image; the image edge is replicated."""
+
+    @abstractmethod
+    def min_filter(self, labels):
+        """Minimum over the 4-neighbourhood (a 3x3 cross) of an int32 label image; the edge is replicated."""
+
+    def grow_labels(self, labels, region, max_steps: int = 255, check_every: int = 8):
+        """Grow labels one pixel per step into ``region``, on the device.
+
+        Each step gives every unlabelled region pixel the largest label among its
+        neighbours, 8 and 4 in turn (octagonal steps, closer to Euclidean than
+        either alone), so each pixel ends with a nucleus nearest along paths inside
+        the region (the larger label wins ties). Region pixels no label can reach
+        stay 0.
+
+        Parameters
+        ----------
+        labels : (M, N) int32 array, the seeds (0 elsewhere)
+        region : (M, N) bool array, where labels may grow (holds the seeds)
+        max_steps : int, the farthest growth in pixels
+        check_every : int
+            Steps between convergence checks; each check reads one bool back to the host.
+
+        Returns
+        -------
+        (M, N) int32 array
+        """
+        xp = self.xp
+        free = region & (labels == 0)
+        for step in range(1, max_steps + 1):
+            grown = xp.where(free, self.max_filter(labels, square=step % 2 == 1), 0)
+            labels = labels + grown  # grown is 0 where labels are set, and off the region
+            free &= grown == 0
+            # Stop once a round assigns nothing: one bool to the host every few steps.
+            if step % check_every == 0 and not bool(self.to_host((grown > 0).any())):
+                break
+        return labels
+
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"
 

@@ -15,6 +15,10 @@ def _kernel(size: int) -> np.ndarray:
     return ellipse(size).view(np.uint8)
 
 
+_SQUARE = np.ones((3, 3), np.uint8)
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
 def _u8(mask: np.ndarray) -> np.ndarray:
     # A bool array is one byte of 0/1 per pixel: OpenCV can take it as uint8 without a copy.
     return np.ascontiguousarray(mask).view(np.uint8)
@@ -50,6 +54,15 @@ class CpuBackend(Backend):
         if iterations == 0:
             return mask
         return cv2.erode(_u8(mask), _kernel(size), iterations=iterations).view(bool)
+
+    def max_filter(self, labels, square=True):
+        # float32 holds every label below 2**24 exactly; OpenCV has no int32 dilate.
+        f = cv2.dilate(labels.astype(np.float32), _SQUARE if square else _CROSS, borderType=cv2.BORDER_REPLICATE)
+        return f.astype(np.int32)
+
+    def min_filter(self, labels):
+        f = cv2.erode(labels.astype(np.float32), _CROSS, borderType=cv2.BORDER_REPLICATE)
+        return f.astype(np.int32)
 
     def fill_holes(self, mask):
         # A one-pixel background frame joins all border background into one region,

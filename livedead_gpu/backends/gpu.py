@@ -19,6 +19,7 @@ from .base import Backend, ellipse
 from .cpu import CpuBackend
 
 _CONNECT8 = np.ones((3, 3), bool)
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
 class ArrayBackend(Backend):
@@ -90,6 +91,13 @@ class ArrayBackend(Backend):
 
     def areas(self, labels, n):
         return self.xp.bincount(labels.ravel(), minlength=n + 1).astype(self.xp.int64, copy=False)
+
+    def max_filter(self, labels, square=True):
+        footprint = self.xp.asarray(_CONNECT8 if square else _CROSS)
+        return self.ndi.maximum_filter(labels, footprint=footprint, mode="nearest")
+
+    def min_filter(self, labels):
+        return self.ndi.minimum_filter(labels, footprint=self.xp.asarray(_CROSS), mode="nearest")
 
     def distance_to(self, mask):
         return self.ndi.distance_transform_edt(~mask).astype(self.xp.float32)
