@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import warnings
+
 import numpy as np
 
 from . import stages
@@ -93,6 +95,12 @@ def segment_frame(
     Returns
     -------
     FrameResult
+
+    Warns
+    -----
+    RuntimeWarning
+        When the GPU runs out of memory on this frame: the frame is redone on the
+        CPU backend (``result.backend == "cpu"``) rather than failing.
     """
     p = params or SegmentParams()
     if not isinstance(p, SegmentParams):
@@ -103,6 +111,21 @@ def segment_frame(
         for name, image in (("brightfield", brightfield), ("hoechst", hoechst), ("draq7", draq7))
     }
     check_same_shape(**images)
+    try:
+        return _segment(images, p, be, intermediates)
+    except Exception as error:
+        if not be.is_out_of_memory(error):
+            raise
+        warnings.warn(
+            f"{be.name} ran out of memory on a {images['brightfield'].shape} frame ({error}); "
+            "redoing it on the CPU backend",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return _segment(images, p, get_backend("cpu"), intermediates)
+
+
+def _segment(images, p, be, intermediates) -> FrameResult:
     bf, ho, d7 = (be.to_device(images[n]) for n in ("brightfield", "hoechst", "draq7"))
 
     area = stages.cell_area(bf, p, be)

@@ -188,3 +188,31 @@ def test_voronoi_moves_no_array_to_the_host():
     stages.separate_cells(area.mask, nuc.labels, be, "voronoi")
     # Only the "did anything grow?" bools: one per 8 growth steps, a handful here.
     assert be.transfers - before <= 6
+
+
+class OutOfMemoryError(MemoryError):
+    """Named as cupy.cuda.memory.OutOfMemoryError."""
+
+
+def test_out_of_memory_redoes_the_frame_on_the_cpu():
+    class Full(ArrayBackend):
+        def distance_to(self, mask):
+            raise OutOfMemoryError("out of memory allocating 4,194,304 bytes")
+
+    be = Full(np, scipy.ndimage, skimage, name="gpu")
+    f = synthetic.make_frame(shape=(128, 128), n_cells=8, seed=6)
+    with pytest.warns(RuntimeWarning, match=r"gpu ran out of memory on a \(128, 128\) frame"):
+        got = segment_frame(f.brightfield, f.hoechst, f.draq7, backend=be)
+    ref = segment_frame(f.brightfield, f.hoechst, f.draq7, backend="cpu")
+    assert got.backend == "cpu"
+    assert (got.classes == ref.classes).all()
+
+
+def test_other_errors_are_not_swallowed():
+    class Broken(ArrayBackend):
+        def distance_to(self, mask):
+            raise ZeroDivisionError("a bug")
+
+    f = synthetic.make_frame(shape=(64, 64), n_cells=3, seed=6)
+    with pytest.raises(ZeroDivisionError):
+        segment_frame(f.brightfield, f.hoechst, f.draq7, backend=Broken(np, scipy.ndimage, skimage))

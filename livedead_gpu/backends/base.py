@@ -36,6 +36,10 @@ class Backend(ABC):
         """Move an array to host memory as a NumPy array (no copy on the CPU)."""
         return np.asarray(array)
 
+    def is_out_of_memory(self, error: BaseException) -> bool:
+        """Whether ``error`` is this device running out of memory (never, on the host)."""
+        return False
+
     # -- block-max histogram -------------------------------------------
     def block_max(self, image, coarseness: int):
         """Maximum of every ``coarseness``-square block, partial edge blocks included.

@@ -53,6 +53,10 @@ class ArrayBackend(Backend):
         # cupy.asnumpy copies device to host (and synchronises); numpy has none.
         return getattr(self.xp, "asnumpy", np.asarray)(array)
 
+    def is_out_of_memory(self, error):
+        # cupy.cuda.memory.OutOfMemoryError; matched by name so no CuPy import is needed here.
+        return type(error).__name__ == "OutOfMemoryError"
+
     # -- filters -----------------------------------------------------------
     def _footprint(self, size):
         if size not in self._footprints:
