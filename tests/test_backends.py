@@ -213,6 +213,6 @@ def test_other_errors_are_not_swallowed():
         def distance_to(self, mask):
             raise ZeroDivisionError("a bug")
 
-    f = synthetic.make_frame(shape=(64, 64), n_cells=3, seed=6)
+    f = synthetic.make_frame(shape=(96, 96), n_cells=3, seed=6)
     with pytest.raises(ZeroDivisionError):
         segment_frame(f.brightfield, f.hoechst, f.draq7, backend=Broken(np, scipy.ndimage, skimage))

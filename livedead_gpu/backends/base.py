@@ -36,6 +36,9 @@ class Backend(ABC):
         """Move an array to host memory as a NumPy array (no copy on the CPU)."""
         return np.asarray(array)
 
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (for timing); nothing to wait for on the host."""
+
     def is_out_of_memory(self, error: BaseException) -> bool:
         """Whether ``error`` is this device running out of memory (never, on the host)."""
         return False

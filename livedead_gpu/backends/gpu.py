@@ -53,6 +53,11 @@ class ArrayBackend(Backend):
         # cupy.asnumpy copies device to host (and synchronises); numpy has none.
         return getattr(self.xp, "asnumpy", np.asarray)(array)
 
+    def synchronize(self):
+        cuda = getattr(self.xp, "cuda", None)  # none on the NumPy stand-in
+        if cuda is not None:
+            cuda.Device().synchronize()
+
     def is_out_of_memory(self, error):
         # cupy.cuda.memory.OutOfMemoryError; matched by name so no CuPy import is needed here.
         return type(error).__name__ == "OutOfMemoryError"
