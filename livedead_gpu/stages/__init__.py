@@ -2,7 +2,7 @@
 
 from .cell_area import CellArea, cell_area
 from .classes import class_mask
-from .gradient import gradient_scale, quantize, sobel_magnitude
+from .gradient import gradient_scale, noise_threshold, quantize, smoothed_gradient, sobel_magnitude
 from .nuclei import Nuclei, nuclei, nucleus_mask
 from .separation import separate_cells
 from .threshold import block_max_threshold, threshold_value
@@ -15,9 +15,11 @@ __all__ = [
     "class_mask",
     "gradient_scale",
     "nuclei",
+    "noise_threshold",
     "nucleus_mask",
     "quantize",
     "separate_cells",
+    "smoothed_gradient",
     "sobel_magnitude",
     "threshold_value",
 ]
