@@ -17,3 +17,8 @@ def test_gpu_benchmark_through_the_standins(tmp_path):
     out = run("bench_gpu.py", "--standin", "--size", "96", "--repeats", "1", "--json", str(tmp_path / "g.json"))
     assert "| frame end to end, voronoi |" in out
     assert (tmp_path / "g.json").stat().st_size > 0
+
+
+def test_frame_benchmark_quick(tmp_path):
+    out = run("bench_frame.py", "--quick", "--no-memory", "--repeats", "1", "--json", str(tmp_path / "f.json"))
+    assert "| whole frame |" in out and "| threshold (block-max) |" in out
