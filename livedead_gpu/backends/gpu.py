@@ -34,10 +34,14 @@ class ArrayBackend(Backend):
     ski : module
         ``cucim.skimage`` (or ``skimage``).
     name : str
+    scatter_add : callable, optional
+        ``scatter_add(a, indices, value)`` adding in place with repeated indices
+        (``cupyx.scatter_add``); ``numpy.add.at`` by default.
     """
 
-    def __init__(self, xp, ndi, ski, name="gpu"):
+    def __init__(self, xp, ndi, ski, name="gpu", scatter_add=np.add.at):
         self.xp, self.ndi, self.ski, self.name = xp, ndi, ski, name
+        self._scatter_add = scatter_add
         self._cpu = CpuBackend()
         self._footprints = {}
         #: host<->device copies made so far (each `to_host`/`to_device` call counts one)
@@ -61,6 +65,14 @@ class ArrayBackend(Backend):
     def is_out_of_memory(self, error):
         # cupy.cuda.memory.OutOfMemoryError; matched by name so no CuPy import is needed here.
         return type(error).__name__ == "OutOfMemoryError"
+
+    def votes(self, values, length):
+        # Not xp.bincount: CuPy's reads max(values) and any(values < 0) back to the host
+        # (two hidden syncs). The length is known, so add the votes in place: uint64
+        # counters (CUDA has a 64-bit unsigned atomicAdd), viewed as int64.
+        counts = self.xp.zeros(length, self.xp.uint64)
+        self._scatter_add(counts, values.ravel(), self.xp.uint64(1))
+        return counts.view(self.xp.int64)
 
     # -- filters -----------------------------------------------------------
     def _footprint(self, size):
@@ -151,4 +163,7 @@ def cupy_backend(device: int | None = None) -> ArrayBackend:
         if not 0 <= device < count:
             raise RuntimeError(f"backend='gpu:{device}': CuPy sees {count} device(s) (0..{count - 1})")
         cupy.cuda.Device(device).use()
-    return ArrayBackend(cupy, ndi, ski, name="gpu" if device is None else f"gpu:{device}")
+    import cupyx
+
+    name = "gpu" if device is None else f"gpu:{device}"
+    return ArrayBackend(cupy, ndi, ski, name=name, scatter_add=cupyx.scatter_add)
