@@ -64,6 +64,22 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_segment(args) -> int:
+    from .export import export_plate
+
+    start = time.perf_counter()
+    s = export_plate(
+        args.plate, args.out, params=_params(args.config), backend=args.backend, weights=args.weights,
+        patches=(args.patch_size, args.min_foreground) if args.patch_size else None,
+        split=tuple(args.split), seed=args.seed, on_error=args.on_error, progress=args.progress,
+        layout=args.layout, pattern=args.pattern, channel_map=args.channel_map)
+    print(f"{s.frames} frames: {len(s.written)} written, {len(s.resumed)} done before, "
+          f"{len(s.failed)} skipped for errors in {time.perf_counter() - start:.2f} s -> {s.manifest}")
+    for key, msg in s.failed:
+        print(f"skipped {key.well} s{key.site} t{key.time}: {msg}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livedead-gpu", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -77,6 +93,30 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--times", type=int, default=4, help="time points per well (default: 4)")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo)
+    g = sub.add_parser(
+        "segment", help="segment a plate folder or stack into a U-Net training set (rerun = resume)",
+        description="Segment every frame of a plate and write a U-Net training set. A rerun into the "
+                    "same OUT resumes: frames done with the same parameters are skipped.")
+    g.add_argument("plate", type=Path, help="plate folder (Gen5/Cytation, ImageXpress, stacks) or one stack file")
+    g.add_argument("-o", "--out", type=Path, required=True, help="training-set folder")
+    g.add_argument("--backend", choices=("cpu", "auto", "gpu"), default="cpu")
+    g.add_argument("--config", type=Path, help="parameters as TOML")
+    g.add_argument("--layout", choices=("auto", "gen5", "imagexpress", "stack"), default="auto")
+    g.add_argument("--pattern", help="regex with named groups well, channel[, site, time] matched in "
+                   "each file's path relative to PLATE")
+    g.add_argument("--channel-map", nargs="+", metavar="NAME=ROLE",
+                   help="channel name -> brightfield|hoechst|draq7|ignore (on top of the defaults)")
+    g.add_argument("--weights", action="store_true", help="also write U-Net border weight maps")
+    g.add_argument("--patch-size", type=int, metavar="N", help="also write N x N patches")
+    g.add_argument("--min-foreground", type=float, default=0.05,
+                   help="least non-background share of a patch (default: 0.05)")
+    g.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
+                   help="fractions of wells per split (default: 0.7 0.15 0.15)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the well split (default: 0)")
+    g.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="stop at an unreadable frame (raise) or list it in errors.csv and go on (skip)")
+    g.add_argument("--progress", action="store_true", help="a line per frame on stderr")
+    g.set_defaults(func=_cmd_segment)
     return parser
 
 

@@ -1,0 +1,470 @@
+"""Plate in, training set out: read each frame, segment it, write it; resumable.
+
+`export_plate` walks a plate frame by frame (one frame in memory at a time). For
+each frame it writes the TIFFs (`livedead_gpu.io.training`) and then, last, a small
+JSON record. A rerun skips every frame whose record names the same parameter hash,
+the same export options and the same source files (size and mtime) and whose files
+exist; it redoes the others. At the end of every run the manifest is rebuilt from
+the records of this run's frames and written atomically, so a run killed at any
+instant (SIGKILL included) leaves no partial file under a final name and no
+duplicated row, and the next run completes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .io import atomic
+from .io.plate import Plate, PlateError, open_plate
+from .io.training import (
+    ERROR_COLUMNS,
+    MANIFEST_COLUMNS,
+    PATCH_COLUMNS,
+    frame_stem,
+    read_record,
+    write_csv,
+    write_patches,
+    write_record,
+    write_training_frame,
+)
+from .params import SegmentParams
+from .pipeline import segment_frame
+
+__all__ = ["ExportSummary", "export_plate", "extract_patches", "split_wells", "unet_weights"]
+
+log = logging.getLogger("livedead_gpu")
+
+SPLITS = ("train", "val", "test")
+W0, SIGMA = 10.0, 5.0
+MIN_FOREGROUND = 0.05
+_CUTOFF = 1e-6   # border terms below this are left out (bounds the search radius)
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def unet_weights(classes, cells, w0: float = W0, sigma: float = SIGMA) -> np.ndarray:
+    """U-Net loss weights (Ronneberger et al. 2015, eq. 2).
+
+    ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 * sigma**2))``
+
+    Parameters
+    ----------
+    classes : (M, N) uint8 ndarray
+        Class mask; ``w_c`` balances its classes: a pixel of class ``k`` gets
+        ``N_pixels / (K * n_k)``, ``K`` the number of classes present and ``n_k`` the
+        pixels of class ``k``, so ``w_c`` averages 1 over the frame.
+    cells : (M, N) int ndarray
+        Cell instance labels, 0 outside cells (background and outlines).
+    w0, sigma : float
+        10 and 5 px by default, as in the paper.
+
+    Returns
+    -------
+    (M, N) float32 ndarray
+
+    Notes
+    -----
+    ``d1``, ``d2`` are the Euclidean distances (pixel centre to pixel centre) to the
+    nearest and second-nearest cell. As in the paper the border term applies to
+    pixels outside every cell (``cells == 0``: background and the outlines between
+    cells); it is 0 with fewer than two cells. Distances are searched within
+    ``sigma * sqrt(2 ln(w0 / 1e-6))`` of each cell, so a term is exact or below 1e-6.
+    """
+    classes = np.asarray(classes)
+    cells = np.asarray(cells)
+    if classes.shape != cells.shape or classes.ndim != 2:
+        raise ValueError(f"classes and cells must be one 2-D shape, got {classes.shape} and {cells.shape}")
+    if not (w0 >= 0 and sigma > 0):
+        raise ValueError(f"need w0 >= 0 and sigma > 0, got w0={w0}, sigma={sigma}")
+    counts = np.bincount(classes.ravel(), minlength=5).astype(np.float64)
+    present = counts > 0
+    wc = np.zeros_like(counts)
+    wc[present] = classes.size / (present.sum() * counts[present])
+    w = wc.astype(np.float32)[classes]
+
+    ys, xs = np.nonzero(cells)
+    labels = cells[ys, xs]
+    ids = np.unique(labels)
+    if len(ids) < 2 or w0 == 0:
+        return w
+    reach = int(math.ceil(sigma * math.sqrt(2 * math.log(max(w0, 1e-300) / _CUTOFF)))) if w0 > _CUTOFF else 0
+    order = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[order], ids)
+    y_lo = np.minimum.reduceat(ys[order], starts)
+    y_hi = np.maximum.reduceat(ys[order], starts)
+    x_lo = np.minimum.reduceat(xs[order], starts)
+    x_hi = np.maximum.reduceat(xs[order], starts)
+    m, n = cells.shape
+    d1 = np.full(cells.shape, np.inf, np.float32)
+    d2 = np.full(cells.shape, np.inf, np.float32)
+    for i, a, b, c, d in zip(ids, y_lo, y_hi, x_lo, x_hi):
+        win = (slice(max(a - reach, 0), min(b + reach + 1, m)),
+               slice(max(c - reach, 0), min(d + reach + 1, n)))
+        other = (cells[win] != i).view(np.uint8)
+        dist = cv2.distanceTransform(other, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        w1, w2 = d1[win], d2[win]
+        closer = dist < w1
+        np.copyto(w2, np.where(closer, w1, np.minimum(w2, dist)))
+        np.minimum(w1, dist, out=w1)
+    outside = cells == 0
+    s = d1[outside] + d2[outside]   # inf where fewer than two cells are in reach
+    w[outside] += (w0 * np.exp(-(s * s) / (2 * sigma * sigma))).astype(np.float32)
+    return w
+
+
+# --------------------------------------------------------------------------- patches, split
+
+
+def extract_patches(classes, size: int, min_foreground: float = MIN_FOREGROUND):
+    """Top-left corners of the ``size`` × ``size`` tiles (non-overlapping, from the
+    top-left; a partial tile at the right or bottom edge is left out) whose share of
+    non-background pixels is at least ``min_foreground``.
+
+    Returns
+    -------
+    list of (y, x, fraction)
+    """
+    m, n = classes.shape
+    out = []
+    for y in range(0, m - size + 1, size):
+        for x in range(0, n - size + 1, size):
+            frac = float(np.count_nonzero(classes[y:y + size, x:x + size])) / (size * size)
+            if frac >= min_foreground:
+                out.append((y, x, frac))
+    return out
+
+
+def split_wells(wells, fractions=(0.7, 0.15, 0.15), seed=0) -> dict:
+    """Assign whole wells to train/val/test, deterministic in ``seed``.
+
+    The sorted distinct wells are shuffled with ``numpy.random.default_rng(seed)``;
+    the first ``round(f_train * n)`` go to train, up to ``round((f_train + f_val) * n)``
+    to val, the rest to test. No well is in two splits.
+    """
+    fr = _check_split(fractions)
+    wells = sorted(set(wells))
+    perm = np.random.default_rng(seed).permutation(len(wells))
+    cuts = np.rint(np.cumsum(fr) * len(wells)).astype(int)
+    out = {}
+    for pos, i in enumerate(perm):
+        out[wells[i]] = SPLITS[min(int(np.searchsorted(cuts, pos, side="right")), 2)]
+    return out
+
+
+def _check_split(fractions):
+    try:
+        fr = [float(f) for f in fractions]
+    except (TypeError, ValueError):
+        fr = []
+    if len(fr) != 3 or any(not (f >= 0) for f in fr) or not math.isclose(sum(fr), 1.0, abs_tol=1e-6):
+        raise ValueError(f"split must be three fractions >= 0 (train, val, test) summing to 1, got {fractions!r}")
+    return fr
+
+
+def _check_patches(patches):
+    if patches is None or patches is False:
+        return None
+    if isinstance(patches, dict):
+        size, frac = patches.get("size"), patches.get("min_foreground", MIN_FOREGROUND)
+    elif isinstance(patches, (tuple, list)):
+        size, frac = (list(patches) + [MIN_FOREGROUND])[:2]
+    else:
+        size, frac = patches, MIN_FOREGROUND
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+        raise ValueError(f"patches: size must be an int >= 8, got {size!r}")
+    frac = float(frac)
+    if not 0 <= frac <= 1:
+        raise ValueError(f"patches: min_foreground must lie in [0, 1], got {frac}")
+    return {"size": int(size), "min_foreground": frac}
+
+
+# --------------------------------------------------------------------------- export
+
+
+@dataclass
+class ExportSummary:
+    """What `export_plate` did.
+
+    Attributes
+    ----------
+    out : Path
+    frames : int
+        Frames in the plate (those with problems included).
+    written : list of FrameKey
+        Frames segmented and written in this run.
+    resumed : list of FrameKey
+        Frames skipped because a previous run had done them with the same parameters.
+    failed : list of (FrameKey, str)
+        Frames skipped for an error (``on_error="skip"``), with the message.
+    manifest : Path
+    params_hash : str
+    seconds : float
+    """
+
+    out: Path
+    frames: int
+    written: list = field(default_factory=list)
+    resumed: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+    manifest: Path | None = None
+    params_hash: str = ""
+    seconds: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return len(self.written) + len(self.resumed)
+
+
+def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu", weights=False,
+                 patches=None, split=(0.7, 0.15, 0.15), seed: int = 0, on_error: str = "raise",
+                 progress: bool = False, layout: str = "auto", pattern=None,
+                 channel_map=None) -> ExportSummary:
+    """Segment every frame of a plate and write a U-Net training set, resumably.
+
+    Parameters
+    ----------
+    plate : Plate or str or Path
+        A `livedead_gpu.io.Plate`, or a path opened with
+        ``open_plate(plate, layout, pattern, channel_map)``.
+    out : str or Path
+        Output folder (see `livedead_gpu.io.training` for its layout). A rerun into
+        the same folder resumes: frames done with the same parameters are skipped.
+    params : SegmentParams, optional
+    backend : {"cpu", "auto", "gpu"}
+    weights : bool or dict
+        Also write U-Net weight maps; a dict may give ``w0`` and ``sigma``.
+    patches : int, (int, float) or dict, optional
+        Also write ``size`` × ``size`` patches holding at least ``min_foreground``
+        (default 0.05) non-background pixels.
+    split : (float, float, float)
+        Train/val/test fractions of the plate's wells (`split_wells`).
+    seed : int
+        Seed of the well split.
+    on_error : {"raise", "skip"}
+        ``"raise"``: a plate problem found at discovery (missing channel or time
+        point) stops the run before anything is written, and an unreadable frame
+        stops it where it is (frames already written stay done). ``"skip"``: such
+        frames are left out, listed in ``errors.csv`` and in the summary.
+    progress : bool
+        A line per frame on stderr.
+
+    Returns
+    -------
+    ExportSummary
+    """
+    start = time.perf_counter()
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    params = params or SegmentParams()
+    if not isinstance(params, SegmentParams):
+        raise TypeError(f"params must be a SegmentParams, got {type(params).__name__}")
+    fractions = _check_split(split)
+    patch_opts = _check_patches(patches)
+    weight_opts = None
+    if weights:
+        weight_opts = {"w0": W0, "sigma": SIGMA, **(weights if isinstance(weights, dict) else {})}
+        weight_opts = {"w0": float(weight_opts["w0"]), "sigma": float(weight_opts["sigma"])}
+    if not isinstance(plate, Plate):
+        plate = open_plate(plate, layout=layout, pattern=pattern, channel_map=channel_map)
+    keys = plate.keys()
+    if plate.problems and on_error == "raise":
+        msgs = [plate.problems[k] for k in sorted(plate.problems)]
+        more = f" (and {len(msgs) - 3} more)" if len(msgs) > 3 else ""
+        raise PlateError("; ".join(msgs[:3]) + more + " — nothing written; on_error='skip' leaves such frames out")
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    digest = params.digest()
+    options = {"weights": weight_opts, "patches": patch_opts}
+    splits = split_wells(plate.wells, fractions, seed)
+    summary = ExportSummary(out=out, frames=len(keys), params_hash=digest)
+    records = {}
+    with _lock(out):
+        for p in atomic.remove_partials(out):
+            log.info("removed %s, left by an interrupted run", p)
+        atomic.atomic_write_text(out / "params.toml", params.to_toml())
+        for i, key in enumerate(keys, 1):
+            stem = frame_stem(*key)
+            status = "failed"
+            if key in plate.problems:
+                summary.failed.append((key, plate.problems[key]))
+                _forget(out, stem)
+            else:
+                sig = _source_signature(plate, key)
+                rec = read_record(out, stem)
+                if _is_done(out, rec, digest, options, sig):
+                    records[key] = rec
+                    summary.resumed.append(key)
+                    status = "done before"
+                else:
+                    try:
+                        frame = plate.read(key)
+                        image = _as_uint16(frame.stack(), frame.sources)
+                        result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params,
+                                               backend=backend)
+                    except (PlateError, ValueError, TypeError, OSError) as e:
+                        if on_error == "raise":
+                            raise
+                        summary.failed.append((key, str(e)))
+                        _forget(out, stem)
+                    else:
+                        records[key] = _write_frame(out, stem, key, frame, image, result, digest,
+                                                    options, sig)
+                        summary.written.append(key)
+                        status = "written"
+            if progress:
+                print(f"[{i}/{len(keys)}] {key.well} s{key.site} t{key.time}: {status}", file=sys.stderr,
+                      flush=True)
+        summary.manifest = _write_manifests(out, records, splits, summary.failed)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _as_uint16(stack, sources):
+    if stack.dtype == np.uint16:
+        return stack
+    if stack.dtype.kind in "ui" and (stack.size == 0 or (stack.min() >= 0 and stack.max() <= 65535)):
+        return stack.astype(np.uint16)
+    if stack.dtype.kind == "f" and np.isfinite(stack).all() and stack.min() >= 0 and stack.max() <= 65535 \
+            and stack.max() > 1:
+        return np.rint(stack).astype(np.uint16)
+    raise PlateError(f"{', '.join(sorted(set(sources.values())))}: dtype {stack.dtype} with values "
+                     f"outside the uint16 range cannot be stored as the uint16 input stack")
+
+
+def _write_frame(out, stem, key, frame, image, result, digest, options, sig) -> dict:
+    w = None
+    if options["weights"]:
+        w = unet_weights(result.classes, result.cells, **options["weights"])
+    rel = write_training_frame(out, stem, image, result.classes, result.cells, w, frame.pixel_size,
+                               uid_seed=digest)
+    patch_rows = []
+    if options["patches"]:
+        size = options["patches"]["size"]
+        found = extract_patches(result.classes, size, options["patches"]["min_foreground"])
+        if found:
+            sl = [(slice(y, y + size), slice(x, x + size)) for y, x, _ in found]
+            prel = write_patches(
+                out, stem, np.stack([image[(slice(None),) + s] for s in sl]),
+                np.stack([result.classes[s] for s in sl]),
+                None if w is None else np.stack([w[s] for s in sl]), frame.pixel_size)
+            patch_rows = [{"index": j, "y": y, "x": x, "size": size, "frac_foreground": round(f, 6),
+                           "image": prel["image"], "classes": prel["classes"], "weights": prel["weights"]}
+                          for j, (y, x, f) in enumerate(found)]
+    counts = np.bincount(result.classes.ravel(), minlength=5)[:5] / result.classes.size
+    n = result.n_live + result.n_dead
+    th = result.thresholds
+    stats = {
+        "n_live": result.n_live, "n_dead": result.n_dead,
+        "dead_fraction": round(result.n_dead / n, 6) if n else 0.0,
+        **{f"frac_{name}": round(float(c), 6) for name, c in
+           zip(("background", "cell", "outline", "hoechst", "draq7"), counts)},
+        "thr_gradient": _num(th.get("gradient")), "thr_hoechst": _num(th.get("hoechst")),
+        "thr_draq7": _num(th.get("draq7")),
+        "n_patches": len(patch_rows), "height": int(image.shape[1]), "width": int(image.shape[2]),
+        "pixel_size": frame.pixel_size,
+        "channels": "|".join(frame.channel_names[r] for r in ("brightfield", "hoechst", "draq7")),
+    }
+    record = {"well": key.well, "site": key.site, "time": key.time, "params_hash": digest,
+              "options": options, "sources": sig, "files": rel, "stats": stats, "patches": patch_rows}
+    write_record(out, stem, record)
+    return json_roundtrip(record)
+
+
+def json_roundtrip(record):
+    """The record as `read_record` would return it (so a resumed and a fresh run agree)."""
+    return json.loads(json.dumps({"version": 1, **record}, sort_keys=True))
+
+
+def _num(v):
+    if v is None:
+        return None
+    v = float(v)
+    return int(v) if v.is_integer() else round(v, 6)
+
+
+def _source_signature(plate, key):
+    sig = []
+    for p in plate.sources(key):
+        p = Path(p)
+        try:
+            st = p.stat()
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size = mtime = None
+        try:
+            rel = p.relative_to(plate.root).as_posix() if plate.root.is_dir() else p.name
+        except ValueError:
+            rel = str(p)
+        sig.append([rel, size, mtime])
+    return sorted(sig)
+
+
+def _is_done(out, rec, digest, options, sig) -> bool:
+    if rec is None or rec.get("params_hash") != digest or rec.get("options") != options:
+        return False
+    if rec.get("sources") != sig:
+        return False
+    files = [f for f in rec.get("files", {}).values() if f]
+    files += [r[k] for r in rec.get("patches", []) for k in ("image", "classes", "weights") if r.get(k)]
+    return all((out / f).is_file() for f in files)
+
+
+def _forget(out, stem):
+    (out / "records" / f"{stem}.json").unlink(missing_ok=True)
+
+
+def _write_manifests(out, records, splits, failed) -> Path:
+    rows, patch_rows = [], []
+    for key in sorted(records):
+        rec = records[key]
+        split = splits.get(key.well, "")
+        source = ";".join(s[0] for s in rec["sources"])
+        rows.append({"well": key.well, "site": key.site, "time": key.time, **rec["files"],
+                     "params_hash": rec["params_hash"], **rec["stats"], "split": split, "source": source})
+        for pr in rec.get("patches", []):
+            patch_rows.append({"well": key.well, "site": key.site, "time": key.time, "split": split, **pr})
+    manifest = write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows)
+    if patch_rows:
+        write_csv(out / "patches.csv", PATCH_COLUMNS, patch_rows)
+    else:
+        (out / "patches.csv").unlink(missing_ok=True)
+    if failed:
+        write_csv(out / "errors.csv", ERROR_COLUMNS,
+                  [{"well": k.well, "site": k.site, "time": k.time, "error": msg} for k, msg in sorted(failed)])
+    else:
+        (out / "errors.csv").unlink(missing_ok=True)
+    return manifest
+
+
+@contextlib.contextmanager
+def _lock(out: Path):
+    """One export per output folder at a time (an advisory lock the OS drops when the
+    process dies, SIGKILL included)."""
+    try:
+        import fcntl
+    except ImportError:   # not POSIX: no lock
+        yield
+        return
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another export is writing to {str(out)!r}") from None
+        yield
+    finally:
+        os.close(fd)
+

@@ -1,0 +1,618 @@
+"""Plates as imagers write them, read lazily with tifffile.
+
+Two kinds of plate are understood:
+
+- **Folders of single-channel TIFFs**, one file per well × site × channel × time
+  point, recognised by a regular expression with named groups ``well``, ``site``,
+  ``channel`` and ``time`` matched against each file's path relative to the plate
+  folder (``/``-separated). Built in: BioTek Gen5 / Cytation (``gen5``) and
+  Molecular Devices ImageXpress (``imagexpress``); any other naming through
+  ``pattern=``.
+- **Stacks** (``stack``): one multi-page, OME- or ImageJ-TIFF per well or position
+  with axes ``T``, ``C``, ``Y``, ``X`` (``T`` optional, ``Z`` of size 1 allowed).
+  Well and site come from the file name (``A1.ome.tif``, ``B02_s2.tif``, or
+  ``pattern=``); otherwise the file's stem is the well and the site is 0.
+
+`open_plate` only lists files and reads TIFF headers of stacks; pixel data are read
+when `Plate.read` asks for one frame (three 2-D planes), so a plate larger than
+memory is fine.
+
+Frame keys are ``FrameKey(well, site, time)``. ``site`` and ``time`` are the numbers
+in the file names (0 where a name carries none); in a stack, ``time`` is the
+0-based index along ``T``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import tifffile
+
+__all__ = [
+    "CHANNEL_ROLES",
+    "DEFAULT_CHANNEL_MAP",
+    "IMAGEXPRESS_CHANNEL_MAP",
+    "LAYOUTS",
+    "PATTERNS",
+    "Frame",
+    "FrameKey",
+    "Plate",
+    "PlateError",
+    "open_plate",
+    "parse_channel_map",
+]
+
+CHANNEL_ROLES = ("brightfield", "hoechst", "draq7")
+IGNORE = "ignore"
+LAYOUTS = ("auto", "gen5", "imagexpress", "stack")
+
+_WELL = r"[A-Za-z]{1,2}\d{1,3}"
+#: The built-in file-name patterns, matched (``re.search``) against the path
+#: relative to the plate folder.
+PATTERNS = {
+    "gen5": (
+        # newer Gen5: B2_02_SP10Z10_C1_Bright Field_T001.tif (well, read step,
+        # position and Z step, channel number, channel name, time point)
+        rf"(?:^|/)(?P<well>{_WELL})_(?P<step>\d+)_(?:SP|P)?(?P<site>\d+)(?:Z(?P<z>\d+))?"
+        r"_C(?P<cindex>\d+)_(?P<channel>[^/]+?)_T(?P<time>\d+)\.tiff?$",
+        # older Gen5: A1_01_1_1_DAPI_001.tif (well, read step, channel number,
+        # position, channel name, time point)
+        rf"(?:^|/)(?P<well>{_WELL})_(?P<step>\d+)_(?P<cindex>\d+)_(?P<site>\d+)"
+        r"_(?P<channel>[^/]+?)_(?P<time>\d+)\.tiff?$",
+    ),
+    "imagexpress": (
+        # TimePoint_3/A01_s1_w2.tif, the name optionally followed by a GUID
+        r"(?:^|/)(?:TimePoint_(?P<time>\d+)/)?(?:ZStep_\d+/)?(?P<well>[A-Za-z]{1,2}\d{2})"
+        r"_s(?P<site>\d+)_(?P<channel>w\d+)(?:[0-9A-Fa-f-]{36})?\.tiff?$",
+    ),
+}
+_STACK_NAME = re.compile(rf"^(?P<well>{_WELL})(?:[_-]s?(?P<site>\d+))?(?:[_.-]|$)")
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", str(name)).casefold()
+
+
+#: Channel names (compared without case, spaces, ``_`` or ``-``) -> role.
+DEFAULT_CHANNEL_MAP = {
+    "Bright Field": "brightfield", "Brightfield": "brightfield", "BF": "brightfield",
+    "DAPI": "hoechst", "Hoechst": "hoechst", "Hoechst 33342": "hoechst",
+    "Cy5": "draq7", "Draq7": "draq7", "PI": "draq7", "Propidium Iodide": "draq7",
+}
+#: ImageXpress names wavelengths only by number; this is the order assumed when
+#: no ``channel_map`` says otherwise.
+IMAGEXPRESS_CHANNEL_MAP = {"w1": "brightfield", "w2": "hoechst", "w3": "draq7"}
+
+
+class PlateError(ValueError):
+    """A plate that cannot be read as asked: the message names the file(s)."""
+
+
+class FrameKey(NamedTuple):
+    well: str
+    site: int
+    time: int
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """The three channels of one frame, read from disk.
+
+    Attributes
+    ----------
+    key : FrameKey
+    brightfield, hoechst, draq7 : (M, N) ndarray
+        As stored (usually uint16 or uint8).
+    channel_names : dict
+        Role -> the channel's name in the plate (e.g. ``"Bright Field"``).
+    sources : dict
+        Role -> where it was read from (a path, or ``path[t=.., c=..]`` in a stack).
+    pixel_size : float or None
+        Micrometres per pixel, when the files say.
+    """
+
+    key: FrameKey
+    brightfield: np.ndarray
+    hoechst: np.ndarray
+    draq7: np.ndarray
+    channel_names: dict
+    sources: dict
+    pixel_size: float | None = None
+
+    def stack(self) -> np.ndarray:
+        """(3, M, N) array in the order brightfield, hoechst, draq7."""
+        return np.stack([self.brightfield, self.hoechst, self.draq7])
+
+
+def parse_channel_map(items) -> dict:
+    """``["Texas Red=draq7", "w1=brightfield"]`` (or a dict) -> ``{name: role}``.
+
+    Roles are ``brightfield``, ``hoechst``, ``draq7`` or ``ignore`` (drop a channel a
+    default would map).
+    """
+    if items is None:
+        return {}
+    if isinstance(items, dict):
+        pairs = list(items.items())
+    else:
+        pairs = []
+        for item in items:
+            name, sep, role = str(item).rpartition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"channel map entry must read NAME=ROLE, got {item!r}")
+            pairs.append((name.strip(), role.strip()))
+    out = {}
+    for name, role in pairs:
+        role = str(role).strip().lower()
+        if role not in CHANNEL_ROLES + (IGNORE,):
+            raise ValueError(
+                f"channel map: role of {name!r} must be one of "
+                f"{', '.join(CHANNEL_ROLES + (IGNORE,))}, got {role!r}")
+        out[str(name)] = role
+    return out
+
+
+def _role_lookup(user_map, defaults):
+    table = {_norm(k): v for k, v in defaults.items()}
+    table.update({_norm(k): v for k, v in parse_channel_map(user_map).items()})
+    return table
+
+
+@dataclass(eq=False)
+class Plate:
+    """A plate on disk: frame keys now, pixels on demand.
+
+    Attributes
+    ----------
+    root : Path
+    layout : {"gen5", "imagexpress", "stack", "pattern"}
+    problems : dict
+        ``FrameKey -> message`` for frames that cannot be read as found at discovery
+        (a missing channel or time point, two files for one channel); the message
+        names the files. `read` raises `PlateError` with that message.
+    ignored : list of Path
+        TIFF files that match no pattern.
+    """
+
+    root: Path
+    layout: str
+    problems: dict = field(default_factory=dict)
+    ignored: list = field(default_factory=list)
+
+    def keys(self) -> list[FrameKey]:
+        """All frame keys found, sorted (those in `problems` included)."""
+        raise NotImplementedError
+
+    def read(self, key) -> Frame:
+        """Read one frame's three channels."""
+        raise NotImplementedError
+
+    def sources(self, key) -> list[Path]:
+        """The files a frame is read from."""
+        raise NotImplementedError
+
+    @property
+    def wells(self) -> list[str]:
+        return sorted({k.well for k in self.keys()})
+
+    def __len__(self):
+        return len(self.keys())
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __contains__(self, key):
+        return FrameKey(*key) in set(self.keys())
+
+    def _problem(self, key):
+        key = FrameKey(*key)
+        if key in self.problems:
+            raise PlateError(self.problems[key])
+        if key not in set(self.keys()):
+            raise KeyError(f"no frame {tuple(key)!r} in plate {str(self.root)!r}")
+        return key
+
+
+# --------------------------------------------------------------------------- folders
+
+
+@dataclass(eq=False)
+class FolderPlate(Plate):
+    """Single-channel TIFFs, one per well × site × channel × time point."""
+
+    files: dict = field(default_factory=dict)   # FrameKey -> {role: (channel name, Path)}
+    _keys: list = field(default_factory=list)
+
+    def keys(self):
+        return self._keys
+
+    def sources(self, key):
+        return [p for _, p in self.files.get(FrameKey(*key), {}).values()]
+
+    def read(self, key) -> Frame:
+        key = self._problem(key)
+        chans = self.files[key]
+        arrays, pixel_size = {}, None
+        for role in CHANNEL_ROLES:
+            name, path = chans[role]
+            arrays[role], size = _read_plane(path)
+            pixel_size = pixel_size or size
+        _check_shapes(arrays, {r: str(chans[r][1]) for r in CHANNEL_ROLES})
+        return Frame(key, *(arrays[r] for r in CHANNEL_ROLES),
+                     channel_names={r: chans[r][0] for r in CHANNEL_ROLES},
+                     sources={r: str(chans[r][1]) for r in CHANNEL_ROLES}, pixel_size=pixel_size)
+
+
+def _read_plane(path):
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            size = _pixel_size(tif)
+            data = tif.series[0].asarray() if tif.series else page.asarray()
+    except Exception as e:  # tifffile raises many kinds on a damaged file
+        raise PlateError(f"cannot read {str(path)!r}: {e}") from None
+    data = np.squeeze(data)
+    if data.ndim != 2:
+        raise PlateError(f"{str(path)!r} holds shape {data.shape}; a single-channel 2-D image was expected")
+    return data, size
+
+
+def _check_shapes(arrays, sources):
+    shapes = {r: a.shape for r, a in arrays.items()}
+    if len(set(shapes.values())) > 1:
+        detail = ", ".join(f"{sources[r]} {shapes[r]}" for r in arrays)
+        raise PlateError(f"channels of one frame differ in shape: {detail}")
+
+
+def _folder_plate(root, layout, patterns, channel_map, defaults) -> FolderPlate:
+    regexes = []
+    for p in patterns:
+        try:
+            rx = re.compile(p)
+        except re.error as e:
+            raise ValueError(f"pattern {p!r} is not a valid regular expression: {e}") from None
+        missing = {"well", "channel"} - set(rx.groupindex)
+        if missing:
+            raise ValueError(
+                f"pattern {p!r} needs named groups (?P<well>...) and (?P<channel>...); "
+                f"missing {', '.join(sorted(missing))}")
+        regexes.append(rx)
+    lookup = _role_lookup(channel_map, defaults)
+    found = defaultdict(dict)   # key -> {channel name: [paths]}
+    ignored = []
+    for path in _tiffs(root):
+        rel = path.relative_to(root).as_posix()
+        m = next((m for m in (rx.search(rel) for rx in regexes) if m), None)
+        if m is None:
+            ignored.append(path)
+            continue
+        g = m.groupdict()
+        try:
+            key = FrameKey(g["well"].upper(), int(g.get("site") or 0), int(g.get("time") or 0))
+        except ValueError:
+            raise ValueError(f"pattern matched {rel!r} but site/time are not integers: {g}") from None
+        found[key].setdefault(g["channel"], []).append(path)
+    if not found:
+        n = len(ignored)
+        eg = f"; e.g. {ignored[0].relative_to(root).as_posix()!r}" if ignored else ""
+        raise PlateError(
+            f"no file in {str(root)!r} matches the {layout} pattern ({n} TIFF file(s) found{eg})")
+
+    files, problems = {}, {}
+    for key, chans in found.items():
+        roles, extra, errors = {}, [], []
+        for name, paths in sorted(chans.items()):
+            role = lookup.get(_norm(name))
+            if len(paths) > 1:
+                errors.append(f"{len(paths)} files for channel {name!r}: "
+                              + ", ".join(repr(str(p)) for p in sorted(paths)))
+            if role in CHANNEL_ROLES:
+                if role in roles:
+                    errors.append(f"channels {roles[role][0]!r} and {name!r} both map to {role}")
+                roles[role] = (name, sorted(paths)[0])
+            else:
+                extra.append(name)
+        missing = [r for r in CHANNEL_ROLES if r not in roles]
+        if missing:
+            have = ", ".join(repr(str(p)) for ps in chans.values() for p in ps)
+            errors.append(
+                f"no {'/'.join(missing)} channel (unmapped channels: {extra or 'none'}; "
+                f"see channel_map); files: {have}")
+        files[key] = roles
+        if errors:
+            problems[key] = f"{_key_text(key)}: " + "; ".join(errors)
+
+    # time points present elsewhere in the plate but missing for a well/site
+    times = sorted({k.time for k in found})
+    by_pos = defaultdict(set)
+    for k in found:
+        by_pos[(k.well, k.site)].add(k.time)
+    for (well, site), have in by_pos.items():
+        for t in times:
+            if t not in have:
+                key = FrameKey(well, site, t)
+                problems[key] = (f"{_key_text(key)}: no files for this time point "
+                                 f"(other wells have it) under {str(root)!r}")
+    keys = sorted(set(files) | set(problems))
+    return FolderPlate(root=root, layout=layout, problems=problems, ignored=ignored,
+                       files=files, _keys=keys)
+
+
+def _key_text(key):
+    return f"well {key.well} site {key.site} time {key.time}"
+
+
+def _tiffs(root):
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
+                  and not p.name.startswith("."))
+
+
+# --------------------------------------------------------------------------- stacks
+
+
+@dataclass(frozen=True)
+class _Stack:
+    path: Path
+    shape: tuple          # (T, C, Y, X)
+    axes: str             # series axes as stored
+    channel_names: tuple  # one per C
+    roles: dict           # role -> channel index
+    pixel_size: float | None
+    dims: tuple           # sizes of the axes before Y, X, in stored order
+
+
+@dataclass(eq=False)
+class StackPlate(Plate):
+    """One TCYX TIFF stack (OME, ImageJ or plain multi-page) per well/position."""
+
+    stacks: dict = field(default_factory=dict)   # (well, site) -> _Stack
+    _keys: list = field(default_factory=list)
+
+    def keys(self):
+        return self._keys
+
+    def sources(self, key):
+        s = self.stacks.get((key[0], key[1]))
+        return [s.path] if s else []
+
+    def read(self, key) -> Frame:
+        key = self._problem(key)
+        s = self.stacks[(key.well, key.site)]
+        arrays = {}
+        try:
+            with tifffile.TiffFile(s.path) as tif:
+                series = tif.series[0]
+                for role in CHANNEL_ROLES:
+                    arrays[role] = series.pages[_page_index(s, key.time, s.roles[role])].asarray()
+        except Exception as e:
+            raise PlateError(f"cannot read {str(s.path)!r} (t={key.time}): {e}") from None
+        for role, a in arrays.items():
+            arrays[role] = np.squeeze(a)
+            if arrays[role].ndim != 2:
+                raise PlateError(f"{str(s.path)!r}: plane t={key.time} is {a.shape}, not 2-D")
+        return Frame(key, *(arrays[r] for r in CHANNEL_ROLES),
+                     channel_names={r: s.channel_names[s.roles[r]] for r in CHANNEL_ROLES},
+                     sources={r: f"{s.path}[t={key.time},c={s.roles[r]}]" for r in CHANNEL_ROLES},
+                     pixel_size=s.pixel_size)
+
+
+def _page_index(s: _Stack, t, c):
+    """Index into ``series.pages`` of plane (t, c) (z = 0) in stored axis order."""
+    dims, index = [], []
+    for ax, n in zip(s.axes[:-2], s.dims):
+        dims.append(n)
+        index.append(t if ax == "T" else c if ax == "C" else 0)
+    return int(np.ravel_multi_index(index, dims)) if dims else 0
+
+
+def _open_stack(path, lookup, user_keys) -> _Stack:
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, shape = series.axes, series.shape
+            names = _stack_channel_names(tif)
+            size = _pixel_size(tif)
+    except Exception as e:
+        raise PlateError(f"cannot read {str(path)!r}: {e}") from None
+    if axes[-2:] != "YX" or "S" in axes:
+        raise PlateError(f"{str(path)!r} has axes {axes} {shape}; expected grayscale ...YX planes")
+    dims = tuple(shape[:-2])
+    # No T or C named (plain multi-page TIFF, ImageJ stack without hyperstack
+    # metadata, tifffile's unnamed "Q" axes): pages in ImageJ order, channel
+    # fastest, three channels.
+    if not set(axes[:-2]) & set("TC"):
+        big = [n for n in dims if n > 1]
+        if len(big) == 1 and big[0] % 3 == 0:
+            axes, dims = "TCYX", (big[0] // 3, 3)
+        elif len(big) == 2 and big[1] == 3:
+            axes, dims = "TCYX", tuple(big)
+        shape = dims + tuple(shape[-2:])
+    lead = dict(zip(axes[:-2], dims))
+    bad = {a: n for a, n in lead.items() if a not in "TC" and n > 1}
+    if bad:
+        raise PlateError(f"{str(path)!r} has axes {axes} {shape}: only T and C may exceed 1 "
+                         f"(got {', '.join(f'{a}={n}' for a, n in bad.items())})")
+    n_t, n_c = lead.get("T", 1), lead.get("C", 1)
+    if len(names) != n_c:
+        names = tuple(str(i) for i in range(n_c))
+    roles = {}
+    for i, name in enumerate(names):
+        role = lookup.get(_norm(name)) or lookup.get(str(i))
+        if role in CHANNEL_ROLES:
+            if role in roles:
+                raise PlateError(f"{str(path)!r}: channels {names[roles[role]]!r} and {name!r} "
+                                 f"both map to {role}")
+            roles[role] = i
+    if not roles and n_c == 3 and not user_keys:
+        roles = dict(zip(CHANNEL_ROLES, range(3)))   # documented default order
+    missing = [r for r in CHANNEL_ROLES if r not in roles]
+    if missing and n_t * n_c == 1:
+        raise PlateError(f"{str(path)!r} is a single 2-D image, not a T/C stack; single-channel files "
+                         "need a folder layout (gen5, imagexpress) or a pattern with a (?P<channel>...) group")
+    if missing:
+        raise PlateError(f"{str(path)!r}: no {'/'.join(missing)} channel among {list(names)} "
+                         f"(axes {axes} {shape}); pass a channel map, e.g. NAME={missing[0]}")
+    return _Stack(Path(path), (n_t, n_c, shape[-2], shape[-1]), axes, names, roles, size, dims)
+
+
+def _stack_channel_names(tif) -> tuple:
+    if tif.is_ome:
+        try:
+            images = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+            image = images[0] if isinstance(images, list) else images
+            chans = image["Pixels"].get("Channel", [])
+            chans = chans if isinstance(chans, list) else [chans]
+            names = tuple(str(c.get("Name", i)) for i, c in enumerate(chans))
+            if names:
+                return names
+        except Exception:
+            pass
+    ij = tif.imagej_metadata
+    if ij:
+        labels = ij.get("Labels")
+        n_c = int(ij.get("channels", 1))
+        if labels and n_c > 1 and len(labels) >= n_c:
+            return tuple(str(x) for x in labels[:n_c])
+    return ()
+
+
+def _pixel_size(tif) -> float | None:
+    """Micrometres per pixel from OME, ImageJ, Gen5 XML or resolution tags; None if unknown."""
+    try:
+        if tif.is_ome:
+            pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+            pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
+            if "PhysicalSizeX" in pixels:
+                unit = pixels.get("PhysicalSizeXUnit", "µm")
+                scale = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3}.get(unit)
+                if scale:
+                    return float(pixels["PhysicalSizeX"]) * scale
+        page = tif.pages.first
+        desc = page.description or ""
+        if "<BTIImageMetaData" in desc:
+            w = re.search(r"<PixelWidth>([\d.]+)<", desc)
+            um = re.search(r"<ImageWidthMicrons>([\d.]+)<", desc)
+            if w and um and float(w.group(1)) > 0:
+                return float(um.group(1)) / float(w.group(1))
+        tag = page.tags.get("XResolution")
+        if tag is None:
+            return None
+        num, den = tag.value
+        if not num or not den:
+            return None
+        per_unit = num / den
+        unit = page.tags.get("ResolutionUnit")
+        unit = int(unit.value) if unit is not None else 2
+        ij = tif.imagej_metadata or {}
+        if unit == 1 and str(ij.get("unit", "")).lower() in ("micron", "um", "µm", "\\u00B5m"):
+            return 1.0 / per_unit
+        if unit == 3 and per_unit != 1:
+            return 1e4 / per_unit
+    except Exception:
+        return None
+    return None
+
+
+def _stack_plate(root, pattern, channel_map) -> StackPlate:
+    root = Path(root)
+    paths = [root] if root.is_file() else _tiffs(root)
+    if not paths:
+        raise PlateError(f"no TIFF files in {str(root)!r}")
+    rx = re.compile(pattern) if pattern else _STACK_NAME
+    lookup = _role_lookup(channel_map, DEFAULT_CHANNEL_MAP)
+    user_keys = bool(channel_map)
+    stacks, keys = {}, []
+    for path in paths:
+        name = path.name if root.is_file() else path.relative_to(root).as_posix()
+        m = rx.search(name if pattern else path.name)
+        if m and m.groupdict().get("well"):
+            well, site = m.group("well").upper(), int(m.groupdict().get("site") or 0)
+        else:
+            well, site = path.name.split(".")[0], 0
+        if (well, site) in stacks:
+            raise PlateError(f"two stacks for well {well} site {site}: "
+                             f"{str(stacks[(well, site)].path)!r} and {str(path)!r}")
+        s = _open_stack(path, lookup, user_keys)
+        stacks[(well, site)] = s
+        keys += [FrameKey(well, site, t) for t in range(s.shape[0])]
+    return StackPlate(root=root, layout="stack", stacks=stacks, _keys=sorted(keys))
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_map=None) -> Plate:
+    """Discover the frames of a plate; read nothing but names and stack headers.
+
+    Parameters
+    ----------
+    path : str or Path
+        A plate folder, or one stack file.
+    layout : {"auto", "gen5", "imagexpress", "stack"}
+        ``"auto"``: a file is a stack; a folder is ImageXpress when its names match
+        that pattern, else Gen5, else (``pattern`` with no ``channel`` group, or no
+        match at all) a folder of stacks.
+    pattern : str, optional
+        A regular expression with named groups ``well`` and ``channel`` (and
+        optionally ``site``, ``time``) searched in each file's path relative to the
+        folder: replaces the layout's pattern. For stacks, only ``well`` and
+        ``site`` are used.
+    channel_map : dict or list of "NAME=ROLE", optional
+        Channel names -> ``brightfield``/``hoechst``/``draq7``/``ignore``, on top of
+        `DEFAULT_CHANNEL_MAP` (and `IMAGEXPRESS_CHANNEL_MAP` for ImageXpress; for a
+        stack, a name may also be the channel index ``"0"``, ``"1"`` ...). A stack
+        with three unnamed or unmapped channels and no map is read in the order
+        brightfield, Hoechst, Draq7.
+
+    Returns
+    -------
+    Plate
+
+    Raises
+    ------
+    PlateError
+        When nothing in ``path`` can be read as a plate (naming the path).
+    """
+    path = Path(path)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if not path.exists():
+        raise FileNotFoundError(f"plate {str(path)!r} does not exist")
+    parse_channel_map(channel_map)  # validate early
+    if pattern is not None:
+        try:
+            has_channel = "channel" in re.compile(pattern).groupindex
+        except re.error as e:
+            raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {e}") from None
+    if layout == "auto":
+        if path.is_file():
+            layout = "stack"
+        elif pattern is not None:
+            layout = "pattern" if has_channel else "stack"
+        else:
+            layout = _detect(path)
+    if layout == "stack":
+        return _stack_plate(path, pattern, channel_map)
+    if not path.is_dir():
+        raise PlateError(f"plate {str(path)!r} is a file; layout {layout!r} needs a folder")
+    defaults = dict(DEFAULT_CHANNEL_MAP)
+    if layout == "imagexpress":
+        defaults.update(IMAGEXPRESS_CHANNEL_MAP)
+    patterns = (pattern,) if pattern is not None else PATTERNS.get(layout, ())
+    return _folder_plate(path, layout, patterns, channel_map, defaults)
+
+
+def _detect(root: Path) -> str:
+    names = [p.relative_to(root).as_posix() for p in _tiffs(root)]
+    if not names:
+        raise PlateError(f"no TIFF files in {str(root)!r}")
+    for layout in ("imagexpress", "gen5"):
+        rxs = [re.compile(p) for p in PATTERNS[layout]]
+        if any(rx.search(n) for n in names for rx in rxs):
+            return layout
+    return "stack"

@@ -1,0 +1,277 @@
+"""The on-disk training set: per-frame TIFFs, per-frame records, the manifest, a reader.
+
+Layout of a training set folder ``OUT``::
+
+    OUT/params.toml              parameters of the run (SegmentParams.to_toml)
+    OUT/manifest.csv             one row per frame written (MANIFEST_COLUMNS)
+    OUT/errors.csv               frames that failed and were skipped (only when some did)
+    OUT/patches.csv              one row per patch (only with patch export)
+    OUT/images/STEM.tif          (3, Y, X) uint16 input: brightfield, hoechst, draq7 (ImageJ)
+    OUT/classes/STEM.tif         (Y, X) uint8 class mask 0..4 (ImageJ)
+    OUT/cells/STEM.ome.tif       (Y, X) int32 cell instance labels (OME; ImageJ has no int32)
+    OUT/weights/STEM.tif         (Y, X) float32 U-Net weight map (ImageJ; optional)
+    OUT/patches/STEM_image.tif   (K, 3, P, P) uint16, STEM_classes.tif (K, P, P) uint8,
+                                 STEM_weights.tif (K, P, P) float32 (optional)
+    OUT/records/STEM.json        what was written for a frame, written last (resume marker)
+
+``STEM`` is ``{well}_s{site:02d}_t{time:04d}``. Every file is written to a temporary
+name and renamed (`livedead_gpu.io.atomic`). Paths in the manifest are relative to
+``OUT``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .atomic import atomic_write_text, write_tiff
+
+__all__ = [
+    "CLASS_LABELS",
+    "INPUT_CHANNELS",
+    "MANIFEST_COLUMNS",
+    "PATCH_COLUMNS",
+    "TrainingSet",
+    "frame_stem",
+    "open_training_set",
+    "read_manifest",
+    "read_record",
+    "write_csv",
+    "write_record",
+    "write_training_frame",
+    "write_patches",
+]
+
+INPUT_CHANNELS = ("brightfield", "hoechst", "draq7")
+CLASS_LABELS = ("background", "cell", "outline", "hoechst", "draq7")
+
+MANIFEST_COLUMNS = [
+    "well", "site", "time", "image", "classes", "cells", "weights", "params_hash",
+    "n_live", "n_dead", "dead_fraction",
+    "frac_background", "frac_cell", "frac_outline", "frac_hoechst", "frac_draq7",
+    "thr_gradient", "thr_hoechst", "thr_draq7", "split",
+    "n_patches", "height", "width", "pixel_size", "channels", "source",
+]
+PATCH_COLUMNS = ["well", "site", "time", "split", "index", "y", "x", "size", "frac_foreground",
+                 "image", "classes", "weights"]
+ERROR_COLUMNS = ["well", "site", "time", "error"]
+RECORD_VERSION = 1
+
+
+def frame_stem(well, site, time) -> str:
+    """File stem of a frame, e.g. ``B2_s01_t0003``."""
+    return f"{well}_s{int(site):02d}_t{int(time):04d}"
+
+
+def _resolution(pixel_size):
+    if pixel_size:
+        return {"resolution": (1.0 / pixel_size, 1.0 / pixel_size)}, {"unit": "um"}
+    return {}, {}
+
+
+def _imagej(path, array, axes, labels, pixel_size, ranges=None, info=None):
+    res, unit = _resolution(pixel_size)
+    meta = {"axes": axes, "Labels": list(labels), **unit}
+    if ranges is not None:
+        meta["Ranges"] = ranges
+    if info:
+        meta["Info"] = info
+    return write_tiff(path, array, imagej=True, metadata=meta, **res)
+
+
+def write_training_frame(out, stem, image, classes, cells, weights=None, pixel_size=None,
+                         uid_seed="") -> dict:
+    """Write one frame's TIFFs atomically; return their paths relative to ``out``.
+
+    Parameters
+    ----------
+    out : Path
+    stem : str
+    image : (3, M, N) uint16 ndarray
+    classes : (M, N) uint8 ndarray
+    cells : (M, N) int32 ndarray
+    weights : (M, N) float32 ndarray, optional
+    pixel_size : float, optional
+        Micrometres per pixel, written as resolution (and OME PhysicalSize).
+    uid_seed : str
+        Makes the OME UUID of the labels file a function of the content's identity
+        (stem + parameters), so reruns write byte-identical files.
+
+    Returns
+    -------
+    dict
+        ``image``, ``classes``, ``cells`` and ``weights`` (``""`` when not written).
+    """
+    out = Path(out)
+    if image.dtype != np.uint16 or image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be (3, M, N) uint16, got {image.shape} {image.dtype}")
+    rel = {
+        "image": f"images/{stem}.tif",
+        "classes": f"classes/{stem}.tif",
+        "cells": f"cells/{stem}.ome.tif",
+        "weights": f"weights/{stem}.tif" if weights is not None else "",
+    }
+    _imagej(out / rel["image"], image, "CYX", INPUT_CHANNELS, pixel_size)
+    _imagej(out / rel["classes"], classes.astype(np.uint8, copy=False), "YX", ["classes"],
+            pixel_size, ranges=(0.0, 4.0),
+            info="classes: " + ", ".join(f"{i} {n}" for i, n in enumerate(CLASS_LABELS)))
+    ome = {"axes": "YX", "Channel": {"Name": ["cells"]},
+           "UUID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"livedead-gpu/{uid_seed}/{stem}"))}
+    if pixel_size:
+        ome.update(PhysicalSizeX=pixel_size, PhysicalSizeY=pixel_size,
+                   PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")
+    write_tiff(out / rel["cells"], cells.astype(np.int32, copy=False), ome=True, metadata=ome)
+    if weights is not None:
+        _imagej(out / rel["weights"], weights.astype(np.float32, copy=False), "YX", ["weights"],
+                pixel_size)
+    return rel
+
+
+def write_patches(out, stem, image, classes, weights=None, pixel_size=None) -> dict:
+    """Write a frame's patches, stacked: (K, 3, P, P), (K, P, P)[, (K, P, P)]."""
+    out = Path(out)
+    res, _ = _resolution(pixel_size)
+    rel = {"image": f"patches/{stem}_image.tif", "classes": f"patches/{stem}_classes.tif",
+           "weights": f"patches/{stem}_weights.tif" if weights is not None else ""}
+    # minisblack: three channels are three pages, not one RGB-like planar page
+    kw = {"photometric": "minisblack", **res}
+    write_tiff(out / rel["image"], image, metadata={"axes": "QCYX"}, **kw)
+    write_tiff(out / rel["classes"], classes, metadata={"axes": "QYX"}, **kw)
+    if weights is not None:
+        write_tiff(out / rel["weights"], weights, metadata={"axes": "QYX"}, **kw)
+    return rel
+
+
+# --------------------------------------------------------------------------- records
+
+
+def write_record(out, stem, record: dict) -> Path:
+    """The per-frame record, written atomically after the frame's files: its presence
+    with matching parameters means the frame is done."""
+    text = json.dumps({"version": RECORD_VERSION, **record}, sort_keys=True, indent=1)
+    return atomic_write_text(Path(out) / "records" / f"{stem}.json", text + "\n")
+
+
+def read_record(out, stem) -> dict | None:
+    """The frame's record, or None when absent or unreadable (then the frame is redone)."""
+    path = Path(out) / "records" / f"{stem}.json"
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("version") != RECORD_VERSION:
+        return None
+    return rec
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(round(value, 6))
+    return str(value)
+
+
+def write_csv(path, columns, rows) -> Path:
+    """Write ``rows`` (dicts) as CSV with ``columns``, atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def read_manifest(path) -> list[dict]:
+    """Rows of a training set's ``manifest.csv`` (a folder or the CSV itself), as strings."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.csv"
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no manifest at {str(path)!r}: not a training set") from None
+
+
+# --------------------------------------------------------------------------- reader
+
+
+class TrainingSet(Sequence):
+    """Sequence of ``(image, mask)`` or ``(image, mask, weights)`` read on demand.
+
+    ``image`` is (3, M, N) uint16 (brightfield, hoechst, draq7), ``mask`` (M, N)
+    uint8 with classes 0..4, ``weights`` (M, N) float32. With ``patches=True`` the
+    items are patches (3, P, P) ... instead of frames. ``rows`` holds the manifest
+    (or ``patches.csv``) row of each item.
+    """
+
+    def __init__(self, root, split=None, weights=None, patches=False):
+        self.root = Path(root)
+        self.patches = bool(patches)
+        name = "patches.csv" if patches else "manifest.csv"
+        rows = read_manifest(self.root / name)
+        if split is not None:
+            wanted = {split} if isinstance(split, str) else set(split)
+            rows = [r for r in rows if r["split"] in wanted]
+        has_weights = bool(rows) and all(r["weights"] for r in rows)
+        if weights and not has_weights:
+            raise ValueError(f"{str(self.root)!r}: weights requested but not every item has a "
+                             "weight map (export with weights=True)")
+        self.weights = has_weights if weights is None else bool(weights)
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        row = self.rows[i]
+        if self.patches:
+            k = int(row["index"])
+            image = tifffile.imread(self.root / row["image"], key=range(3 * k, 3 * k + 3))
+            mask = tifffile.imread(self.root / row["classes"], key=k)
+            if self.weights:
+                return image, mask, tifffile.imread(self.root / row["weights"], key=k)
+            return image, mask
+        image = tifffile.imread(self.root / row["image"])
+        mask = tifffile.imread(self.root / row["classes"])
+        if self.weights:
+            return image, mask, tifffile.imread(self.root / row["weights"])
+        return image, mask
+
+    def cells(self, i) -> np.ndarray:
+        """(M, N) int32 cell instance labels of frame ``i``."""
+        if self.patches:
+            raise ValueError("cell labels are stored per frame, not per patch")
+        return tifffile.imread(self.root / self.rows[i]["cells"])
+
+
+def open_training_set(path, split=None, weights=None, patches=False) -> TrainingSet:
+    """Open a training set written by `livedead_gpu.export.export_plate`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The export's output folder.
+    split : {"train", "val", "test"} or iterable of them, optional
+        Only items of these splits.
+    weights : bool, optional
+        Yield weight maps as a third element; by default when the set has them.
+    patches : bool
+        Items are the exported patches instead of whole frames.
+
+    Returns
+    -------
+    TrainingSet
+        ``len(ts)``, ``ts[i] -> (image, mask[, weights])``, iterable.
+    """
+    return TrainingSet(path, split=split, weights=weights, patches=patches)

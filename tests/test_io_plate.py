@@ -1,0 +1,253 @@
+"""Plate discovery and lazy reading: Gen5/Cytation, ImageXpress, TCYX stacks, user regexes."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from livedead_gpu import synthetic
+from livedead_gpu.io import FrameKey, PlateError, open_plate, parse_channel_map
+
+GEN5_NAMES = {"brightfield": "Bright Field", "hoechst": "DAPI", "draq7": "Cy5"}
+ROLES = ("brightfield", "hoechst", "draq7")
+
+
+def small_plate(wells=("B2", "C3"), sites=1, n_times=2, size=64, seed=0):
+    return synthetic.make_plate(wells=wells, sites=sites, n_times=n_times, shape=(size, size),
+                                n_cells=3, seed=seed)
+
+
+def channels(frame):
+    return {"brightfield": frame.brightfield, "hoechst": frame.hoechst, "draq7": frame.draq7}
+
+
+def write_gen5(root, plate, style="old", names=GEN5_NAMES, pixel_size=None):
+    """Gen5/Cytation single-channel files; site and time numbered from 1 in the names."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    kw = {}
+    if pixel_size:
+        kw = {"resolution": (1e4 / pixel_size, 1e4 / pixel_size), "resolutionunit": "CENTIMETER"}
+    for (well, site, t), frame in plate.items():
+        for c, (role, image) in enumerate(channels(frame).items(), 1):
+            name = names[role]
+            if style == "old":
+                fn = f"{well}_02_{c}_{site + 1}_{name}_{t + 1:03d}.tif"
+            else:
+                fn = f"{well}_02_SP{site + 1}Z1_C{c}_{name}_T{t + 1:03d}.tif"
+            tifffile.imwrite(root / fn, image, **kw)
+    return root
+
+
+def write_imagexpress(root, plate):
+    root = Path(root)
+    for (well, site, t), frame in plate.items():
+        folder = root / f"TimePoint_{t + 1}"
+        folder.mkdir(parents=True, exist_ok=True)
+        wx = f"{well[0]}{int(well[1:]):02d}"
+        for c, image in enumerate(channels(frame).values(), 1):
+            tifffile.imwrite(folder / f"{wx}_s{site + 1}_w{c}.tif", image)
+    return root
+
+
+def write_stacks(root, plate, kind="ome", names=("Bright Field", "DAPI", "Cy5"), pixel_size=0.65):
+    """One (T, C, Y, X) stack per well/site."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    by_pos = {}
+    for (well, site, t), frame in sorted(plate.items()):
+        by_pos.setdefault((well, site), []).append(np.stack(list(channels(frame).values())))
+    for (well, site), frames in by_pos.items():
+        data = np.stack(frames)
+        if kind == "ome":
+            meta = {"axes": "TCYX", "Channel": {"Name": list(names)}, "PhysicalSizeX": pixel_size,
+                    "PhysicalSizeY": pixel_size}
+            tifffile.imwrite(root / f"{well}_s{site}.ome.tif", data, ome=True, metadata=meta,
+                             compression="zlib")
+        elif kind == "imagej":
+            meta = {"axes": "TCYX", "Labels": list(names) * len(frames), "unit": "um"}
+            tifffile.imwrite(root / f"{well}_s{site}.tif", data, imagej=True, metadata=meta,
+                             resolution=(1 / pixel_size, 1 / pixel_size))
+        else:  # plain multi-page, no metadata: channel order by default
+            tifffile.imwrite(root / f"{well}_s{site}.tif", data, metadata=None, photometric="minisblack")
+    return root
+
+
+@pytest.fixture(scope="module")
+def plate():
+    return small_plate()
+
+
+def check_frames(p, plate, key_of):
+    assert len(p) == len(plate)
+    for k, frame in plate.items():
+        got = p.read(key_of(k))
+        for role in ROLES:
+            np.testing.assert_array_equal(getattr(got, role), getattr(frame, role))
+        assert got.stack().shape == (3, 64, 64)
+
+
+@pytest.mark.parametrize("style", ["old", "new"])
+def test_gen5_discovery_and_reading(tmp_path, plate, style):
+    root = write_gen5(tmp_path / "p", plate, style, pixel_size=0.65)
+    tifffile.imwrite(root / "notes.tif", np.zeros((4, 4), np.uint8))   # not a plate file
+    p = open_plate(root)
+    assert p.layout == "gen5" and not p.problems
+    assert p.keys() == sorted(FrameKey(w, s + 1, t + 1) for w, s, t in plate)
+    assert p.wells == ["B2", "C3"]
+    assert [q.name for q in p.ignored] == ["notes.tif"]
+    check_frames(p, plate, lambda k: FrameKey(k[0], k[1] + 1, k[2] + 1))
+    f = p.read(("B2", 1, 1))
+    assert f.channel_names == GEN5_NAMES
+    assert f.pixel_size == pytest.approx(0.65)
+    assert "DAPI_" in f.sources["hoechst"] and f.sources["hoechst"].endswith("001.tif")
+
+
+def test_imagexpress_timepoint_folders(tmp_path, plate):
+    root = write_imagexpress(tmp_path / "ix", plate)
+    p = open_plate(root)
+    assert p.layout == "imagexpress" and not p.problems
+    assert p.keys()[0] == FrameKey("B02", 1, 1)
+    check_frames(p, plate, lambda k: FrameKey(f"{k[0][0]}0{k[0][1]}", k[1] + 1, k[2] + 1))
+    assert p.read(("B02", 1, 1)).channel_names == {"brightfield": "w1", "hoechst": "w2", "draq7": "w3"}
+
+
+def test_imagexpress_channel_map_override(tmp_path, plate):
+    root = write_imagexpress(tmp_path / "ix", plate)
+    # say the wavelengths were acquired as Hoechst, Draq7, brightfield
+    p = open_plate(root, channel_map=["w2=draq7", "w3=brightfield", "w1=hoechst"])
+    f = p.read(("B02", 1, 1))
+    frame = plate[("B2", 0, 0)]
+    np.testing.assert_array_equal(f.hoechst, frame.brightfield)
+    np.testing.assert_array_equal(f.draq7, frame.hoechst)
+    np.testing.assert_array_equal(f.brightfield, frame.draq7)
+
+
+@pytest.mark.parametrize("kind", ["ome", "imagej", "plain"])
+def test_stacks(tmp_path, plate, kind):
+    root = write_stacks(tmp_path / "st", plate, kind)
+    p = open_plate(root)
+    assert p.layout == "stack"
+    assert p.keys() == sorted(FrameKey(*k) for k in plate)
+    check_frames(p, plate, lambda k: FrameKey(*k))
+    f = p.read(("C3", 0, 1))
+    if kind == "plain":
+        assert f.channel_names == {"brightfield": "0", "hoechst": "1", "draq7": "2"}
+        assert f.pixel_size is None
+    else:
+        assert f.channel_names == GEN5_NAMES
+        assert f.pixel_size == pytest.approx(0.65, rel=1e-3)
+
+
+def test_stack_channels_by_name_in_any_order(tmp_path, plate):
+    sub = {k: v for k, v in plate.items() if k[0] == "B2"}
+    root = tmp_path / "st"
+    root.mkdir()
+    data = np.stack([np.stack([f.draq7, f.brightfield, f.hoechst]) for _, f in sorted(sub.items())])
+    tifffile.imwrite(root / "B2.ome.tif", data, ome=True,
+                     metadata={"axes": "TCYX", "Channel": {"Name": ["Draq7", "BF", "Hoechst"]}})
+    p = open_plate(root / "B2.ome.tif")           # a single stack file is a plate too
+    f = p.read(("B2", 0, 1))
+    np.testing.assert_array_equal(f.hoechst, plate[("B2", 0, 1)].hoechst)
+    np.testing.assert_array_equal(f.draq7, plate[("B2", 0, 1)].draq7)
+
+
+def test_user_regex(tmp_path, plate):
+    root = tmp_path / "custom"
+    for (well, site, t), frame in plate.items():
+        d = root / f"day{t}"
+        d.mkdir(parents=True, exist_ok=True)
+        for role, image in channels(frame).items():
+            tifffile.imwrite(d / f"plate7-{well}-f{site}-{role.upper()}.tiff", image)
+    pattern = r"day(?P<time>\d+)/plate7-(?P<well>[A-H]\d+)-f(?P<site>\d+)-(?P<channel>\w+)\.tiff$"
+    p = open_plate(root, pattern=pattern)
+    assert p.layout == "pattern" and not p.problems
+    check_frames(p, plate, lambda k: FrameKey(*k))
+    with pytest.raises(ValueError, match="named groups"):
+        open_plate(root, layout="gen5", pattern=r"(?P<well>\w+)_(?P<chan>\w+)")
+    with pytest.raises(PlateError, match="single 2-D image.*channel"):   # auto: no channel group = stacks
+        open_plate(root, pattern=r"(?P<well>\w+)_(?P<chan>\w+)")
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        open_plate(root, pattern=r"(?P<well>")
+
+
+def test_channel_map_parsing():
+    assert parse_channel_map(["Texas Red=draq7", "GFP = ignore"]) == {"Texas Red": "draq7", "GFP": "ignore"}
+    with pytest.raises(ValueError, match="NAME=ROLE"):
+        parse_channel_map(["draq7"])
+    with pytest.raises(ValueError, match="role of 'X'"):
+        parse_channel_map(["X=dead"])
+
+
+def test_unmapped_channel_name_needs_a_map(tmp_path, plate):
+    names = dict(GEN5_NAMES, draq7="Texas Red")
+    root = write_gen5(tmp_path / "p", plate, names=names)
+    p = open_plate(root)
+    assert set(p.problems) == set(p.keys())
+    msg = p.problems[p.keys()[0]]
+    assert "no draq7 channel" in msg and "Texas Red" in msg and "Cy5" not in msg
+    with pytest.raises(PlateError, match="Texas Red_001.tif"):
+        p.read(p.keys()[0])
+    p = open_plate(root, channel_map={"Texas Red": "draq7"})
+    assert not p.problems
+    np.testing.assert_array_equal(p.read(("B2", 1, 2)).draq7, plate[("B2", 0, 1)].draq7)
+
+
+def test_missing_channel_and_time_point_name_files(tmp_path, plate):
+    root = write_gen5(tmp_path / "p", plate)
+    (root / "C3_02_3_1_Cy5_002.tif").unlink()
+    for f in root.glob("B2_*_002.tif"):
+        f.unlink()
+    p = open_plate(root)
+    assert set(p.problems) == {FrameKey("C3", 1, 2), FrameKey("B2", 1, 2)}
+    miss = p.problems[FrameKey("C3", 1, 2)]
+    assert "no draq7 channel" in miss and "C3_02_1_1_Bright Field_002.tif" in miss
+    assert "no files for this time point" in p.problems[FrameKey("B2", 1, 2)]
+    p.read(("B2", 1, 1))   # the complete frames still read
+
+
+def test_corrupt_and_unequal_files_name_the_file(tmp_path, plate):
+    root = write_gen5(tmp_path / "p", plate)
+    bad = root / "B2_02_2_1_DAPI_001.tif"
+    bad.write_bytes(b"II*\x00garbage" * 3)
+    p = open_plate(root)
+    with pytest.raises(PlateError, match="cannot read .*B2_02_2_1_DAPI_001.tif"):
+        p.read(("B2", 1, 1))
+    tifffile.imwrite(root / "C3_02_3_1_Cy5_001.tif", np.zeros((32, 64), np.uint16))
+    with pytest.raises(PlateError, match=r"differ in shape.*C3_02_3_1_Cy5_001.tif \(32, 64\)"):
+        p.read(("C3", 1, 1))
+
+
+def test_duplicate_files_for_one_channel(tmp_path, plate):
+    root = write_gen5(tmp_path / "p", plate)
+    (root / "sub").mkdir()
+    tifffile.imwrite(root / "sub" / "B2_02_1_1_Bright Field_001.tif", plate[("B2", 0, 0)].brightfield)
+    p = open_plate(root)
+    assert "2 files for channel 'Bright Field'" in p.problems[FrameKey("B2", 1, 1)]
+
+
+def test_stack_problems(tmp_path, plate):
+    root = tmp_path / "st"
+    root.mkdir()
+    tifffile.imwrite(root / "A1.tif", np.zeros((2, 2, 16, 16), np.uint16), imagej=True,
+                     metadata={"axes": "TCYX"})
+    with pytest.raises(PlateError, match=r"A1.tif.*no brightfield/hoechst/draq7 channel among \['0', '1'\]"):
+        open_plate(root)
+    with pytest.raises(PlateError, match=r"A1.tif.*no draq7 channel"):
+        open_plate(root, channel_map=["0=brightfield", "1=hoechst"])
+    (root / "A1.tif").write_bytes(b"not a tiff")
+    with pytest.raises(PlateError, match="cannot read .*A1.tif"):
+        open_plate(root, layout="stack")
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        open_plate(tmp_path / "nope")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        open_plate(tmp_path, layout="cellomics")
+    with pytest.raises(PlateError, match="no TIFF files"):
+        open_plate(tmp_path)
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((4, 4), np.uint8))
+    with pytest.raises(PlateError, match=r"no file .* matches the gen5 pattern \(1 TIFF file\(s\) found; e.g. 'x.tif'\)"):
+        open_plate(tmp_path, layout="gen5")
