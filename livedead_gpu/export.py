@@ -107,20 +107,25 @@ def unet_weights(classes, cells, w0: float = W0, sigma: float = SIGMA) -> np.nda
     x_lo = np.minimum.reduceat(xs[order], starts)
     x_hi = np.maximum.reduceat(xs[order], starts)
     m, n = cells.shape
-    d1 = np.full(cells.shape, np.inf, np.float32)
-    d2 = np.full(cells.shape, np.inf, np.float32)
+    d1 = np.full(cells.shape, np.inf)
+    d2 = np.full(cells.shape, np.inf)
     for i, a, b, c, d in zip(ids, y_lo, y_hi, x_lo, x_hi):
         win = (slice(max(a - reach, 0), min(b + reach + 1, m)),
                slice(max(c - reach, 0), min(d + reach + 1, n)))
         other = (cells[win] != i).view(np.uint8)
         dist = cv2.distanceTransform(other, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        # OpenCV's exact transform is off by an ulp or so from run to run (it depends
+        # on what the heap held); the squared distance is an integer, so round it and
+        # take a correctly rounded float64 root: bit-identical reruns
+        dist = np.sqrt(np.rint(np.square(dist, dtype=np.float64)))
         w1, w2 = d1[win], d2[win]
         closer = dist < w1
         np.copyto(w2, np.where(closer, w1, np.minimum(w2, dist)))
         np.minimum(w1, dist, out=w1)
     outside = cells == 0
     s = d1[outside] + d2[outside]   # inf where fewer than two cells are in reach
-    w[outside] += (w0 * np.exp(-(s * s) / (2 * sigma * sigma))).astype(np.float32)
+    border = w0 * np.exp(-(s * s) / (2 * sigma * sigma))
+    w[outside] = (w[outside] + border).astype(np.float32)
     return w
 
 

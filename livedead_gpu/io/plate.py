@@ -255,11 +255,18 @@ def _read_plane(path):
             size = _pixel_size(tif)
             data = tif.series[0].asarray() if tif.series else page.asarray()
     except Exception as e:  # tifffile raises many kinds on a damaged file
-        raise PlateError(f"cannot read {str(path)!r}: {e}") from None
+        raise PlateError(f"cannot read {str(path)!r}: {_why(e)}") from None
     data = np.squeeze(data)
     if data.ndim != 2:
         raise PlateError(f"{str(path)!r} holds shape {data.shape}; a single-channel 2-D image was expected")
     return data, size
+
+
+def _why(e: Exception) -> str:
+    """A damaged TIFF makes tifffile raise anything from TiffFileError to IndexError."""
+    if isinstance(e, OSError) and not isinstance(e, EOFError):
+        return str(e) or type(e).__name__
+    return f"not a readable TIFF ({type(e).__name__}: {e})"
 
 
 def _check_shapes(arrays, sources):
@@ -390,7 +397,7 @@ class StackPlate(Plate):
                 for role in CHANNEL_ROLES:
                     arrays[role] = series.pages[_page_index(s, key.time, s.roles[role])].asarray()
         except Exception as e:
-            raise PlateError(f"cannot read {str(s.path)!r} (t={key.time}): {e}") from None
+            raise PlateError(f"cannot read {str(s.path)!r} (t={key.time}): {_why(e)}") from None
         for role, a in arrays.items():
             arrays[role] = np.squeeze(a)
             if arrays[role].ndim != 2:
@@ -418,7 +425,7 @@ def _open_stack(path, lookup, user_keys) -> _Stack:
             names = _stack_channel_names(tif)
             size = _pixel_size(tif)
     except Exception as e:
-        raise PlateError(f"cannot read {str(path)!r}: {e}") from None
+        raise PlateError(f"cannot read {str(path)!r}: {_why(e)}") from None
     if axes[-2:] != "YX" or "S" in axes:
         raise PlateError(f"{str(path)!r} has axes {axes} {shape}; expected grayscale ...YX planes")
     dims = tuple(shape[:-2])

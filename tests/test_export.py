@@ -1,0 +1,309 @@
+"""Training-set export: files, metadata, manifest, split, weights, patches, resume, errors, CLI."""
+
+import csv
+import fcntl
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from test_io_plate import GEN5_NAMES, small_plate, write_gen5, write_stacks
+
+from livedead_gpu import SegmentParams, segment_frame
+from livedead_gpu.export import export_plate, extract_patches, split_wells, unet_weights
+from livedead_gpu.io import MANIFEST_COLUMNS, PlateError, open_plate, open_training_set, read_manifest
+
+# small synthetic frames cannot always place every cell; that is fine here
+pytestmark = pytest.mark.filterwarnings("ignore:placed .* cells:UserWarning")
+REQUIRED = ["well", "site", "time", "image", "classes", "cells", "weights", "params_hash", "n_live",
+            "n_dead", "dead_fraction", "frac_background", "frac_cell", "frac_outline", "frac_hoechst",
+            "frac_draq7", "thr_gradient", "thr_hoechst", "thr_draq7", "split"]
+
+
+@pytest.fixture(scope="module")
+def plate():
+    return small_plate(wells=("B2", "C3"), n_times=2)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, plate):
+    root = tmp_path_factory.mktemp("exp")
+    src = write_gen5(root / "plate", plate, pixel_size=0.65)
+    summary = export_plate(src, root / "out", weights=True)
+    return src, root / "out", summary
+
+
+def test_manifest_has_the_columns_and_one_row_per_frame(exported):
+    src, out, summary = exported
+    assert summary.frames == 4 and len(summary.written) == 4 and not summary.failed
+    rows = read_manifest(out)
+    assert set(REQUIRED) <= set(MANIFEST_COLUMNS) == set(rows[0])
+    assert [(r["well"], r["site"], r["time"]) for r in rows] == [
+        ("B2", "1", "1"), ("B2", "1", "2"), ("C3", "1", "1"), ("C3", "1", "2")]
+    assert SegmentParams.from_toml(out / "params.toml") == SegmentParams()
+    assert not list(out.rglob("*.part"))
+
+
+def test_written_frames_match_segment_frame(exported, plate):
+    src, out, _ = exported
+    p = open_plate(src)
+    for row in read_manifest(out):
+        frame = p.read((row["well"], int(row["site"]), int(row["time"])))
+        r = segment_frame(frame.brightfield, frame.hoechst, frame.draq7)
+        image = tifffile.imread(out / row["image"])
+        assert image.shape == (3, 64, 64) and image.dtype == np.uint16
+        np.testing.assert_array_equal(image, frame.stack())
+        classes = tifffile.imread(out / row["classes"])
+        assert classes.dtype == np.uint8
+        np.testing.assert_array_equal(classes, r.classes)
+        cells = tifffile.imread(out / row["cells"])
+        assert cells.dtype == np.int32
+        np.testing.assert_array_equal(cells, r.cells)
+        weights = tifffile.imread(out / row["weights"])
+        assert weights.dtype == np.float32
+        np.testing.assert_allclose(weights, unet_weights(r.classes, r.cells), rtol=1e-6)
+
+        assert row["params_hash"] == SegmentParams().digest()
+        assert (int(row["n_live"]), int(row["n_dead"])) == (r.n_live, r.n_dead)
+        n = r.n_live + r.n_dead
+        assert float(row["dead_fraction"]) == pytest.approx(r.n_dead / n if n else 0, abs=1e-6)
+        fracs = np.bincount(r.classes.ravel(), minlength=5) / r.classes.size
+        for name, f in zip(("background", "cell", "outline", "hoechst", "draq7"), fracs):
+            assert float(row[f"frac_{name}"]) == pytest.approx(f, abs=1e-6)
+        assert float(row["thr_gradient"]) == pytest.approx(r.thresholds["gradient"], rel=1e-6)
+        assert int(row["thr_hoechst"]) == r.thresholds["hoechst"]
+        assert int(row["thr_draq7"]) == r.thresholds["draq7"]
+        assert row["channels"] == "Bright Field|DAPI|Cy5"
+        assert float(row["pixel_size"]) == pytest.approx(0.65)
+        assert "DAPI" in row["source"]
+
+
+def test_tiff_metadata_for_fiji_and_napari(exported):
+    _, out, _ = exported
+    row = read_manifest(out)[0]
+    with tifffile.TiffFile(out / row["image"]) as t:
+        assert t.is_imagej and t.series[0].axes == "CYX"
+        assert t.imagej_metadata["Labels"] == ["brightfield", "hoechst", "draq7"]
+        assert t.imagej_metadata["unit"] == "um"
+        num, den = t.pages[0].tags["XResolution"].value
+        assert den / num == pytest.approx(0.65, rel=1e-6)
+        assert t.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+    with tifffile.TiffFile(out / row["classes"]) as t:
+        assert t.is_imagej and t.imagej_metadata["Labels"] in ("classes", ["classes"])
+        assert "4 draq7" in t.imagej_metadata["Info"]
+    with tifffile.TiffFile(out / row["cells"]) as t:
+        assert t.is_ome and t.series[0].dtype == np.int32
+        pixels = tifffile.xml2dict(t.ome_metadata)["OME"]["Image"]["Pixels"]
+        assert pixels["PhysicalSizeX"] == pytest.approx(0.65)
+        assert pixels["Channel"]["Name"] == "cells"
+    with tifffile.TiffFile(out / row["weights"]) as t:
+        assert t.is_imagej and t.series[0].dtype == np.float32
+
+
+def test_open_training_set(exported):
+    _, out, _ = exported
+    ts = open_training_set(out)
+    assert len(ts) == 4
+    image, mask, weights = ts[0]
+    assert image.shape == (3, 64, 64) and mask.shape == (64, 64) and weights.dtype == np.float32
+    assert len(list(ts)) == 4
+    assert ts.cells(0).dtype == np.int32
+    assert all(len(item) == 2 for item in open_training_set(out, weights=False))
+    split = ts.rows[0]["split"]
+    assert {r["split"] for r in open_training_set(out, split=split).rows} == {split}
+
+
+def test_split_is_by_well_and_deterministic(tmp_path):
+    wells = [f"{r}{c}" for r in "ABC" for c in (1, 2)]
+    a = split_wells(wells, seed=3)
+    assert a == split_wells(list(reversed(wells)), seed=3)
+    assert sorted(a.values()).count("train") == 4 and list(a.values()).count("val") == 1
+    assert any(split_wells(wells, seed=s) != a for s in range(5))
+    assert set(split_wells(wells, (1, 0, 0)).values()) == {"train"}
+    with pytest.raises(ValueError, match="summing to 1"):
+        split_wells(wells, (0.5, 0.2, 0.2))
+
+    plate = small_plate(wells=tuple(wells), n_times=2, size=64)
+    src = write_stacks(tmp_path / "st", plate)
+    export_plate(src, tmp_path / "out", seed=3)
+    rows = read_manifest(tmp_path / "out")
+    by_well = {}
+    for r in rows:
+        by_well.setdefault(r["well"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in by_well.values())
+    assert {w: s.pop() for w, s in by_well.items()} == a
+
+
+def _loop_weights(classes, cells, w0=10.0, sigma=5.0):
+    """Eq. 2 of Ronneberger et al. 2015, pixel by pixel."""
+    counts = {k: np.count_nonzero(classes == k) for k in np.unique(classes)}
+    ids = [i for i in np.unique(cells) if i]
+    pts = {i: np.argwhere(cells == i) for i in ids}
+    w = np.zeros(classes.shape)
+    for y in range(classes.shape[0]):
+        for x in range(classes.shape[1]):
+            w[y, x] = classes.size / (len(counts) * counts[classes[y, x]])
+            if cells[y, x] == 0 and len(ids) >= 2:
+                d = sorted(np.sqrt(((pts[i] - (y, x)) ** 2).sum(1)).min() for i in ids)
+                w[y, x] += w0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * sigma ** 2))
+    return w
+
+
+def test_weights_match_the_formula_on_a_small_case():
+    cells = np.zeros((20, 26), np.int32)
+    cells[2:8, 3:10] = 1
+    cells[2:9, 11:15] = 2          # one-pixel gap to cell 1
+    cells[13:18, 5:22] = 3
+    cells[15:17, 24:26] = 4         # at the image edge
+    classes = (cells > 0).astype(np.uint8)
+    classes[4:6, 5:7] = 3
+    classes[14:16, 8:10] = 4
+    classes[cells == 0] = 0
+    classes[1, 1] = 2
+    got = unet_weights(classes, cells)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, _loop_weights(classes, cells), rtol=1e-5, atol=1e-5)
+    assert got[5, 10] > 9      # the gap between cells 1 and 2: d1 + d2 = 2, 10 exp(-4/50) = 9.2
+    np.testing.assert_allclose(unet_weights(classes, cells, w0=0).mean(), 1.0, rtol=1e-6)
+    one = np.where(cells == 1, 1, 0).astype(np.int32)   # one cell: class balance only
+    np.testing.assert_allclose(unet_weights(classes, one), _loop_weights(classes, one), rtol=1e-6)
+
+
+def test_patches(tmp_path, plate):
+    src = write_gen5(tmp_path / "plate", plate)
+    summary = export_plate(src, tmp_path / "out", weights=True, patches=(32, 0.1))
+    out = tmp_path / "out"
+    rows = list(csv.DictReader((out / "patches.csv").open()))
+    frames = {(r["well"], r["site"], r["time"]): r for r in read_manifest(out)}
+    assert sum(int(r["n_patches"]) for r in frames.values()) == len(rows) > 0
+    ts = open_training_set(out, patches=True)
+    assert len(ts) == len(rows)
+    for row, (image, mask, weights) in zip(rows, ts):
+        f = frames[(row["well"], row["site"], row["time"])]
+        y, x = int(row["y"]), int(row["x"])
+        sl = (slice(y, y + 32), slice(x, x + 32))
+        full = tifffile.imread(out / f["classes"])
+        np.testing.assert_array_equal(mask, full[sl])
+        np.testing.assert_array_equal(image, tifffile.imread(out / f["image"])[(slice(None),) + sl])
+        np.testing.assert_array_equal(weights, tifffile.imread(out / f["weights"])[sl])
+        assert np.count_nonzero(mask) / mask.size >= 0.1
+        assert float(row["frac_foreground"]) == pytest.approx(np.count_nonzero(mask) / mask.size, abs=1e-6)
+        assert row["split"] == f["split"]
+    assert summary.done == 4
+    # the selection rule itself
+    classes = np.zeros((70, 100), np.uint8)
+    classes[0:32, 32:64] = 1
+    classes[40:50, 0:10] = 1
+    assert extract_patches(classes, 32, 0.05) == [(0, 32, 1.0), (32, 0, 100 / 1024)]
+    assert extract_patches(classes, 32, 0.5) == [(0, 32, 1.0)]
+
+
+def _mtimes(out):
+    return {p.relative_to(out): p.stat().st_mtime_ns for p in out.rglob("*.tif")}
+
+
+def test_resume_skips_done_frames_and_redoes_changed_ones(tmp_path, plate):
+    src = write_gen5(tmp_path / "plate", plate)
+    out = tmp_path / "out"
+    first = export_plate(src, out)
+    manifest = (out / "manifest.csv").read_bytes()
+    before = _mtimes(out)
+
+    again = export_plate(src, out)
+    assert len(again.resumed) == 4 and not again.written
+    assert _mtimes(out) == before and (out / "manifest.csv").read_bytes() == manifest
+
+    # a frame whose file went missing, and one whose source changed, are redone
+    (out / "classes" / "B2_s01_t0001.tif").unlink()
+    os.utime(src / "C3_02_2_1_DAPI_002.tif", ns=(1, 1))
+    third = export_plate(src, out)
+    assert sorted(third.written) == sorted([first.written[0], first.written[3]])
+    assert (out / "manifest.csv").read_bytes() == manifest
+
+    # other parameters: everything redone, the manifest says so
+    params = SegmentParams(min_nucleus_area=5)
+    fourth = export_plate(src, out, params=params)
+    assert len(fourth.written) == 4
+    rows = read_manifest(out)
+    assert {r["params_hash"] for r in rows} == {params.digest()} != {SegmentParams().digest()}
+    assert SegmentParams.from_toml(out / "params.toml") == params
+    # and asking for weights now redoes the frames to add them
+    fifth = export_plate(src, out, params=params, weights=True)
+    assert len(fifth.written) == 4 and all(r["weights"] for r in read_manifest(out))
+
+
+def test_missing_channel_and_corrupt_file(tmp_path, plate):
+    src = write_gen5(tmp_path / "plate", plate)
+    (src / "C3_02_3_1_Cy5_002.tif").unlink()
+    (src / "B2_02_2_1_DAPI_001.tif").write_bytes(b"II*\x00 not really a tiff")
+    out = tmp_path / "out"
+    with pytest.raises(PlateError, match=r"no draq7 channel.*C3_02_1_1_Bright Field_002.tif"):
+        export_plate(src, out)
+    assert not out.exists()        # discovery problems stop the run before anything is written
+
+    s = export_plate(src, out, on_error="skip")
+    assert [tuple(k) for k, _ in s.failed] == [("B2", 1, 1), ("C3", 1, 2)]
+    errors = list(csv.DictReader((out / "errors.csv").open()))
+    assert [(e["well"], e["time"]) for e in errors] == [("B2", "1"), ("C3", "2")]
+    assert "B2_02_2_1_DAPI_001.tif" in errors[0]["error"] and "not a readable TIFF" in errors[0]["error"]
+    assert "no draq7 channel" in errors[1]["error"] and "C3_02_2_1_DAPI_002.tif" in errors[1]["error"]
+    assert [(r["well"], r["time"]) for r in read_manifest(out)] == [("B2", "2"), ("C3", "1")]
+
+    # with the missing channel back, "raise" stops at the corrupt file and names it
+    tifffile.imwrite(src / "C3_02_3_1_Cy5_002.tif", plate[("C3", 0, 1)].draq7)
+    with pytest.raises(PlateError, match="cannot read .*B2_02_2_1_DAPI_001.tif"):
+        export_plate(src, out)
+    tifffile.imwrite(src / "B2_02_2_1_DAPI_001.tif", plate[("B2", 0, 0)].hoechst)
+    s = export_plate(src, out)
+    assert len(s.written) == 2 and len(s.resumed) == 2
+    assert len(read_manifest(out)) == 4 and not (out / "errors.csv").exists()
+
+
+def test_one_export_per_folder(tmp_path, plate):
+    src = write_gen5(tmp_path / "plate", plate)
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(RuntimeError, match="another export"):
+            export_plate(src, out)
+    finally:
+        os.close(fd)
+
+
+def test_bad_options(tmp_path, plate):
+    src = write_gen5(tmp_path / "plate", plate)
+    with pytest.raises(ValueError, match="on_error"):
+        export_plate(src, tmp_path / "o", on_error="ignore")
+    with pytest.raises(ValueError, match="patches: size"):
+        export_plate(src, tmp_path / "o", patches=4)
+    with pytest.raises(ValueError, match="split"):
+        export_plate(src, tmp_path / "o", split=(0.5, 0.5))
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "livedead_gpu", *map(str, args)], capture_output=True,
+                          text=True)
+
+
+def test_cli_segment(tmp_path, plate):
+    src = write_gen5(tmp_path / "plate", plate, names=dict(GEN5_NAMES, draq7="Texas Red"))
+    out = tmp_path / "out"
+    proc = cli("segment", src, "-o", out, "--weights", "--patch-size", "32", "--channel-map",
+               "Texas Red=draq7", "--layout", "gen5")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 frames: 4 written, 0 done before" in proc.stdout
+    assert len(open_training_set(out, patches=True)) > 0 and len(open_training_set(out)) == 4
+    proc = cli("segment", src, "-o", out, "--weights", "--patch-size", "32", "--channel-map",
+               "Texas Red=draq7")
+    assert proc.returncode == 0 and "0 written, 4 done before" in proc.stdout
+
+    proc = cli("segment", src, "-o", tmp_path / "o2")       # no map: one-line error naming a file
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "no draq7 channel" in err[0] and "Texas Red_001.tif" in err[0]
+    proc = cli("segment", src, "-o", tmp_path / "o3", "--channel-map", "Texas Red=dead")
+    assert proc.returncode == 2 and "role of 'Texas Red'" in proc.stderr
