@@ -28,13 +28,15 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
 
     Returns the summary rows.
     """
-    from . import synthetic
+    from . import qc, readout, synthetic
 
     params = _params(config)
     plate = synthetic.make_plate(wells=("A1", "A2", "B1"), sites=1, n_times=times, shape=(size, size), seed=seed)
-    rows = []
+    rows, readouts = [], []
     for (well, site, t), frame in sorted(plate.items()):
         r = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
+        readouts.append(readout.frame_readout(r, well, site, t))
+        shown = (well, site, t, frame, r)  # the QC panel shows the last frame: the most dead well, last time
         stem = f"{well}_s{site}_t{t:03d}"
         write_tiff(out / "masks" / f"{stem}_classes.tif", r.classes)
         write_tiff(out / "masks" / f"{stem}_cells.tif", r.cells)
@@ -51,16 +53,21 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
     writer.writerows(rows)
     atomic_write_text(out / "summary.csv", buf.getvalue())
     atomic_write_text(out / "params.toml", params.to_toml())
+    readout.write_readout(readouts, out / "readout", title="Kill curves: synthetic demo plate")
+    well, site, t, frame, r = shown
+    qc.plot_result(frame.brightfield, frame.hoechst, frame.draq7, r, out / "qc" / f"{well}_s{site}_t{t:03d}.png",
+                   title=f"synthetic demo: {well} site {site} t={t} (truth {frame.n_live} live, {frame.n_dead} dead)")
     return rows
 
 
 def _cmd_demo(args) -> int:
     start = time.perf_counter()
     rows = demo(args.out, args.backend, args.config, args.size, args.times, args.seed)
-    print(f"{'well':<5}{'time':>5}{'live':>6}{'dead':>6}  (truth live/dead)")
+    _say(args, f"{'well':<5}{'time':>5}{'live':>6}{'dead':>6}  (truth live/dead)")
     for r in rows:
-        print(f"{r['well']:<5}{r['time']:>5}{r['n_live']:>6}{r['n_dead']:>6}  ({r['true_live']}/{r['true_dead']})")
-    print(f"{len(rows)} frames in {time.perf_counter() - start:.2f} s -> {args.out}/ (masks/, summary.csv, params.toml)")
+        _say(args, f"{r['well']:<5}{r['time']:>5}{r['n_live']:>6}{r['n_dead']:>6}  ({r['true_live']}/{r['true_dead']})")
+    _say(args, f"{len(rows)} frames in {time.perf_counter() - start:.2f} s -> {args.out}/ (masks/, summary.csv, params.toml, "
+          "readout/ with wells.csv and kill_curves.png, qc/ with a four-panel picture)")
     return 0
 
 
@@ -80,10 +87,110 @@ def _cmd_segment(args) -> int:
     return 0
 
 
+def _say(args, text: str) -> None:
+    """Print a result line unless --quiet."""
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+def _cmd_readout(args) -> int:
+    from . import readout
+
+    if not args.out.is_dir():
+        raise FileNotFoundError(f"training-set folder not found: {args.out}")
+    frames = readout.manifest_readout(args.out)
+    paths = readout.write_readout(frames, (args.to or args.out) / "readout",
+                                  title=f"Kill curves: {args.out.resolve().name}")
+    wells = readout.well_readout(frames)
+    last = {}
+    for r in wells:
+        last[r["well"]] = r
+    _say(args, f"{'well':<6}{'time':>6}{'live':>7}{'dead':>7}{'dead %':>8}  (last time point)")
+    for r in last.values():
+        pct = "-" if r["dead_fraction"] != r["dead_fraction"] else f"{100 * r['dead_fraction']:.1f}"
+        _say(args, f"{r['well']:<6}{r['time']:>6}{r['n_live']:>7}{r['n_dead']:>7}{pct:>8}")
+    _say(args, "wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _cmd_qc(args) -> int:
+    from . import qc
+
+    if args.frames < 0:
+        raise ValueError(f"--frames must be >= 0, got {args.frames}")
+    start = time.perf_counter()
+    res = qc.qc_training_set(args.out, args.to, n_frames=args.frames, gifs=not args.no_gifs, log=log.info)
+    _say(args, f"{len(res['panels'])} QC panels, {len(res['gifs'])} GIFs, readout in "
+               f"{time.perf_counter() - start:.2f} s -> {res['report']}")
+    return 0
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    import numpy
+
+    out = {"python": sys.version.split()[0], "numpy": numpy.__version__}
+    try:
+        import cv2
+
+        out["opencv"] = cv2.__version__
+    except ImportError:
+        out["opencv"] = "not installed"
+    for name in ("tifffile", "dask", "matplotlib", "cupy", "cupy-cuda12x", "cupy-cuda13x", "cucim",
+                 "cucim-cu12", "cucim-cu13"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            if name in ("tifffile", "dask", "matplotlib"):
+                out[name] = "not installed"
+    return out
+
+
+def _gpus() -> tuple[list[str], str]:
+    """(device descriptions, why none) as CuPy sees them."""
+    try:
+        import cupy
+    except ImportError:
+        return [], "CuPy not installed (pip install 'livedead-gpu[gpu-cu12]' or '[gpu-cu13]')"
+    except Exception as e:  # a broken CUDA install can raise anything on import
+        return [], f"CuPy does not import: {type(e).__name__}: {e}"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        return [], f"CuPy sees no CUDA device ({type(e).__name__})"
+    gpus = []
+    for i in range(n):
+        try:
+            props = cupy.cuda.runtime.getDeviceProperties(i)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+            gpus.append(f"{i}: {name}, {props['totalGlobalMem'] / 2**30:.1f} GiB, "
+                        f"compute capability {props['major']}.{props['minor']}")
+        except Exception as e:
+            gpus.append(f"{i}: (properties unreadable: {type(e).__name__})")
+    return gpus, "" if gpus else "CuPy sees no CUDA device"
+
+
+def _cmd_info(args) -> int:
+    from . import __version__
+
+    print(f"livedead-gpu {__version__}")
+    for name, version in _versions().items():
+        print(f"  {name:<13}{version}")
+    gpus, why = _gpus()
+    print("backends: cpu" + (", gpu" if gpus else f" (gpu: {why})"))
+    print("GPUs: " + ("none" if not gpus else ""))
+    for g in gpus:
+        print(f"  {g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livedead-gpu", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    talk.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="segment a small synthetic plate end to end")
     d.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default: demo-out)")
@@ -117,13 +224,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop at an unreadable frame (raise) or list it in errors.csv and go on (skip)")
     g.add_argument("--progress", action="store_true", help="a line per frame on stderr")
     g.set_defaults(func=_cmd_segment)
+    r = sub.add_parser(
+        "readout", help="recompute the live/dead readout and kill curves from a training set's manifest.csv",
+        description="Per-frame and per-well (sites summed) live/dead counts, dead fraction and cell-area "
+                    "fraction as CSV, kill curves and a plate map as PNG, into OUT/readout/.")
+    r.add_argument("out", type=Path, metavar="OUT", help="training-set folder (holds manifest.csv)")
+    r.add_argument("--to", type=Path, metavar="DIR", help="write into DIR/readout/ instead of OUT/readout/")
+    r.set_defaults(func=_cmd_readout)
+    q = sub.add_parser(
+        "qc", help="QC pictures and an HTML report of a training set",
+        description="Four-panel pictures of some frames (composite, Hoechst + Draq7, Sobel magnitude, "
+                    "classes), a GIF per well over time, the readout and OUT/report.html linking them.")
+    q.add_argument("out", type=Path, metavar="OUT", help="training-set folder (holds manifest.csv)")
+    q.add_argument("--frames", type=int, default=8, metavar="N",
+                   help="four-panel pictures to draw, spread over the wells (default: 8)")
+    q.add_argument("--no-gifs", action="store_true", help="skip the per-well GIFs")
+    q.add_argument("--to", type=Path, metavar="DIR", help="write into DIR instead of OUT")
+    q.set_defaults(func=_cmd_qc)
+    i = sub.add_parser("info", help="versions, backends available and GPUs seen")
+    i.set_defaults(func=_cmd_info)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s")
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError, RuntimeError) as e:

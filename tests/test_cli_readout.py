@@ -1,0 +1,149 @@
+"""`readout`, `qc`, `info`, `demo`'s pictures and --quiet, run as a user runs them: a subprocess."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from livedead_gpu import qc
+from livedead_gpu.cli import main
+from livedead_gpu.readout import FRAME_COLUMNS, WELL_COLUMNS
+
+from _training_set import make_plate, write_training_set
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "livedead_gpu", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def training_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli") / "plate1"
+    plate = write_training_set(root, make_plate())
+    return root, plate
+
+
+def within(found, truth):
+    return abs(found - truth) <= max(1, 0.1 * truth)
+
+
+def test_readout_command_against_ground_truth(training_set):
+    root, plate = training_set
+    proc = run("readout", root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    out = root / "readout"
+    with (out / "frames.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == FRAME_COLUMNS
+        frames = list(reader)
+    assert len(frames) == len(plate)
+    for row in frames:
+        truth = plate[(row["well"], int(row["site"]), int(row["time"]))]
+        assert within(int(row["n_live"]), truth.n_live), row
+        assert within(int(row["n_dead"]), truth.n_dead), row
+    with (out / "wells.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == WELL_COLUMNS
+        wells = list(reader)
+    assert len(wells) == 4 * 3
+    for row in wells:
+        sites = [f for (w, _, t), f in plate.items() if w == row["well"] and t == int(row["time"])]
+        live, dead = sum(f.n_live for f in sites), sum(f.n_dead for f in sites)
+        assert within(int(row["n_live"]), live) and within(int(row["n_dead"]), dead)
+        assert float(row["dead_fraction"]) == pytest.approx(dead / (live + dead), abs=0.1)
+        assert 0 < float(row["cell_fraction"]) < 1
+    assert imread(out / "kill_curves.png").shape[:2] == (500, 800)
+    assert imread(out / "plate_map.png").ndim == 3
+    assert "B3" in proc.stdout and "wrote" in proc.stdout
+
+
+def test_readout_to_elsewhere_and_quiet(training_set, tmp_path, capsys):
+    root, _ = training_set
+    assert main(["--quiet", "readout", str(root), "--to", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == ""
+    assert (tmp_path / "readout" / "wells.csv").is_file()
+
+
+def test_qc_command_writes_panels_gifs_and_report(training_set, tmp_path):
+    root, _ = training_set
+    proc = run("qc", root, "--frames", "3", "--to", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    panels = sorted((tmp_path / "qc" / "panels").glob("*.png"))
+    assert [p.name for p in panels] == ["A1_s0_t2.png", "A2_s0_t2.png", "B1_s0_t2.png"]
+    present = set()
+    for panel in panels:
+        img = imread(panel)
+        assert img.shape[:2] == (1040, 1000)
+        # the class panel, lower right
+        present |= {tuple(c) for c in np.rint(img[500:960, 500:, :3] * 255).astype(int).reshape(-1, 3)}
+    for name, colour in zip(("background", "cell", "outline", "hoechst", "draq7"), qc.CLASS_COLORS):
+        assert tuple(int(c) for c in colour) in present, name
+    assert len(list((tmp_path / "qc" / "gifs").glob("*.gif"))) == 4
+    report = (tmp_path / "report.html").read_text()
+    assert "kill_curves.png" in report and "manifest.csv" in report and "qc/panels/" in report
+    assert "report.html" in proc.stdout
+
+
+def test_info_command():
+    proc = run("info")
+    assert proc.returncode == 0, proc.stderr
+    for word in ("livedead-gpu 0.1.0", "python", "numpy", "opencv", "tifffile", "dask", "backends: cpu", "GPUs"):
+        assert word in proc.stdout
+
+
+def test_demo_writes_readout_and_a_qc_panel(tmp_path):
+    proc = run("demo", "--out", tmp_path, "--size", "96", "--times", "2")
+    assert proc.returncode == 0, proc.stderr
+    with (tmp_path / "readout" / "wells.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == 3 * 2
+    assert imread(tmp_path / "readout" / "kill_curves.png").shape[:2] == (500, 800)
+    (panel,) = (tmp_path / "qc").glob("*.png")
+    assert imread(panel).shape[:2] == (1040, 1000)
+
+
+def test_bad_input_subprocess_is_one_line(tmp_path):
+    proc = run("readout", tmp_path / "missing")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"livedead-gpu: error: training-set folder not found: {tmp_path / 'missing'}"
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["readout", "qc"])
+@pytest.mark.parametrize("setup, message", [
+    (None, "training-set folder not found"),
+    ("", "no manifest.csv in"),
+    ("well,site,time,n_live\nA1,0,0,3\n", r"missing column(s) n_dead"),
+    ("well,site,time,n_live,n_dead\nA1,0,0,x,1\n", "line 2: n_live must be an integer >= 0, got 'x'"),
+    ("well,site,time,n_live,n_dead\n", "no frames"),
+])
+def test_bad_training_sets_are_one_line_errors(tmp_path, capsys, command, setup, message):
+    root = tmp_path / "ts"
+    if setup is not None:
+        root.mkdir()
+        if setup:
+            (root / "manifest.csv").write_text(setup)
+    assert main([command, str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("livedead-gpu: error: ") and err.count("\n") == 1
+    assert message in err
+
+
+def test_qc_needs_image_columns(tmp_path, capsys):
+    (tmp_path / "manifest.csv").write_text("well,site,time,n_live,n_dead\nA1,0,0,3,1\n")
+    assert main(["qc", str(tmp_path)]) == 2
+    assert "missing column(s) image, classes (needed by qc)" in capsys.readouterr().err
+
+
+def test_bad_frames_option(training_set, capsys):
+    root, _ = training_set
+    assert main(["qc", str(root), "--frames", "-1"]) == 2
+    assert "--frames must be >= 0" in capsys.readouterr().err
+
+
+def test_quiet_and_verbose_exclude_each_other():
+    proc = run("-q", "-v", "info")
+    assert proc.returncode == 2 and "not allowed with" in proc.stderr
