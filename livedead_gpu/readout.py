@@ -441,7 +441,8 @@ def plot_plate_map(well_rows: Iterable[Mapping], path, title: str | None = None,
         for j, name in enumerate(col_names):
             axes[0, j].set_title(name, fontsize=9, fontweight="bold")
     fig.colorbar(ScalarMappable(norm, cmap), ax=axes, shrink=0.6, label="final dead fraction")
-    fig.suptitle(title or f"Plate map: dead fraction (0-1) vs {time_label}, per well", fontsize=11)
+    t_range = f"{t_all.min():g}-{t_all.max():g}"
+    fig.suptitle(title or f"Plate map: dead fraction (0-1) vs {time_label} ({t_range}), per well", fontsize=11)
     return _save(fig, path)
 
 
