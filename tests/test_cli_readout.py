@@ -171,3 +171,23 @@ def test_segment_then_readout_and_qc_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert len(list((out / "qc" / "panels").glob("*.png"))) == 1 and (out / "report.html").is_file()
     assert len(list((out / "qc" / "gifs").glob("*.gif"))) == 4
+
+
+def test_info_lists_gpus_cupy_sees(monkeypatch, capsys):
+    """No GPU here: a stand-in CuPy module with one device checks the reporting path."""
+    import types
+
+    runtime = types.SimpleNamespace(
+        getDeviceCount=lambda: 1,
+        getDeviceProperties=lambda i: {"name": b"Fake H100", "totalGlobalMem": 80 * 2**30, "major": 9, "minor": 0})
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime)))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "backends: cpu, gpu" in out and "0: Fake H100, 80.0 GiB, compute capability 9.0" in out
+
+    def no_device():
+        raise RuntimeError("cudaErrorNoDevice")
+
+    monkeypatch.setattr(runtime, "getDeviceCount", no_device)
+    assert main(["info"]) == 0
+    assert "gpu: CuPy sees no CUDA device (RuntimeError)" in capsys.readouterr().out
