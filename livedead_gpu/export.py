@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,23 +108,27 @@ def unet_weights(classes, cells, w0: float = W0, sigma: float = SIGMA) -> np.nda
     x_lo = np.minimum.reduceat(xs[order], starts)
     x_hi = np.maximum.reduceat(xs[order], starts)
     m, n = cells.shape
-    d1 = np.full(cells.shape, np.inf)
-    d2 = np.full(cells.shape, np.inf)
+    d1 = np.full(cells.shape, np.inf, np.float32)
+    d2 = np.full(cells.shape, np.inf, np.float32)
     for i, a, b, c, d in zip(ids, y_lo, y_hi, x_lo, x_hi):
         win = (slice(max(a - reach, 0), min(b + reach + 1, m)),
                slice(max(c - reach, 0), min(d + reach + 1, n)))
         other = (cells[win] != i).view(np.uint8)
         dist = cv2.distanceTransform(other, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         # OpenCV's exact transform is off by an ulp or so from run to run (it depends
-        # on what the heap held); the squared distance is an integer, so round it and
-        # take a correctly rounded float64 root: bit-identical reruns
-        dist = np.sqrt(np.rint(np.square(dist, dtype=np.float64)))
+        # on what the heap held). The squared distance is an integer (exact in float32
+        # up to 2**24), so round it and take the correctly rounded root: bit-identical
+        # reruns
+        np.square(dist, out=dist)
+        np.rint(dist, out=dist)
+        np.sqrt(dist, out=dist)
         w1, w2 = d1[win], d2[win]
-        closer = dist < w1
-        np.copyto(w2, np.where(closer, w1, np.minimum(w2, dist)))
+        closer = dist < w1                  # cell i becomes the nearest: the old nearest is second
+        np.minimum(w2, dist, out=w2)
+        np.copyto(w2, w1, where=closer)
         np.minimum(w1, dist, out=w1)
     outside = cells == 0
-    s = d1[outside] + d2[outside]   # inf where fewer than two cells are in reach
+    s = (d1[outside] + d2[outside]).astype(np.float64)   # inf where fewer than two cells are in reach
     border = w0 * np.exp(-(s * s) / (2 * sigma * sigma))
     w[outside] = (w[outside] + border).astype(np.float32)
     return w
@@ -296,42 +301,59 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     splits = split_wells(plate.wells, fractions, seed)
     summary = ExportSummary(out=out, frames=len(keys), params_hash=digest)
     records = {}
-    with _lock(out):
+    # One background thread writes frame i (zlib, fsync, weight map) while frame i + 1
+    # is read and segmented (both release the GIL for most of their time); at most one
+    # frame is waiting to be written, so memory stays that of two frames.
+    pending = None
+
+    def finish():
+        nonlocal pending
+        if pending is not None:
+            key, future = pending
+            pending = None
+            records[key] = future.result()
+
+    with _lock(out), ThreadPoolExecutor(1, thread_name_prefix="livedead-writer") as pool:
         for p in atomic.remove_partials(out):
             log.info("removed %s, left by an interrupted run", p)
         atomic.atomic_write_text(out / "params.toml", params.to_toml())
-        for i, key in enumerate(keys, 1):
-            stem = frame_stem(*key)
-            status = "failed"
-            if key in plate.problems:
-                summary.failed.append((key, plate.problems[key]))
-                _forget(out, stem)
-            else:
-                sig = _source_signature(plate, key)
-                rec = read_record(out, stem)
-                if _is_done(out, rec, digest, options, sig):
-                    records[key] = rec
-                    summary.resumed.append(key)
-                    status = "done before"
+        try:
+            for i, key in enumerate(keys, 1):
+                stem = frame_stem(*key)
+                status = "failed"
+                if key in plate.problems:
+                    summary.failed.append((key, plate.problems[key]))
+                    _forget(out, stem)
                 else:
-                    try:
-                        frame = plate.read(key)
-                        image = _as_uint16(frame.stack(), frame.sources)
-                        result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params,
-                                               backend=backend)
-                    except (PlateError, ValueError, TypeError, OSError) as e:
-                        if on_error == "raise":
-                            raise
-                        summary.failed.append((key, str(e)))
-                        _forget(out, stem)
+                    sig = _source_signature(plate, key)
+                    rec = read_record(out, stem)
+                    if _is_done(out, rec, digest, options, sig):
+                        records[key] = rec
+                        summary.resumed.append(key)
+                        status = "done before"
                     else:
-                        records[key] = _write_frame(out, stem, key, frame, image, result, digest,
-                                                    options, sig)
-                        summary.written.append(key)
-                        status = "written"
-            if progress:
-                print(f"[{i}/{len(keys)}] {key.well} s{key.site} t{key.time}: {status}", file=sys.stderr,
-                      flush=True)
+                        try:
+                            frame = plate.read(key)
+                            image = _as_uint16(frame.stack(), frame.sources)
+                            result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params,
+                                                   backend=backend)
+                        except (PlateError, ValueError, TypeError, OSError) as e:
+                            if on_error == "raise":
+                                raise
+                            summary.failed.append((key, str(e)))
+                            _forget(out, stem)
+                        else:
+                            finish()
+                            pending = (key, pool.submit(_write_frame, out, stem, key, frame, image, result,
+                                                        digest, options, sig))
+                            del frame, image, result
+                            summary.written.append(key)
+                            status = "written"
+                if progress:
+                    print(f"[{i}/{len(keys)}] {key.well} s{key.site} t{key.time}: {status}", file=sys.stderr,
+                          flush=True)
+        finally:
+            finish()   # the last frame's files (or, after an error, the frame before it) are kept
         summary.manifest = _write_manifests(out, records, splits, summary.failed)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -76,14 +76,19 @@ def _resolution(pixel_size):
     return {}, {}
 
 
-def _imagej(path, array, axes, labels, pixel_size, ranges=None, info=None):
+# zlib level 1: camera noise does not compress, and the default level takes ~5x the time
+# for ~2% smaller files (a 2048² input stack: ~0.5 s instead of ~3 s)
+FAST = {"compressionargs": {"level": 1}}
+
+
+def _imagej(path, array, axes, labels, pixel_size, ranges=None, info=None, **kw):
     res, unit = _resolution(pixel_size)
     meta = {"axes": axes, "Labels": list(labels), **unit}
     if ranges is not None:
         meta["Ranges"] = ranges
     if info:
         meta["Info"] = info
-    return write_tiff(path, array, imagej=True, metadata=meta, **res)
+    return write_tiff(path, array, imagej=True, metadata=meta, **res, **kw)
 
 
 def write_training_frame(out, stem, image, classes, cells, weights=None, pixel_size=None,
@@ -118,7 +123,7 @@ def write_training_frame(out, stem, image, classes, cells, weights=None, pixel_s
         "cells": f"cells/{stem}.ome.tif",
         "weights": f"weights/{stem}.tif" if weights is not None else "",
     }
-    _imagej(out / rel["image"], image, "CYX", INPUT_CHANNELS, pixel_size)
+    _imagej(out / rel["image"], image, "CYX", INPUT_CHANNELS, pixel_size, **FAST)
     _imagej(out / rel["classes"], classes.astype(np.uint8, copy=False), "YX", ["classes"],
             pixel_size, ranges=(0.0, 4.0),
             info="classes: " + ", ".join(f"{i} {n}" for i, n in enumerate(CLASS_LABELS)))
@@ -130,7 +135,7 @@ def write_training_frame(out, stem, image, classes, cells, weights=None, pixel_s
     write_tiff(out / rel["cells"], cells.astype(np.int32, copy=False), ome=True, metadata=ome)
     if weights is not None:
         _imagej(out / rel["weights"], weights.astype(np.float32, copy=False), "YX", ["weights"],
-                pixel_size)
+                pixel_size, **FAST)
     return rel
 
 
@@ -142,10 +147,10 @@ def write_patches(out, stem, image, classes, weights=None, pixel_size=None) -> d
            "weights": f"patches/{stem}_weights.tif" if weights is not None else ""}
     # minisblack: three channels are three pages, not one RGB-like planar page
     kw = {"photometric": "minisblack", **res}
-    write_tiff(out / rel["image"], image, metadata={"axes": "QCYX"}, **kw)
+    write_tiff(out / rel["image"], image, metadata={"axes": "QCYX"}, **kw, **FAST)
     write_tiff(out / rel["classes"], classes, metadata={"axes": "QYX"}, **kw)
     if weights is not None:
-        write_tiff(out / rel["weights"], weights, metadata={"axes": "QYX"}, **kw)
+        write_tiff(out / rel["weights"], weights, metadata={"axes": "QYX"}, **kw, **FAST)
     return rel
 
 
