@@ -18,9 +18,10 @@ What it does:
    frames/s of the whole job. Then the per-frame phases of one frame, each the
    median of ``--repeats``: ``Plate.read``, ``segment_frame``, and the writing of
    the training-set files (TIFFs with zlib, fsync'd, and the record).
-3. Peak RSS (``VmHWM``) of a fresh process that exports the half plate and of one
-   that exports the whole plate: flat in the number of frames means the plate is
-   streamed, one frame in memory at a time.
+3. Peak RSS (``VmHWM``) of a fresh process that exports half the plate, the plate,
+   and two and four copies of it (hard links under other well names): flat in the
+   number of frames means the plate is streamed (one frame segmented while the
+   previous one is written).
 
 Nothing here asserts; it reports.
 """
@@ -72,6 +73,15 @@ def half_plate(root: Path, dest: Path, times: int) -> None:
     for p in root.iterdir():
         if int(p.stem.rsplit("_", 1)[1]) <= times // 2:
             os.link(p, dest / p.name)
+
+
+def bigger_plate(root: Path, dest: Path, copies: int) -> None:
+    """``copies`` times the plate, as hard links under new well names (W1, W2, ...)."""
+    dest.mkdir()
+    for k in range(copies):
+        for p in root.iterdir():
+            well, rest = p.name.split("_", 1)
+            os.link(p, dest / f"{chr(ord('H') + k)}{well[1:]}_{rest}")
 
 
 def time_export(src: Path, work: Path, repeats: int, weights: bool) -> list[float]:
@@ -163,7 +173,9 @@ def main(argv=None):
         plain = time_export(work / "plate", work, a.repeats, weights=False)
         weighted = time_export(work / "plate", work, a.repeats, weights=True)
         phases = time_phases(work / "plate", work, max(a.repeats, 3))
-        rss = [peak_rss(work / "half", work / "rss-half"), peak_rss(work / "plate", work / "rss-all")]
+        bigger_plate(work / "plate", work / "double", 2)
+        bigger_plate(work / "plate", work / "quadruple", 4)
+        rss = [peak_rss(work / name, work / f"rss-{name}") for name in ("half", "plate", "double", "quadruple")]
 
     res = {
         "size": a.size, "frames": n, "repeats": a.repeats,

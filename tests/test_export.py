@@ -73,8 +73,8 @@ def test_written_frames_match_segment_frame(exported, plate):
         for name, f in zip(("background", "cell", "outline", "hoechst", "draq7"), fracs):
             assert float(row[f"frac_{name}"]) == pytest.approx(f, abs=1e-6)
         assert float(row["thr_gradient"]) == pytest.approx(r.thresholds["gradient"], rel=1e-6)
-        assert int(row["thr_hoechst"]) == r.thresholds["hoechst"]
-        assert int(row["thr_draq7"]) == r.thresholds["draq7"]
+        assert float(row["thr_hoechst"]) == pytest.approx(r.thresholds["hoechst"], rel=1e-6)
+        assert float(row["thr_draq7"]) == pytest.approx(r.thresholds["draq7"], rel=1e-6)
         assert row["channels"] == "Bright Field|DAPI|Cy5"
         assert float(row["pixel_size"]) == pytest.approx(0.65)
         assert "DAPI" in row["source"]
@@ -307,3 +307,13 @@ def test_cli_segment(tmp_path, plate):
     assert len(err) == 1 and "no draq7 channel" in err[0] and "Texas Red_001.tif" in err[0]
     proc = cli("segment", src, "-o", tmp_path / "o3", "--channel-map", "Texas Red=dead")
     assert proc.returncode == 2 and "role of 'Texas Red'" in proc.stderr
+
+
+def test_a_broken_stack_is_skipped_and_listed(tmp_path, plate):
+    src = write_stacks(tmp_path / "st", plate)
+    (src / "C3_s0.ome.tif").write_bytes(b"II*\x00 broken")
+    with pytest.raises(PlateError, match="C3_s0.ome.tif"):
+        export_plate(src, tmp_path / "out")
+    s = export_plate(src, tmp_path / "out", on_error="skip")
+    assert [tuple(k) for k, _ in s.failed] == [("C3", 0, 0)] and len(s.written) == 2
+    assert "C3_s0.ome.tif" in (tmp_path / "out" / "errors.csv").read_text()

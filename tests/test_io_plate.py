@@ -168,8 +168,10 @@ def test_user_regex(tmp_path, plate):
     check_frames(p, plate, lambda k: FrameKey(*k))
     with pytest.raises(ValueError, match="named groups"):
         open_plate(root, layout="gen5", pattern=r"(?P<well>\w+)_(?P<chan>\w+)")
-    with pytest.raises(PlateError, match="single 2-D image.*channel"):   # auto: no channel group = stacks
-        open_plate(root, pattern=r"(?P<well>\w+)_(?P<chan>\w+)")
+    with pytest.raises(PlateError, match=r"two stacks for well B2 site 0.*\(\?P<channel>"):   # no channel group = stacks
+        open_plate(root, pattern=r"plate7-(?P<well>[A-H]\d+)-f(?P<site>\d+)-(?P<chan>\w+)")
+    with pytest.raises(PlateError, match="single 2-D image.*channel"):
+        open_plate(root / "day0" / "plate7-B2-f0-DRAQ7.tiff")
     with pytest.raises(ValueError, match="not a valid regular expression"):
         open_plate(root, pattern=r"(?P<well>")
 
@@ -241,6 +243,25 @@ def test_stack_problems(tmp_path, plate):
     (root / "A1.tif").write_bytes(b"not a tiff")
     with pytest.raises(PlateError, match="cannot read .*A1.tif"):
         open_plate(root, layout="stack")
+    # next to readable stacks, a bad one is that position's listed problem
+    write_stacks(root, plate)
+    p = open_plate(root)
+    assert set(p.problems) == {FrameKey("A1", 0, 0)}
+    assert "cannot read" in p.problems[FrameKey("A1", 0, 0)] and "A1.tif" in p.problems[FrameKey("A1", 0, 0)]
+    assert [q.name for q in p.sources(("A1", 0, 0))] == ["A1.tif"]
+    with pytest.raises(PlateError, match="A1.tif"):
+        p.read(("A1", 0, 0))
+    p.read(("B2", 0, 1))
+
+
+def test_stack_with_fewer_time_points(tmp_path, plate):
+    root = write_stacks(tmp_path / "st", plate)
+    f = plate[("C3", 0, 0)]
+    tifffile.imwrite(root / "C3_s0.ome.tif", np.stack([f.brightfield, f.hoechst, f.draq7])[None], ome=True,
+                     metadata={"axes": "TCYX", "Channel": {"Name": ["BF", "DAPI", "Cy5"]}})
+    p = open_plate(root)
+    assert set(p.problems) == {FrameKey("C3", 0, 1)}
+    assert "holds 1 time point(s), other stacks 2" in p.problems[FrameKey("C3", 0, 1)]
 
 
 def test_bad_arguments(tmp_path):

@@ -379,13 +379,17 @@ class StackPlate(Plate):
 
     stacks: dict = field(default_factory=dict)   # (well, site) -> _Stack
     _keys: list = field(default_factory=list)
+    broken: dict = field(default_factory=dict)   # (well, site) -> Path of a stack that did not open
 
     def keys(self):
         return self._keys
 
     def sources(self, key):
         s = self.stacks.get((key[0], key[1]))
-        return [s.path] if s else []
+        if s is None:
+            path = self.broken.get((key[0], key[1]))
+            return [path] if path else []
+        return [s.path]
 
     def read(self, key) -> Frame:
         key = self._problem(key)
@@ -533,7 +537,7 @@ def _stack_plate(root, pattern, channel_map) -> StackPlate:
     rx = re.compile(pattern) if pattern else _STACK_NAME
     lookup = _role_lookup(channel_map, DEFAULT_CHANNEL_MAP)
     user_keys = bool(channel_map)
-    stacks, keys = {}, []
+    stacks, keys, problems, broken, first_error = {}, [], {}, {}, None
     for path in paths:
         name = path.name if root.is_file() else path.relative_to(root).as_posix()
         m = rx.search(name if pattern else path.name)
@@ -541,13 +545,35 @@ def _stack_plate(root, pattern, channel_map) -> StackPlate:
             well, site = m.group("well").upper(), int(m.groupdict().get("site") or 0)
         else:
             well, site = path.name.split(".")[0], 0
-        if (well, site) in stacks:
-            raise PlateError(f"two stacks for well {well} site {site}: "
-                             f"{str(stacks[(well, site)].path)!r} and {str(path)!r}")
-        s = _open_stack(path, lookup, user_keys)
+        if (well, site) in stacks or (well, site) in broken:
+            other = stacks[(well, site)].path if (well, site) in stacks else broken[(well, site)]
+            raise PlateError(f"two stacks for well {well} site {site}: {str(other)!r} and {str(path)!r} "
+                             "(one file per channel needs a folder layout, gen5 or imagexpress, or a "
+                             "pattern with a (?P<channel>...) group)")
+        try:
+            s = _open_stack(path, lookup, user_keys)
+        except PlateError as e:
+            # one bad stack in a folder is that position's problem (listed, skippable);
+            # a folder where no stack reads at all is an error
+            first_error = first_error or e
+            broken[(well, site)] = path
+            key = FrameKey(well, site, 0)
+            problems[key] = f"{_key_text(key)}: {e}"
+            keys.append(key)
+            continue
         stacks[(well, site)] = s
         keys += [FrameKey(well, site, t) for t in range(s.shape[0])]
-    return StackPlate(root=root, layout="stack", stacks=stacks, _keys=sorted(keys))
+    if not stacks:
+        raise first_error
+    n_t = max(s.shape[0] for s in stacks.values())
+    for (well, site), st in stacks.items():
+        for t in range(st.shape[0], n_t):
+            key = FrameKey(well, site, t)
+            problems[key] = (f"{_key_text(key)}: {str(st.path)!r} holds {st.shape[0]} time point(s), "
+                             f"other stacks {n_t}")
+            keys.append(key)
+    return StackPlate(root=root, layout="stack", stacks=stacks, _keys=sorted(set(keys)), problems=problems,
+                      broken=broken)
 
 
 # --------------------------------------------------------------------------- entry
