@@ -46,6 +46,11 @@ def separate_cells(area, nucleus_labels, backend="cpu", method: str = "watershed
     markers = nucleus_labels + is_nucleus
     markers += outside
     distance = be.distance_to(is_nucleus)
+    # Distances are square roots of integers; the cast below floors them. OpenCV's
+    # exact transform can land one ulp under a whole number (varying from run to run),
+    # so nudge up by 1e-3: less than the gap between any non-square root below 256
+    # and the next integer (> 1 / 512), so no other value changes its floor.
+    distance += xp.float32(1e-3)
     xp.copyto(distance, 0, where=outside)
     xp.minimum(distance, 255, out=distance)
     flooded = be.watershed(distance.astype(xp.uint8), markers)
