@@ -30,7 +30,7 @@ class CellArea(NamedTuple):
     noise: float | None
 
 
-def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu") -> CellArea:
+def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", threshold=None, scale=None) -> CellArea:
     """The area cells cover in a brightfield image.
 
     Sobel magnitude (after a Gaussian of ``params.smoothing``), thresholded
@@ -45,6 +45,10 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu") -
     brightfield : (M, N) uint8 or uint16 array
     params : SegmentParams, optional
     backend : str or Backend
+    threshold, scale : float, optional
+        A threshold (and, for "block-max", its gradient scale) computed elsewhere,
+        e.g. over a whole mosaic of which ``brightfield`` is one tile; estimated
+        from ``brightfield`` when omitted.
 
     Returns
     -------
@@ -53,16 +57,20 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu") -
     p = params or SegmentParams()
     be = get_backend(backend)
     gradient = smoothed_gradient(brightfield, p.smoothing, be)
-    scale = noise = None
+    noise = None
     if p.cell_threshold == "noise":
-        threshold, noise = noise_threshold(
-            brightfield, gradient, p.coarseness, p.offset, p.smoothing, p.noise_ceiling, be
-        )
+        if threshold is None:
+            threshold, noise = noise_threshold(
+                brightfield, gradient, p.coarseness, p.offset, p.smoothing, p.noise_ceiling, be
+            )
+        scale = None
         mask = be.greater(gradient, threshold)
     else:
-        scale = gradient_scale(gradient, p.coarseness, p.gradient_levels, be)
+        if scale is None:
+            scale = gradient_scale(gradient, p.coarseness, p.gradient_levels, be)
         levels = quantize(gradient, scale, be)
-        threshold = block_max_threshold(levels, p.offset, p.coarseness, be)
+        if threshold is None:
+            threshold = block_max_threshold(levels, p.offset, p.coarseness, be)
         mask = be.greater(levels, threshold)
     mask = be.dilate(mask, p.kernel_size, p.dilations)
     mask = be.erode(mask, p.kernel_size, p.erosions)
