@@ -185,6 +185,42 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from .evaluate import evaluate_pairs, find_pairs
+
+    if args.config:
+        params = SegmentParams.from_toml(args.config)
+        if args.preset:
+            raise ValueError("give --config or --preset, not both (a TOML file may say preset = ...)")
+    else:
+        params = SegmentParams.from_preset(args.preset or "default")
+    extra = {k: getattr(args, k) for k in ("pixel_size", "nucleus_diameter", "nucleus_diameter_px")
+             if getattr(args, k) is not None}
+    if extra:
+        params = SegmentParams.from_dict({**params.to_dict(), **extra})
+    channel = args.channel
+    if channel is not None and channel.lstrip("-").isdigit():
+        channel = int(channel)
+    scores = evaluate_pairs(find_pairs(args.images, args.labels), params, channel, args.iou, args.backend)
+    if not args.quiet:
+        print(f"{'image':<28}{'drawn':>6}{'found':>6}{'F1':>8}{'mIoU':>7}{'pxIoU':>7}")
+        for name, s in scores.per_image.items():
+            print(f"{name:<28}{s['tp'] + s['fn']:>6}{s['tp'] + s['fp']:>6}{s['f1']:>8.3f}"
+                  f"{s['mean_matched_iou']:>7.3f}{s['pixel_iou']:>7.3f}")
+    total = scores.as_dict()
+    print(f"{scores.images} images, {total['tp'] + total['fn']} drawn, {total['tp'] + total['fp']} found: "
+          f"object F1 {total['f1']:.3f} at IoU >= {args.iou} (precision {total['precision']:.3f}, recall "
+          f"{total['recall']:.3f}), mean matched IoU {total['mean_matched_iou']:.3f}, pixel IoU "
+          f"{total['pixel_iou']:.3f}; preset {params.preset!r}")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(
+            {"total": total, "per_image": scores.per_image, "iou_threshold": args.iou,
+             "params": params.to_dict()}, indent=1, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livedead-gpu", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -243,6 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_qc)
     i = sub.add_parser("info", help="versions, backends available and GPUs seen")
     i.set_defaults(func=_cmd_info)
+    e = sub.add_parser(
+        "evaluate", help="nucleus segmentation quality against hand-drawn instance labels",
+        description="Segment the nuclei of every image in IMAGES (the nucleus stage alone) and score them "
+                    "against the instance labels in LABELS (same name, or name + _labelled/_labels/_mask...): "
+                    "object F1 at IoU >= 0.5, mean matched IoU, pixel IoU, pooled over the images.")
+    e.add_argument("images", type=Path, help="folder of nuclear-stain images (TIFF, PNG, ...)")
+    e.add_argument("labels", type=Path, help="folder of instance label images (0 background)")
+    e.add_argument("--preset", choices=("default", "measured", "article"), help="parameter preset (default: default)")
+    e.add_argument("--config", type=Path, help="parameters as TOML")
+    e.add_argument("--channel", help="channel index, or name in the image's <stem>.json \"channels\" list")
+    e.add_argument("--pixel-size", type=float, help="µm per pixel")
+    e.add_argument("--nucleus-diameter", type=float, help="typical nucleus diameter in µm (needs --pixel-size)")
+    e.add_argument("--nucleus-diameter-px", type=float, help="typical nucleus diameter in pixels")
+    e.add_argument("--iou", type=float, default=0.5, help="IoU a match needs (default: 0.5)")
+    e.add_argument("--backend", choices=("cpu", "auto", "gpu"), default="cpu")
+    e.add_argument("--json", type=Path, help="also write the scores and parameters as JSON")
+    e.set_defaults(func=_cmd_evaluate)
     return parser
 
 

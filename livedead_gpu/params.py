@@ -61,9 +61,14 @@ class SegmentParams:
         saturates at 65,535 (where the article's peak lands and finds no cell).
         ``None`` keeps ``scale = 1`` always (the article's cast, saturating instead of
         wrapping). 1024 by default; 16 to 65,535.
-    nucleus_threshold : {"block-max"} or int, optional
-        ``"block-max"`` thresholds Hoechst and Draq7 with the block-max method, an
-        int is a fixed intensity (pixels strictly above it are nucleus); 0 to 65,535.
+    nucleus_threshold : {"contrast", "block-max"} or int, optional
+        ``"contrast"`` (preset "measured"): the background (a grey opening wider than a
+        nucleus, smoothed) is subtracted, then the threshold sits ``nucleus_level``
+        of the way from the background to the typical nucleus intensity, holes are
+        filled and objects under a tenth of a nucleus' area dropped (see
+        `livedead_gpu.stages.nuclei.contrast_mask`). ``"block-max"`` is the
+        article's threshold of the raw image; an int is a fixed intensity (pixels
+        strictly above it are nucleus); 0 to 65,535. "block-max" by default.
     nucleus_kernel : int, optional
         Side of the elliptical footprint that closes the nucleus masks. Odd, 1 to
         99 (1 disables the closing); 3 by default.
@@ -75,7 +80,40 @@ class SegmentParams:
     min_nucleus_area : int, optional
         Nuclei (connected components, 8-connectivity) smaller than this many pixels
         are dropped; 0 to 10**6; 20 by default. The article has no size filter
-        (equivalent to 0); without it every bright speck becomes a cell.
+        (equivalent to 0); without it every bright speck becomes a cell. With
+        ``nucleus_threshold="contrast"`` it is a floor under the size filter below.
+    nucleus_level : float, optional
+        For ``nucleus_threshold="contrast"``: where the threshold sits between the
+        local background (0) and the typical nucleus intensity (1); 0.05 to 0.95,
+        0.35 by default (the half-maximum edge of a blurred nucleus, a little low
+        because hand-drawn outlines are drawn on the outside of the edge).
+    pixel_size : float or None, optional
+        Pixel size in µm (object side), 1e-3 to 100. Needed to give
+        ``nucleus_diameter`` and ``min_nucleus_area_um2`` in µm.
+    nucleus_diameter : float or None, optional
+        Typical nucleus diameter in µm (needs ``pixel_size``); 0.5 to 1000. Sets the
+        background scale and the size filter of the "contrast" threshold.
+    nucleus_diameter_px : float or None, optional
+        The same in pixels, when the pixel size is unknown; 3 to 2000. With neither
+        given (the default) the diameter is measured on the image: the median
+        equivalent diameter of a first segmentation's objects, after objects under
+        a tenth of the 90th-percentile area (specks) are left out.
+    min_nucleus_area_um2 : float or None, optional
+        For "contrast": the size filter in µm² (needs ``pixel_size``); 0 to 10**6.
+        ``None`` (default): a tenth of the area of a disc of the nucleus diameter.
+    dead_call : {"ratio", "touch"}, optional
+        How a nucleus is called dead (`livedead_gpu.stages.find_nuclei`).
+        ``"ratio"`` (default): its mean Draq7 is above ``dead_ratio`` times the
+        Draq7 background (the median Draq7 outside every nucleus), so dim Draq7 still
+        counts and Hoechst bleed-through does not. ``"touch"``: the article's rule, a
+        nucleus touching the thresholded Draq7 mask is dead.
+    dead_ratio : float, optional
+        For ``dead_call="ratio"``; 1 to 100, 3.0 by default.
+    preset : {"default", "measured", "article"}, optional
+        The preset these values started from (see `SegmentParams.from_preset`),
+        recorded with every output. A label: setting it on the constructor changes
+        no other field; ``preset = "article"`` in a TOML file or
+        ``from_preset("article")`` does.
     """
 
     offset: float | None = 1.2
@@ -91,6 +129,14 @@ class SegmentParams:
     nucleus_kernel: int = 3
     min_nucleus_area: int = 20
     separation: str = "watershed"
+    nucleus_level: float = 0.35
+    pixel_size: float | None = None
+    nucleus_diameter: float | None = None
+    nucleus_diameter_px: float | None = None
+    min_nucleus_area_um2: float | None = None
+    dead_call: str = "ratio"
+    dead_ratio: float = 3.0
+    preset: str = "default"
 
     def __post_init__(self):
         if self.offset is not None:
@@ -106,9 +152,9 @@ class SegmentParams:
         if self.gradient_levels is not None:
             _check_int("gradient_levels", self.gradient_levels, 16, 65535)
         if isinstance(self.nucleus_threshold, str):
-            if self.nucleus_threshold != _BLOCK_MAX:
+            if self.nucleus_threshold not in (_BLOCK_MAX, "contrast"):
                 raise ValueError(
-                    f"nucleus_threshold must be {_BLOCK_MAX!r} or an int in [0, 65535], "
+                    f"nucleus_threshold must be {_BLOCK_MAX!r} or an int in [0, 65535] or 'contrast', "
                     f"got {self.nucleus_threshold!r}"
                 )
         else:
@@ -117,6 +163,41 @@ class SegmentParams:
         _check_int("min_nucleus_area", self.min_nucleus_area, 0, 10**6)
         if self.separation not in ("watershed", "voronoi"):
             raise ValueError(f"separation must be 'watershed' or 'voronoi', got {self.separation!r}")
+        _check_number("nucleus_level", self.nucleus_level, 0.05, 0.95)
+        for name, lo, hi in (("pixel_size", 1e-3, 100.0), ("nucleus_diameter", 0.5, 1000.0),
+                             ("nucleus_diameter_px", 3.0, 2000.0), ("min_nucleus_area_um2", 0.0, 1e6)):
+            if getattr(self, name) is not None:
+                _check_number(name, getattr(self, name), lo, hi)
+        for name in ("nucleus_diameter", "min_nucleus_area_um2"):
+            if getattr(self, name) is not None and self.pixel_size is None:
+                raise ValueError(f"{name} is in µm and needs pixel_size (µm per pixel), got pixel_size=None")
+        if self.dead_call not in ("ratio", "touch"):
+            raise ValueError(f"dead_call must be 'ratio' or 'touch', got {self.dead_call!r}")
+        _check_number("dead_ratio", self.dead_ratio, 1.0, 100.0)
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {self.preset!r}")
+
+    @classmethod
+    def from_preset(cls, name: str = "default", **overrides) -> SegmentParams:
+        """The parameters of preset ``name``, with ``overrides`` on top.
+
+        ``"default"``: the dataclass defaults. ``"measured"``: the best measured on
+        real images (see benchmarks/README.md, "Label quality"): the "contrast"
+        nucleus threshold and the Draq7-ratio dead call.
+        ``"article"``: the article's method exactly, its typos fixed: block-max
+        thresholds everywhere (cell area on the unsmoothed, unscaled gradient;
+        nuclei), no nucleus size filter, the Draq7-mask dead rule.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {name!r}")
+        return cls(**{**PRESETS[name], **overrides, "preset": name})
+
+    @property
+    def diameter_px(self) -> float | None:
+        """The expected nucleus diameter in pixels, or None when it is to be measured."""
+        if self.nucleus_diameter is not None:
+            return self.nucleus_diameter / self.pixel_size
+        return self.nucleus_diameter_px
 
     @classmethod
     def from_toml(cls, path) -> SegmentParams:
@@ -148,10 +229,14 @@ class SegmentParams:
                 f"known: {', '.join(sorted(names))}"
             )
         values = dict(data)
-        for key in ("offset", "gradient_levels"):
+        preset = values.pop("preset", "default")
+        if preset not in PRESETS:
+            raise ValueError(f"{source}: preset must be one of {', '.join(map(repr, PRESETS))}, got {preset!r}")
+        for key in ("offset", "gradient_levels", "pixel_size", "nucleus_diameter", "nucleus_diameter_px",
+                    "min_nucleus_area_um2"):
             if isinstance(values.get(key), str) and values[key].lower() == "none":
                 values[key] = None
-        return cls(**values)
+        return cls.from_preset(preset, **values)
 
     def to_dict(self) -> dict:
         """The parameters as a plain dict (JSON- and TOML-friendly but for ``None``)."""
@@ -168,6 +253,23 @@ class SegmentParams:
         """A short hash of the parameters, to tell outputs made with others apart."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: The named presets: field values that differ from the dataclass defaults.
+PRESETS = {
+    "default": {},
+    # The best measured on the real sets (benchmarks/README.md, "Label quality"). It is
+    # to become "default" once segment_frame passes the Draq7 image to the nucleus
+    # stage (`stages.find_nuclei`); until then the "contrast" threshold would also
+    # threshold Draq7 and call bleed-through dead.
+    "measured": {"nucleus_threshold": "contrast", "dead_call": "ratio"},
+    "article": {
+        "offset": 1.2, "coarseness": 16, "kernel_size": 5, "dilations": 2, "erosions": 2,
+        "cell_threshold": _BLOCK_MAX, "smoothing": 0.0, "gradient_levels": None,
+        "nucleus_threshold": _BLOCK_MAX, "nucleus_kernel": 3, "min_nucleus_area": 0,
+        "separation": "watershed", "dead_call": "touch",
+    },
+}
 
 
 def _check_int(name, value, lo, hi, odd=False):

@@ -31,3 +31,13 @@ def adcc_dir():
 import sys  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+COELHO = DATA / "coelho2009_hoechst_nuclei"
+
+
+@pytest.fixture(scope="session")
+def coelho_dir():
+    if not COELHO.is_dir():
+        pytest.skip(f"real data not found at {COELHO}")
+    return COELHO

@@ -3,7 +3,7 @@
 from .cell_area import CellArea, cell_area
 from .classes import class_mask
 from .gradient import gradient_scale, noise_threshold, quantize, smoothed_gradient, sobel_magnitude
-from .nuclei import Nuclei, nuclei, nucleus_mask
+from .nuclei import Nuclei, contrast_mask, dead_by_ratio, find_nuclei, nuclei, nucleus_mask
 from .separation import separate_cells
 from .threshold import block_max_threshold, threshold_value
 
@@ -14,6 +14,9 @@ __all__ = [
     "cell_area",
     "class_mask",
     "gradient_scale",
+    "contrast_mask",
+    "dead_by_ratio",
+    "find_nuclei",
     "nuclei",
     "noise_threshold",
     "nucleus_mask",

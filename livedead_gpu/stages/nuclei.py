@@ -1,7 +1,30 @@
-"""Hoechst and Draq7 nucleus masks, and the labelled nuclei with their live/dead call."""
+"""Hoechst and Draq7 nucleus masks, and the labelled nuclei with their live/dead call.
+
+Two nucleus thresholds (``SegmentParams.nucleus_threshold``):
+
+- ``"block-max"``: the article's threshold of the raw image. It assumes most
+  16-px blocks are background; with nuclei of 100 px, or an uneven background, or
+  a field half covered, the peak lands elsewhere (object F1 0.24 on the Coelho set).
+- ``"contrast"`` (default, `contrast_mask`): the background is estimated at the
+  scale of the nuclei and subtracted (a grey opening by a square 1.5 nucleus
+  diameters wide, then a box mean of the same width: a rolling-ball-like
+  "top-hat" that removes glow and uneven illumination but not a nucleus), then the
+  threshold is ``b + level * (L - b)``: ``b`` the corrected image's 25th
+  percentile (background in any field less than 3/4 covered), ``L`` the median of
+  the pixels clearly above it (over ``b + 6 sigma``, sigma the robust noise of the
+  darker half), i.e. the typical nucleus, so a few saturated cells or debris do not
+  move it (Otsu's threshold lands between them and the nuclei on 9 of 17 ic100
+  images). Holes are filled and objects under a tenth of a nucleus' area dropped.
+  The nucleus diameter comes from the parameters (µm with the pixel size, or px)
+  or is measured on the image (`typical_diameter`), so the same parameters hold on
+  sparse and dense fields and at any magnification.
+
+Every step is generic ``be.xp`` code or a backend method, so it runs on every backend.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from ..backends import get_backend
@@ -26,22 +49,153 @@ def nucleus_mask(image, params: SegmentParams | None = None, backend="cpu"):
     """
     p = params or SegmentParams()
     be = get_backend(backend)
+    if p.nucleus_threshold == "contrast":
+        return contrast_mask(image, p, be)
     if p.nucleus_threshold == "block-max":
         threshold = block_max_threshold(image, p.offset, p.coarseness, be)
     else:
         threshold = p.nucleus_threshold
     mask = be.close(be.greater(image, threshold), p.nucleus_kernel)
-    if p.min_nucleus_area > 1:
-        xp = be.xp
-        labels, n = be.label(mask)
-        # Areas and the filter over the foreground pixels only (a few % of a frame).
-        # On CuPy flatnonzero reads its size back: one sync.
-        where = xp.flatnonzero(mask)
-        owner = labels.ravel()[where]
-        small = xp.bincount(owner, minlength=n + 1) < p.min_nucleus_area
-        mask = mask.copy()
-        mask.ravel()[where[small[owner]]] = False
-    return mask, threshold
+    return _drop_small(mask, p.min_nucleus_area, be), threshold
+
+
+def _drop_small(mask, min_area, be):
+    """Drop the 8-connected objects of fewer than ``min_area`` pixels."""
+    if min_area <= 1:
+        return mask
+    xp = be.xp
+    labels, n = be.label(mask)
+    # Areas and the filter over the foreground pixels only (a few % of a frame).
+    # On CuPy flatnonzero reads its size back: one sync.
+    where = xp.flatnonzero(mask)
+    owner = labels.ravel()[where]
+    small = xp.bincount(owner, minlength=n + 1) < min_area
+    mask = mask.copy()
+    mask.ravel()[where[small[owner]]] = False
+    return mask
+
+
+# -- the "contrast" threshold --------------------------------------------------------
+
+_NOISE_SIGMAS = 6.0    # pixels this many noise sigmas over the background are "clearly nucleus"
+_BACKGROUND_WIDTH = 1.5  # background window, in nucleus diameters
+_FIRST_WIDTH = 2.5     # background window of the diameter's second estimate
+_MIN_FRACTION = 0.1    # size filter: this fraction of the area of a disc of the diameter
+_SPECK_FRACTION = 0.1  # diameter estimate: objects under this fraction of the 90th-percentile area left out
+_FALLBACK_DIAMETER = 12.0
+
+
+def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
+    """Nucleus mask by the "contrast" threshold (see the module notes).
+
+    Parameters
+    ----------
+    image : (M, N) uint8 or uint16 array (on the backend's device)
+    params : SegmentParams, optional
+        ``nucleus_level``, the nucleus diameter (``nucleus_diameter`` with
+        ``pixel_size``, or ``nucleus_diameter_px``, else measured),
+        ``min_nucleus_area_um2`` / ``min_nucleus_area``, ``nucleus_kernel``.
+
+    Returns
+    -------
+    mask : (M, N) bool array
+    threshold : float
+        Over the subtracted background (not a raw intensity).
+    """
+    p = params or SegmentParams()
+    be = get_backend(backend)
+    x = image.astype(be.xp.float32)
+    diameter = p.diameter_px
+    if diameter is None:
+        diameter = typical_diameter(be.fill_holes(x > _contrast_level(x, p.nucleus_level, be)), be)
+        y = x - background(x, _FIRST_WIDTH * diameter, be)
+        diameter = typical_diameter(be.fill_holes(y > _contrast_level(y, p.nucleus_level, be)), be)
+    y = x - background(x, _BACKGROUND_WIDTH * diameter, be)
+    threshold = _contrast_level(y, p.nucleus_level, be)
+    mask = be.fill_holes(be.close(y > threshold, p.nucleus_kernel))
+    if p.min_nucleus_area_um2 is not None:
+        min_area = p.min_nucleus_area_um2 / p.pixel_size**2
+    else:
+        min_area = _MIN_FRACTION * math.pi * diameter**2 / 4
+    return _drop_small(mask, max(p.min_nucleus_area, math.ceil(min_area)), be), threshold
+
+
+def _contrast_level(y, level, be):
+    """``b + level * (L - b)``: b the 25th percentile, L the median of the pixels over b + 6 sigma."""
+    xp = be.xp
+    b = be.order_statistic(y, 0.25)
+    mid = be.order_statistic(y, 0.5)
+    low = y[y <= mid]  # the darker half (a sync for its size on CuPy)
+    centre = be.order_statistic(low, 0.5)
+    # Robust sigma (MAD) of the darker half; at least one grey level (integer data).
+    sigma = max(1.4826 * be.order_statistic(xp.abs(low - xp.float32(centre)), 0.5), 1.0)
+    bright = y[y > b + _NOISE_SIGMAS * sigma]
+    top = be.order_statistic(bright, 0.5) if bright.size else b + _NOISE_SIGMAS * sigma
+    return float(b + level * (top - b))
+
+
+def typical_diameter(mask, be) -> float:
+    """Median equivalent diameter (px) of the objects of ``mask``, specks left out.
+
+    Objects under a tenth of the 90th-percentile area are specks (noise, debris);
+    the median of the rest is robust to a few merged clusters or glowing blobs.
+    """
+    xp = be.xp
+    labels, n = be.label(mask)
+    if n == 0:
+        return _FALLBACK_DIAMETER
+    areas = be.areas(labels, n)[1:]
+    areas = areas[areas >= 9]
+    if areas.size == 0:
+        return _FALLBACK_DIAMETER
+    big = be.order_statistic(areas, 0.9)
+    areas = areas[areas >= _SPECK_FRACTION * big]
+    median = be.order_statistic(areas.astype(xp.float64), 0.5)
+    return max(2.0 * math.sqrt(median / math.pi), 3.0)
+
+
+def background(x, width, be):
+    """Smooth background of a float32 image: grey opening by a ``width`` square, then its box mean.
+
+    Generic ``be.xp`` code: running minima and maxima by doubling spans (log2(width)
+    array operations per axis), the box mean by cumulative sums; edges replicate.
+    """
+    xp = be.xp
+    w = max(3, int(width) | 1)
+    w = min(w, 2 * (min(x.shape) // 2) - 1) if min(x.shape) > 2 else 1
+    if w < 3:
+        return xp.zeros_like(x)
+    opened = _running(_running(x, w, xp.minimum, be), w, xp.maximum, be)
+    return _box_mean(opened, w, be)
+
+
+def _running(x, w, op, be):
+    """``op`` over the centred ``w`` x ``w`` window (odd w), both axes, edges replicated."""
+    xp = be.xp
+    for axis in (0, 1):
+        y = xp.moveaxis(x, axis, 0)
+        h = w // 2
+        y = xp.concatenate([xp.repeat(y[:1], h, axis=0), y, xp.repeat(y[-1:], h, axis=0)])
+        span = 1
+        while span < w:
+            step = min(span, w - span)
+            y = op(y[:-step], y[step:])  # covers [i, i + span + step - 1]
+            span += step
+        x = xp.ascontiguousarray(xp.moveaxis(y, 0, axis))
+    return x
+
+
+def _box_mean(x, w, be):
+    """Mean over the centred ``w`` x ``w`` window (odd w), edges replicated; float32 out."""
+    xp = be.xp
+    h = w // 2
+    for axis in (0, 1):
+        y = xp.moveaxis(x, axis, 0).astype(xp.float64)
+        y = xp.concatenate([xp.repeat(y[:1], h + 1, axis=0), y, xp.repeat(y[-1:], h, axis=0)])
+        c = xp.cumsum(y, axis=0)
+        y = (c[w:] - c[:-w]) / w
+        x = xp.ascontiguousarray(xp.moveaxis(y, 0, axis))
+    return x.astype(xp.float32)
 
 
 class Nuclei(NamedTuple):
@@ -57,12 +211,17 @@ class Nuclei(NamedTuple):
     dead: object
 
 
-def nuclei(hoechst_mask, draq7_mask, backend="cpu") -> Nuclei:
-    """Label the union of both nucleus masks; a nucleus touching Draq7 is dead.
+def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: SegmentParams | None = None) -> Nuclei:
+    """Label the union of both nucleus masks and call each nucleus live or dead.
 
     Parameters
     ----------
     hoechst_mask, draq7_mask : (M, N) bool arrays
+    draq7 : (M, N) array, optional
+        The Draq7 intensities. With it and ``params.dead_call == "ratio"`` a nucleus
+        is dead when its mean Draq7 exceeds ``params.dead_ratio`` times the Draq7
+        background (`dead_by_ratio`). Otherwise (the article's rule) a nucleus
+        touching the Draq7 mask is dead.
 
     Returns
     -------
@@ -70,8 +229,69 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu") -> Nuclei:
     """
     be = get_backend(backend)
     labels, n = be.label(hoechst_mask | draq7_mask)
+    if draq7 is not None and params is not None and params.dead_call == "ratio":
+        return Nuclei(labels, n, dead_by_ratio(labels, n, draq7, params.dead_ratio, be))
     # Any Draq7 pixel (the mask is already size-filtered) makes the whole nucleus dead.
     # The labels under Draq7 pixels only (a boolean index: a sync on CuPy).
     dead = be.xp.bincount(labels[draq7_mask], minlength=n + 1) > 0
     dead[0] = False
     return Nuclei(labels, n, dead)
+
+
+def dead_by_ratio(labels, n, draq7, ratio, backend="cpu"):
+    """Dead where a nucleus' mean Draq7 is above ``ratio`` times the Draq7 background.
+
+    The background is the median Draq7 outside every nucleus (grown by 2 px, so
+    the nuclei's blurred rims do not count): robust to the dead nuclei themselves
+    and to a field half covered. A ratio to the background, not a threshold of
+    the Draq7 image, so a dim but real Draq7 nucleus counts and Hoechst
+    bleed-through (a few % of the Hoechst signal) does not; the mean, not any
+    pixel, so a speck of debris on a live nucleus does not kill it.
+
+    Returns
+    -------
+    dead : (n + 1,) bool array, ``dead[0]`` False
+    """
+    be = get_backend(backend)
+    xp = be.xp
+    values = draq7.astype(xp.float32)
+    outside = ~be.dilate(labels > 0, 5)
+    if not bool(outside.any()):  # a field wall to wall with nuclei: all pixels
+        outside = xp.ones_like(outside)
+    floor = max(be.order_statistic(values[outside], 0.5), 1.0)
+    sums = xp.bincount(labels.ravel(), weights=values.ravel(), minlength=n + 1)
+    means = sums / xp.maximum(be.areas(labels, n), 1)
+    dead = means > ratio * floor
+    dead[0] = False
+    return dead
+
+
+def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cpu"):
+    """The whole nucleus stage of a frame: masks, labels, live/dead call.
+
+    With ``dead_call="ratio"`` (default) the nuclei are those of the Hoechst mask
+    and the Draq7 image only calls them; the Draq7 mask is still thresholded the
+    article's way for the class mask. With ``"touch"`` the nuclei are the union of
+    both masks, as in the article.
+
+    Returns
+    -------
+    nuclei : Nuclei
+    hoechst_mask, draq7_mask : (M, N) bool arrays
+    thresholds : (float, float)
+    """
+    p = params or SegmentParams()
+    be = get_backend(backend)
+    ho_mask, ho_thr = nucleus_mask(hoechst, p, be)
+    if p.dead_call == "ratio":
+        d7_thr = None
+        nuc = nuclei(ho_mask, xp_zeros(ho_mask, be), be, draq7=draq7, params=p)
+        d7_mask = nuc.dead[nuc.labels]
+    else:
+        d7_mask, d7_thr = nucleus_mask(draq7, p, be)
+        nuc = nuclei(ho_mask, d7_mask, be)
+    return nuc, ho_mask, d7_mask, (ho_thr, d7_thr)
+
+
+def xp_zeros(mask, be):
+    return be.xp.zeros_like(mask)

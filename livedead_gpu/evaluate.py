@@ -1,0 +1,324 @@
+"""Segmentation quality against hand-drawn instance labels: object F1, matched IoU, pixel IoU.
+
+Usable on anyone's annotated data: `match_instances` compares two label images,
+`Scores` adds them up over a data set, `evaluate_pairs` segments nucleus images
+with the package's nucleus stage and scores them, `find_pairs` pairs image and
+label files in two folders (``livedead-gpu evaluate IMAGES LABELS``).
+
+Matching
+--------
+Two instances match when their intersection over union (IoU) is at least
+``iou_threshold`` (0.5 by default). At 0.5 and above a matching is unique: an
+object can overlap two others with IoU > 0.5 only if it were more than half of
+each, so there is no choice to make. The pairs are taken greedily in descending
+IoU, one to one, which is that unique matching at >= 0.5 (and a good, not
+necessarily optimal, one below it). True positives are matched pairs, false
+positives unmatched found objects, false negatives unmatched drawn objects.
+
+- object F1 = 2 TP / (2 TP + FP + FN)
+- mean matched IoU = mean IoU of the matched pairs (how well the found outline
+  follows the drawn one, given a match)
+- pixel IoU = |found foreground ∩ drawn foreground| / |union| (semantic; ignores
+  instances)
+
+Over a data set the counts and pixel sums are added before the ratios are taken
+(micro average: every object weighs the same, whatever its image).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Scores",
+    "evaluate_pairs",
+    "find_pairs",
+    "iou_matrix",
+    "match_instances",
+    "read_image",
+    "segment_nuclei",
+]
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+# Suffixes that annotation tools append to the image's name for its label file.
+LABEL_TAGS = ("", "_labelled", "_labeled", "_labels", "_label", "_masks", "_mask", "_gt", "_seg", "_cp_masks")
+
+
+def iou_matrix(truth, found):
+    """IoU of every drawn instance with every found instance that overlaps it.
+
+    Parameters
+    ----------
+    truth, found : (M, N) integer ndarrays
+        Instance labels, 0 background. Ids need not be consecutive.
+
+    Returns
+    -------
+    t_ids, f_ids, iou : ndarrays
+        One entry per overlapping (drawn, found) pair: the two ids and their IoU
+        (float64). Pairs that do not overlap have IoU 0 and are not listed.
+    """
+    truth, found = _labels(truth, "truth"), _labels(found, "found")
+    if truth.shape != found.shape:
+        raise ValueError(f"truth has shape {truth.shape} but found has shape {found.shape}")
+    t_ids, t = np.unique(truth, return_inverse=True)
+    f_ids, f = np.unique(found, return_inverse=True)
+    t, f = t.ravel(), f.ravel()
+    nt, nf = len(t_ids), len(f_ids)
+    t_area = np.bincount(t, minlength=nt)
+    f_area = np.bincount(f, minlength=nf)
+    both = (truth.ravel() != 0) & (found.ravel() != 0)
+    pair = np.bincount(t[both].astype(np.int64) * nf + f[both], minlength=nt * nf)
+    ti, fi = np.divmod(np.flatnonzero(pair), nf)
+    inter = pair[ti * nf + fi]
+    iou = inter / (t_area[ti] + f_area[fi] - inter)
+    return t_ids[ti], f_ids[fi], iou
+
+
+def match_instances(truth, found, iou_threshold: float = 0.5) -> Scores:
+    """Match drawn and found instances of one image one to one by IoU (see the module notes).
+
+    Parameters
+    ----------
+    truth, found : (M, N) integer ndarrays
+        Instance labels, 0 background.
+    iou_threshold : float
+        In (0, 1]; a pair matches when its IoU is at least this.
+
+    Returns
+    -------
+    Scores
+        Of this image alone (add `Scores` to pool images).
+    """
+    if not 0 < iou_threshold <= 1:
+        raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
+    truth, found = _labels(truth, "truth"), _labels(found, "found")
+    t_ids, f_ids, iou = iou_matrix(truth, found)
+    keep = iou >= iou_threshold
+    t_ids, f_ids, iou = t_ids[keep], f_ids[keep], iou[keep]
+    used_t, used_f, matched = set(), set(), []
+    for i in np.argsort(-iou, kind="stable"):
+        a, b = int(t_ids[i]), int(f_ids[i])
+        if a not in used_t and b not in used_f:
+            used_t.add(a)
+            used_f.add(b)
+            matched.append(float(iou[i]))
+    n_truth = len(np.unique(truth)) - (truth == 0).any()
+    n_found = len(np.unique(found)) - (found == 0).any()
+    t_fg, f_fg = truth != 0, found != 0
+    return Scores(
+        tp=len(matched),
+        fp=int(n_found - len(matched)),
+        fn=int(n_truth - len(matched)),
+        iou_sum=float(sum(matched)),
+        pixel_inter=int(np.count_nonzero(t_fg & f_fg)),
+        pixel_union=int(np.count_nonzero(t_fg | f_fg)),
+        images=1,
+    )
+
+
+@dataclass
+class Scores:
+    """Counts of a matching, for one image or pooled over many (``a + b``).
+
+    Attributes
+    ----------
+    tp, fp, fn : int
+        Matched pairs, unmatched found objects, unmatched drawn objects.
+    iou_sum : float
+        Sum of the matched pairs' IoU.
+    pixel_inter, pixel_union : int
+        Foreground pixels found and drawn, and found or drawn.
+    images : int
+    """
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    iou_sum: float = 0.0
+    pixel_inter: int = 0
+    pixel_union: int = 0
+    images: int = 0
+    per_image: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __add__(self, other: Scores) -> Scores:
+        return Scores(
+            self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.iou_sum + other.iou_sum,
+            self.pixel_inter + other.pixel_inter, self.pixel_union + other.pixel_union,
+            self.images + other.images, {**self.per_image, **other.per_image},
+        )
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def f1(self) -> float:
+        """Object F1; 1.0 when there is nothing to find and nothing was found."""
+        denom = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / denom if denom else 1.0
+
+    @property
+    def mean_iou(self) -> float:
+        """Mean IoU of the matched pairs (0 when none matched)."""
+        return self.iou_sum / self.tp if self.tp else 0.0
+
+    @property
+    def pixel_iou(self) -> float:
+        return self.pixel_inter / self.pixel_union if self.pixel_union else 1.0
+
+    def as_dict(self) -> dict:
+        return {
+            "images": self.images, "tp": self.tp, "fp": self.fp, "fn": self.fn,
+            "precision": round(self.precision, 4), "recall": round(self.recall, 4), "f1": round(self.f1, 4),
+            "mean_matched_iou": round(self.mean_iou, 4), "pixel_iou": round(self.pixel_iou, 4),
+        }
+
+
+def _labels(a, name):
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D label image, got shape {a.shape}")
+    if a.dtype.kind == "b":
+        raise TypeError(f"{name} is a bool mask; label its instances first (one id per object)")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer instance labels, got dtype {a.dtype}")
+    return a
+
+
+# -- files --------------------------------------------------------------------------
+
+
+def read_image(path, channel=None) -> np.ndarray:
+    """Read one 2-D image (TIFF with tifffile, others with OpenCV, unchanged depth).
+
+    Parameters
+    ----------
+    path : path
+    channel : int, str or None
+        For a multi-channel image: the channel index, or a channel name looked up
+        in the ``"channels"`` list of a JSON file beside the image (``<stem>.json``,
+        the celldetective convention). ``None`` takes an RGB image's first channel
+        when all three are equal (a grey image saved as RGB) and refuses other
+        multi-channel images.
+        The channel axis is the shortest one ((C, M, N) or (M, N, C)).
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        image = tifffile.imread(path)
+    else:
+        import cv2
+
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise OSError(f"cannot read image {str(path)!r}")
+    image = np.squeeze(image)
+    if image.ndim == 2:
+        return image
+    if image.ndim != 3:
+        raise ValueError(f"{str(path)!r} has shape {image.shape}; expected a 2-D image or a channel stack")
+    axis = int(np.argmin(image.shape))  # the channel axis is the short one
+    if isinstance(channel, str):
+        meta = path.with_suffix(".json")
+        try:
+            names = json.loads(meta.read_text())["channels"]
+        except (OSError, KeyError, ValueError):
+            raise ValueError(
+                f"channel {channel!r} is a name, but {str(meta)!r} lists no \"channels\"; give an index"
+            ) from None
+        if channel not in names:
+            raise ValueError(f"channel {channel!r} is not in {str(meta)!r}: {names}")
+        channel = names.index(channel)
+    if channel is None:
+        planes = np.moveaxis(image, axis, 0)
+        if len(planes) in (3, 4) and all((p == planes[0]).all() for p in planes[1:3]):
+            return planes[0]
+        raise ValueError(f"{str(path)!r} has {image.shape[axis]} channels; choose one (channel=)")
+    if not -image.shape[axis] <= channel < image.shape[axis]:
+        raise ValueError(f"channel {channel} is out of range for {str(path)!r} ({image.shape[axis]} channels)")
+    return np.take(image, channel, axis=axis)
+
+
+def find_pairs(images, labels) -> list[tuple[Path, Path]]:
+    """Pair each image in folder ``images`` with its label file in folder ``labels``.
+
+    A label file belongs to image ``<stem>.<ext>`` when its stem is ``<stem>`` or
+    ``<stem>`` plus one of ``_labelled``, ``_labels``, ``_mask(s)``, ``_gt``, ...
+    (see `LABEL_TAGS`). Images without a label file are skipped; no pair at all
+    is an error. Sorted by image name.
+    """
+    images, labels = Path(images), Path(labels)
+    for name, folder in (("images", images), ("labels", labels)):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{name} folder {str(folder)!r} does not exist")
+    by_stem = {p.stem: p for p in sorted(labels.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    pairs = []
+    for image in sorted(images.iterdir()):
+        if image.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        for tag in LABEL_TAGS:
+            if image.stem + tag in by_stem:
+                pairs.append((image, by_stem[image.stem + tag]))
+                break
+    if not pairs:
+        raise ValueError(f"no image in {str(images)!r} has a label file in {str(labels)!r}")
+    return sorted(pairs, key=lambda p: _natural(p[0].name))
+
+
+def _natural(name):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
+    """Nucleus instance labels of one nuclear-stain image, as the pipeline finds them.
+
+    The nucleus stage alone: `stages.nucleus_mask` then `stages.nuclei` (with an
+    empty dead-stain mask), so the labels are those `segment_frame` gives a
+    Hoechst channel. Returns a host (M, N) int32 array.
+    """
+    from .backends import get_backend
+    from .checks import as_intensity
+    from .params import SegmentParams
+    from .stages import nuclei, nucleus_mask
+
+    p = params or SegmentParams()
+    be = get_backend(backend)
+    image = be.to_device(as_intensity(image, "image", min_side=2))
+    mask, _ = nucleus_mask(image, p, be)
+    return be.to_host(nuclei(mask, be.xp.zeros_like(mask), be).labels)
+
+
+def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend="cpu") -> Scores:
+    """Segment the nuclei of each image and score them against its labels.
+
+    Parameters
+    ----------
+    pairs : iterable of (image path, label path)
+    params : SegmentParams, optional
+    channel : int, str or None
+        See `read_image`.
+
+    Returns
+    -------
+    Scores
+        Pooled over the pairs; ``per_image`` maps each image's name to its own.
+    """
+    total = Scores()
+    for image_path, label_path in pairs:
+        truth = read_image(label_path)
+        found = segment_nuclei(read_image(image_path, channel), params, backend)
+        s = match_instances(truth, found, iou_threshold)
+        s.per_image = {Path(image_path).name: s.as_dict()}
+        total = total + s
+    return total
