@@ -5,8 +5,8 @@ mean matched IoU, pixel IoU; on ADCC also the live/dead call of each hand-drawn 
 
 Presets compared: "measured" (the "contrast" nucleus threshold, the Draq7-ratio dead
 call), "article" (block-max, no size filter) and an Otsu + size filter baseline
-(scikit-image's threshold_otsu, holes filled, objects under a tenth of the median
-drawn... no: under 1000 px on Coelho / 100 px on ADCC; a baseline, not package code).
+(scikit-image's threshold_otsu, holes filled, objects under 1000 px dropped; on Coelho
+only; a baseline, not package code).
 No parameter is tuned per image; the ADCC runs give the pixel size from the JSON.
 """
 
