@@ -62,13 +62,15 @@ class SegmentParams:
         ``None`` keeps ``scale = 1`` always (the article's cast, saturating instead of
         wrapping). 1024 by default; 16 to 65,535.
     nucleus_threshold : {"contrast", "block-max"} or int, optional
-        ``"contrast"`` (preset "measured"): the background (a grey opening wider than a
+        ``"contrast"`` (default): the background (a grey opening wider than a
         nucleus, smoothed) is subtracted, then the threshold sits ``nucleus_level``
         of the way from the background to the typical nucleus intensity, holes are
         filled and objects under a tenth of a nucleus' area dropped (see
         `livedead_gpu.stages.nuclei.contrast_mask`). ``"block-max"`` is the
         article's threshold of the raw image; an int is a fixed intensity (pixels
-        strictly above it are nucleus); 0 to 65,535. "block-max" by default.
+        strictly above it are nucleus); 0 to 65,535. The article's block-max finds
+        specks rather than nuclei once nuclei are much larger than its blocks
+        (object F1 0.06 against 0.79 on the Coelho set).
     nucleus_kernel : int, optional
         Side of the elliptical footprint that closes the nucleus masks. Odd, 1 to
         99 (1 disables the closing); 3 by default.
@@ -125,7 +127,7 @@ class SegmentParams:
     smoothing: float = 1.0
     noise_ceiling: float = 2.0
     gradient_levels: int | None = 1024
-    nucleus_threshold: str | int = _BLOCK_MAX
+    nucleus_threshold: str | int = "contrast"
     nucleus_kernel: int = 3
     min_nucleus_area: int = 20
     separation: str = "watershed"
@@ -258,10 +260,8 @@ class SegmentParams:
 #: The named presets: field values that differ from the dataclass defaults.
 PRESETS = {
     "default": {},
-    # The best measured on the real sets (benchmarks/README.md, "Label quality"). It is
-    # to become "default" once segment_frame passes the Draq7 image to the nucleus
-    # stage (`stages.find_nuclei`); until then the "contrast" threshold would also
-    # threshold Draq7 and call bleed-through dead.
+    # The best measured on the real sets (benchmarks/README.md, "Label quality"): the
+    # dataclass defaults since segment_frame runs `stages.find_nuclei`.
     "measured": {"nucleus_threshold": "contrast", "dead_call": "ratio"},
     "article": {
         "offset": 1.2, "coarseness": 16, "kernel_size": 5, "dilations": 2, "erosions": 2,

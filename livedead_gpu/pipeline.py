@@ -140,9 +140,7 @@ def segment_arrays(brightfield, hoechst, draq7, params: SegmentParams, backend) 
     """
     p, be = params, backend
     area = stages.cell_area(brightfield, p, be)
-    ho_mask, ho_thr = stages.nucleus_mask(hoechst, p, be)
-    d7_mask, d7_thr = stages.nucleus_mask(draq7, p, be)
-    nuc = stages.nuclei(ho_mask, d7_mask, be)
+    nuc, ho_mask, d7_mask, (ho_thr, d7_thr) = stages.find_nuclei(hoechst, draq7, p, be)
     cells, outlines = stages.separate_cells(area.mask, nuc.labels, be, p.separation)
     return {
         "classes": stages.class_mask(cells, outlines, nuc.labels, nuc.dead, be),

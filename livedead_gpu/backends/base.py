@@ -207,6 +207,23 @@ class Backend(ABC):
         """
 
     @abstractmethod
+    def grey_opening(self, image, size: int):
+        """Grey-level opening (minimum then maximum) over a ``size`` square, edges replicated.
+
+        Parameters
+        ----------
+        image : (M, N) float32 array
+        size : int, odd
+        """
+
+    @abstractmethod
+    def box_mean(self, image, size: int):
+        """Mean over the centred ``size`` square (odd), edges replicated; float32 in and out.
+
+        Backends agree to float rounding (running sums in different orders).
+        """
+
+    @abstractmethod
     def max_filter(self, labels, square: bool = True):
         """Maximum over the 3x3 square (or, ``square=False``, the 4-neighbour cross) of an
         int32 label image; the image edge is replicated."""

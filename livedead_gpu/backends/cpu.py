@@ -55,6 +55,15 @@ class CpuBackend(Backend):
             return mask
         return cv2.erode(_u8(mask), _kernel(size), iterations=iterations).view(bool)
 
+    def grey_opening(self, image, size):
+        # A rectangular kernel: OpenCV filters rows then columns.
+        kernel = np.ones((size, size), np.uint8)
+        low = cv2.erode(image, kernel, borderType=cv2.BORDER_REPLICATE)
+        return cv2.dilate(low, kernel, borderType=cv2.BORDER_REPLICATE)
+
+    def box_mean(self, image, size):
+        return cv2.blur(image, (size, size), borderType=cv2.BORDER_REPLICATE)
+
     def max_filter(self, labels, square=True):
         # float32 holds every label below 2**24 exactly; OpenCV has no int32 dilate.
         f = cv2.dilate(labels.astype(np.float32), _SQUARE if square else _CROSS, borderType=cv2.BORDER_REPLICATE)

@@ -113,6 +113,13 @@ class ArrayBackend(Backend):
     def areas(self, labels, n):
         return self.xp.bincount(labels.ravel(), minlength=n + 1).astype(self.xp.int64, copy=False)
 
+    def grey_opening(self, image, size):
+        low = self.ndi.minimum_filter(image, size=size, mode="nearest")
+        return self.ndi.maximum_filter(low, size=size, mode="nearest")
+
+    def box_mean(self, image, size):
+        return self.ndi.uniform_filter(image, size=size, mode="nearest")
+
     def max_filter(self, labels, square=True):
         footprint = self.xp.asarray(_CONNECT8 if square else _CROSS)
         return self.ndi.maximum_filter(labels, footprint=footprint, mode="nearest")

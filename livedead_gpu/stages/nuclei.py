@@ -121,8 +121,13 @@ def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
 
 
 def _contrast_level(y, level, be):
-    """``b + level * (L - b)``: b the 25th percentile, L the median of the pixels over b + 6 sigma."""
+    """``b + level * (L - b)``: b the 25th percentile, L the median of the pixels over b + 6 sigma.
+
+    The statistics are taken over every other row and column: a quarter of the
+    sorting, and for these robust statistics of a million pixels no difference.
+    """
     xp = be.xp
+    y = y[::2, ::2]
     b = be.order_statistic(y, 0.25)
     mid = be.order_statistic(y, 0.5)
     low = y[y <= mid]  # the darker half (a sync for its size on CuPy)
@@ -157,45 +162,14 @@ def typical_diameter(mask, be) -> float:
 def background(x, width, be):
     """Smooth background of a float32 image: grey opening by a ``width`` square, then its box mean.
 
-    Generic ``be.xp`` code: running minima and maxima by doubling spans (log2(width)
-    array operations per axis), the box mean by cumulative sums; edges replicate.
+    Edges replicate. The window is odd and at most the image's shorter side.
     """
     xp = be.xp
     w = max(3, int(width) | 1)
     w = min(w, 2 * (min(x.shape) // 2) - 1) if min(x.shape) > 2 else 1
     if w < 3:
         return xp.zeros_like(x)
-    opened = _running(_running(x, w, xp.minimum, be), w, xp.maximum, be)
-    return _box_mean(opened, w, be)
-
-
-def _running(x, w, op, be):
-    """``op`` over the centred ``w`` x ``w`` window (odd w), both axes, edges replicated."""
-    xp = be.xp
-    for axis in (0, 1):
-        y = xp.moveaxis(x, axis, 0)
-        h = w // 2
-        y = xp.concatenate([xp.repeat(y[:1], h, axis=0), y, xp.repeat(y[-1:], h, axis=0)])
-        span = 1
-        while span < w:
-            step = min(span, w - span)
-            y = op(y[:-step], y[step:])  # covers [i, i + span + step - 1]
-            span += step
-        x = xp.ascontiguousarray(xp.moveaxis(y, 0, axis))
-    return x
-
-
-def _box_mean(x, w, be):
-    """Mean over the centred ``w`` x ``w`` window (odd w), edges replicated; float32 out."""
-    xp = be.xp
-    h = w // 2
-    for axis in (0, 1):
-        y = xp.moveaxis(x, axis, 0).astype(xp.float64)
-        y = xp.concatenate([xp.repeat(y[:1], h + 1, axis=0), y, xp.repeat(y[-1:], h, axis=0)])
-        c = xp.cumsum(y, axis=0)
-        y = (c[w:] - c[:-w]) / w
-        x = xp.ascontiguousarray(xp.moveaxis(y, 0, axis))
-    return x.astype(xp.float32)
+    return be.box_mean(be.grey_opening(x, w), w)
 
 
 class Nuclei(NamedTuple):
@@ -258,7 +232,8 @@ def dead_by_ratio(labels, n, draq7, ratio, backend="cpu"):
     outside = ~be.dilate(labels > 0, 5)
     if not bool(outside.any()):  # a field wall to wall with nuclei: all pixels
         outside = xp.ones_like(outside)
-    floor = max(be.order_statistic(values[outside], 0.5), 1.0)
+    # The median over every other row and column: as robust, a quarter of the sorting.
+    floor = max(be.order_statistic(values[::2, ::2][outside[::2, ::2]], 0.5), 1.0)
     sums = xp.bincount(labels.ravel(), weights=values.ravel(), minlength=n + 1)
     means = sums / xp.maximum(be.areas(labels, n), 1)
     dead = means > ratio * floor
