@@ -75,9 +75,7 @@ def make_inputs(size: int, bit_depth: int, seed: int) -> dict:
         d["cell_gradient"] = area.gradient                        # float32
     d["cell_threshold"] = area.threshold
     d["article_gradient"] = article.SobelGradient(d["bf"])
-    d["ho_mask"], _ = stages.nucleus_mask(d["ho"], P, BE)
-    d["d7_mask"], _ = stages.nucleus_mask(d["d7"], P, BE)
-    nuc = stages.nuclei(d["ho_mask"], d["d7_mask"], BE)
+    nuc, d["ho_mask"], d["d7_mask"], _ = stages.find_nuclei(d["ho"], d["d7"], P, BE)
     d["labels"], d["dead"] = nuc.labels, nuc.dead
     d["cells"], d["outlines"] = stages.separate_cells(d["area"], d["labels"], BE)
     d["cells_mask"] = d["cells"] > 0
@@ -137,11 +135,9 @@ def time_nuclei_article(d):
 
 
 def time_nuclei_ours(d):
-    # Both masks (threshold, close, size filter) and the labelling with the
-    # live/dead call, which the article leaves to segregate_cells.
-    ho, _ = stages.nucleus_mask(d["ho"], P, BE)
-    d7, _ = stages.nucleus_mask(d["d7"], P, BE)
-    return stages.nuclei(ho, d7, BE)
+    # The whole nucleus stage as segment_frame runs it: the masks, the labelling
+    # and the live/dead call, which the article leaves to segregate_cells.
+    return stages.find_nuclei(d["ho"], d["d7"], P, BE)
 
 
 def time_separation_article(d):
