@@ -240,7 +240,7 @@ class ExportSummary:
 def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu", weights=False,
                  patches=None, split=(0.7, 0.15, 0.15), seed: int = 0, on_error: str = "raise",
                  progress: bool = False, layout: str = "auto", pattern=None,
-                 channel_map=None) -> ExportSummary:
+                 channel_map=None, scheduler=None, opencv_threads: int | None = None) -> ExportSummary:
     """Segment every frame of a plate and write a U-Net training set, resumably.
 
     Parameters
@@ -269,6 +269,15 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         frames are left out, listed in ``errors.csv`` and in the summary.
     progress : bool
         A line per frame on stderr.
+    scheduler : None, str or distributed.Client, optional
+        None (default): this process, frame after frame. Otherwise the frames are
+        mapped through Dask (`livedead_gpu.distributed.export_frames`): a local
+        scheduler name ("threads", "processes", "synchronous") or a
+        `distributed.Client` (see `livedead_gpu.distributed.connect`). The training
+        set is byte-identical to the serial run's.
+    opencv_threads : int, optional
+        ``cv2.setNumThreads`` in each Dask task (1 for a fair split of the cores
+        between workers); OpenCV's default when omitted.
 
     Returns
     -------
@@ -318,7 +327,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
             log.info("removed %s, left by an interrupted run", p)
         atomic.atomic_write_text(out / "params.toml", params.to_toml())
         try:
-            for i, key in enumerate(keys, 1):
+            for i, key in enumerate(keys if scheduler is None else (), 1):   # Dask: see below
                 stem = frame_stem(*key)
                 status = "failed"
                 if key in plate.problems:
@@ -354,6 +363,11 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
                           flush=True)
         finally:
             finish()   # the last frame's files (or, after an error, the frame before it) are kept
+        if scheduler is not None:
+            from .distributed import export_frames
+
+            export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
+                          progress, scheduler, opencv_threads)
         summary.manifest = _write_manifests(out, records, splits, summary.failed)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -1,0 +1,299 @@
+"""Plates on Dask: frames across worker processes, machines and GPUs.
+
+`export_plate(..., scheduler=...)` maps its frames through Dask instead of its own
+loop (`export_frames`, called from there): one task per frame reads the frame's
+three planes, segments them and writes the frame's files and, last, its record, all
+atomically, on the worker. The tasks return only the small records, the driver
+rebuilds the manifest from them at the end (as the serial path does), so a
+distributed run's training set is byte-identical to a serial one, whatever the
+scheduler, and a worker that dies mid-run only has its frames recomputed elsewhere
+(distributed's ``allowed-failures`` retries; a frame's files are replaced
+atomically, and half-written temporaries are swept at the end).
+
+Schedulers (`connect`):
+
+- ``"synchronous"``, ``"threads"``, ``"processes"``: Dask's local schedulers
+  (``workers`` threads or processes);
+- ``"local"`` or ``workers=N`` alone: a `distributed.LocalCluster` of N worker
+  processes (one thread each, memory bounded per worker);
+- ``"tcp://HOST:PORT"`` (any address): an existing distributed cluster;
+- a `distributed.Client`;
+- ``gpus="auto"`` or N: a `dask_cuda.LocalCUDACluster`, one worker per GPU, each
+  pinned to its device by ``CUDA_VISIBLE_DEVICES`` (so ``backend="gpu"`` in a
+  worker is its own device), the CPU watershed running in that worker's threads.
+
+Memory stays bounded: at most ``2 × (worker threads)`` frames are in flight; each
+task holds one frame; nothing but records comes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+
+log = logging.getLogger("livedead_gpu")
+
+__all__ = ["LOCAL_SCHEDULERS", "connect", "export_frames", "gpu_count"]
+
+#: Dask's local (single-machine, no `distributed`) schedulers
+LOCAL_SCHEDULERS = ("synchronous", "sync", "threads", "processes")
+
+
+def gpu_count() -> int:
+    """CUDA devices CuPy sees (0 without CuPy or without a device)."""
+    try:
+        import cupy
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:   # no CuPy, no driver, no device
+        return 0
+
+
+@contextlib.contextmanager
+def connect(scheduler=None, workers: int | None = None, gpus=None, threads_per_worker: int = 1,
+            memory_limit="auto", timeout: float = 10.0):
+    """What `export_plate` runs its frames on, as a context manager.
+
+    Parameters
+    ----------
+    scheduler : None, {"synchronous", "threads", "processes", "local"}, str or Client
+        None with neither ``workers`` nor ``gpus``: yields None (the serial loop).
+        A local scheduler name: yields that name (Dask's local schedulers).
+        ``"local"`` (or None with ``workers``): starts a `distributed.LocalCluster`.
+        Any other string is a scheduler address (``tcp://10.0.0.5:8786``): connects
+        to that cluster. A `distributed.Client` is used as it is.
+    workers : int, optional
+        Worker processes of a local cluster (default: one per core), or threads /
+        processes of a local scheduler.
+    gpus : {"auto"} or int, optional
+        Start a `dask_cuda.LocalCUDACluster` with one worker per GPU ("auto": every
+        GPU seen; N: the first N).
+    threads_per_worker : int
+        Threads of each worker of a local (CUDA) cluster.
+    memory_limit : str or int
+        Per-worker memory limit of a local cluster (distributed's spilling, pausing
+        and restarting start from it).
+    timeout : float
+        Seconds to wait for a scheduler address to answer.
+
+    Yields
+    ------
+    None, str or distributed.Client
+
+    Raises
+    ------
+    ValueError
+        A bad ``workers`` or ``gpus``, or ``gpus`` with a scheduler address.
+    RuntimeError
+        ``distributed`` or ``dask_cuda`` not installed, no GPU for ``gpus``, or a
+        scheduler address that does not answer within ``timeout``.
+    """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if gpus is not None:
+        if scheduler is not None:
+            raise ValueError(f"gpus={gpus!r} starts a local CUDA cluster; it cannot go with scheduler={scheduler!r}")
+        with _cuda_cluster(gpus, threads_per_worker, memory_limit) as client:
+            yield client
+        return
+    if scheduler is None and workers is None:
+        yield None
+        return
+    if scheduler in LOCAL_SCHEDULERS:
+        yield "synchronous" if scheduler == "sync" else scheduler
+        return
+    distributed = _import_distributed()
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    if scheduler is None or scheduler == "local":
+        cluster = distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1,
+                                           threads_per_worker=threads_per_worker, processes=True,
+                                           memory_limit=memory_limit, dashboard_address=None)
+        with cluster, distributed.Client(cluster) as client:
+            yield client
+        return
+    if not isinstance(scheduler, str):
+        raise TypeError(f"scheduler must be None, a name, an address or a distributed.Client, got {scheduler!r}")
+    try:
+        client = distributed.Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError) as e:
+        raise RuntimeError(f"scheduler {scheduler!r} did not answer within {timeout:g} s ({e}); is a "
+                           f"dask scheduler running there? (`dask scheduler` starts one)") from None
+    with client:
+        yield client
+
+
+@contextlib.contextmanager
+def _cuda_cluster(gpus, threads_per_worker, memory_limit):
+    if gpus == "auto":
+        n = None
+    elif isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
+        raise ValueError(f"gpus must be 'auto' or an int >= 1, got {gpus!r}")
+    else:
+        n = gpus
+    try:
+        import dask_cuda
+    except ImportError:
+        raise RuntimeError(f"gpus={gpus!r} needs dask-cuda: pip install 'livedead-gpu[gpu-cu12]' "
+                           "(or [gpu-cu13]), which brings it") from None
+    seen = gpu_count()
+    if seen == 0:
+        raise RuntimeError(f"gpus={gpus!r} but CuPy sees no CUDA device")
+    if n is not None and n > seen:
+        raise ValueError(f"gpus={n} but only {seen} CUDA device(s) are visible")
+    distributed = _import_distributed()
+    # One worker per device, CUDA_VISIBLE_DEVICES rotated so each sees its own GPU as device 0.
+    devices = list(range(n if n is not None else seen))
+    cluster = dask_cuda.LocalCUDACluster(CUDA_VISIBLE_DEVICES=devices, threads_per_worker=threads_per_worker,
+                                         memory_limit=memory_limit, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise RuntimeError("this scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+    return distributed
+
+
+# --------------------------------------------------------------------------- one frame, on a worker
+
+
+def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_threads):
+    """Read, segment and write one frame; return ``(key, record, None)`` or ``(key, None, error)``."""
+    from .export import _as_uint16, _write_frame
+    from .io.plate import PlateError
+    from .io.training import frame_stem
+    from .pipeline import segment_frame
+
+    if opencv_threads is not None:
+        import cv2
+        cv2.setNumThreads(opencv_threads)
+    try:
+        frame = plate.read(key)
+        image = _as_uint16(frame.stack(), frame.sources)
+        result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
+    except (PlateError, ValueError, TypeError, OSError) as e:
+        return key, None, e
+    record = _write_frame(out, frame_stem(*key), key, frame, image, result, digest, options, sig)
+    return key, record, None
+
+
+def export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
+                  progress, scheduler, opencv_threads=None):
+    """The frame loop of `export_plate` on Dask (see the module notes).
+
+    Fills ``summary`` (written, resumed, failed) and ``records`` as the serial loop
+    does; the caller holds the output folder's lock and writes the manifest.
+    """
+    from .export import _forget, _is_done, _source_signature
+    from .io.training import frame_stem, read_record
+
+    todo = []
+    for key in keys:
+        stem = frame_stem(*key)
+        if key in plate.problems:
+            summary.failed.append((key, plate.problems[key]))
+            _forget(out, stem)
+            continue
+        sig = _source_signature(plate, key)
+        rec = read_record(out, stem)
+        if _is_done(out, rec, digest, options, sig):
+            records[key] = rec
+            summary.resumed.append(key)
+        else:
+            todo.append((key, sig))
+    args = (out, params, backend, digest, options)
+    total, done = len(todo), 0
+    start = time.perf_counter()
+
+    def report(key, status):
+        nonlocal done
+        done += 1
+        if progress:
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            print(f"[{done}/{total}] {key.well} s{key.site} t{key.time}: {status} ({rate:.2f} frames/s)",
+                  file=sys.stderr, flush=True)
+
+    def take(key, rec, error):
+        if error is None:
+            records[key] = rec
+            summary.written.append(key)
+            report(key, "written")
+            return
+        if on_error == "raise":
+            raise error
+        summary.failed.append((key, str(error)))
+        _forget(out, frame_stem(*key))
+        report(key, "failed")
+
+    if isinstance(scheduler, str):
+        _run_local(plate, todo, args, scheduler, opencv_threads, take)
+    else:
+        _run_distributed(plate, todo, args, scheduler, opencv_threads, take)
+    summary.written.sort()
+    summary.failed.sort()
+    # A worker killed while writing leaves its temporary behind (the frame itself was
+    # redone elsewhere); no task of this run is running any more.
+    from .io import atomic
+    for p in atomic.remove_partials(out):
+        log.info("removed %s, left by a worker that died", p)
+
+
+def _run_local(plate, todo, args, scheduler, opencv_threads, take):
+    import dask
+
+    if not todo:
+        return
+    shared = dask.delayed(plate, pure=False)   # one graph node, not one copy per task
+    task = dask.delayed(_frame_task, pure=False)
+    tasks = [task(shared, key, *args, sig, opencv_threads) for key, sig in todo]
+    # The records are small; each task holds one frame while it runs.
+    for key, rec, error in dask.compute(*tasks, scheduler=scheduler):
+        take(key, rec, error)
+
+
+def _same(x):
+    return x
+
+
+def _run_distributed(plate, todo, args, client, opencv_threads, take):
+    distributed = _import_distributed()
+
+    if not todo:
+        return
+    threads = sum(client.nthreads().values()) or 1
+    window = 2 * threads   # frames in flight: bounded memory on workers and scheduler
+    # The plate (its file lists) travels once, as a task: recomputed if a worker holding it dies.
+    plate_f = client.submit(_same, plate, pure=False)
+    pending = iter(todo)
+    futures = distributed.as_completed()
+    submitted = set()   # in flight: cancelled if the run stops
+
+    def submit_next():
+        item = next(pending, None)
+        if item is not None:
+            key, sig = item
+            future = client.submit(_frame_task, plate_f, key, *args, sig, opencv_threads,
+                                      pure=False, key=f"livedead-frame-{key.well}-{key.site}-{key.time}-"
+                                                      f"{os.urandom(4).hex()}")
+            submitted.add(future)
+            futures.add(future)
+
+    for _ in range(window):
+        submit_next()
+    try:
+        for future in futures:
+            key, rec, error = future.result()
+            submitted.discard(future)
+            future.release()
+            take(key, rec, error)
+            submit_next()
+    except BaseException:
+        client.cancel(list(submitted))   # the frames still running or queued; the written ones stay done
+        raise

@@ -1,0 +1,414 @@
+"""Mosaics too large for one device, segmented in tiles with `dask.array`.
+
+`segment_mosaic` treats a stitched image (e.g. a 20,000 × 20,000 whole well) as a
+`dask.array` of tiles, in two passes:
+
+1. **Global thresholds, exactly.** Every threshold of `segment_frame` is an order
+   statistic or a histogram peak of small per-block quantities, so each tile
+   reports its share and the driver merges them (value → count tables):
+
+   - block-max thresholds (nuclei; the cell area with ``cell_threshold=
+     "block-max"``): the peak of the *sum* of the tiles' block-max histograms.
+     Tiles start on the block grid (``tile`` a multiple of ``coarseness``), so
+     every block lies in one tile and the sum is the whole image's histogram.
+     The gradient scale is the 99th percentile of the merged gradient block maxima,
+     and the quantised block maxima are the quantised maxima (monotone), so one
+     pass gives both.
+   - the "noise" cell threshold: the median of the Laplacian-difference residual
+     on the image's every-4th-pixel grid (each tile computes the grid points of its
+     core, one pixel of halo) and the 5 % quantile of the means of the full
+     ``coarseness`` blocks of the smoothed gradient that hold no zero pixel.
+   - the Draq7 background of the ``dead_call="ratio"`` rule: the median Draq7
+     outside the (grown) nuclei, from the tiles' summed intensity histograms.
+
+2. **Tiles with a halo** (`dask.array.map_overlap`'s overlap, ``boundary="none"``:
+   the image edge keeps its own border rule): each tile is segmented with the
+   global thresholds (``cell_area(..., threshold=, scale=)``; the nucleus masks
+   at the global intensity threshold) and only its core is kept. The halo
+   (`overlap_depth`) covers the Gaussian and Sobel footprints, the closing and
+   size-filter footprints and the largest expected cell diameter, so every cell
+   with a pixel in a core has its nucleus, and its whole landscape, inside the
+   tile. Cell labels are global: a cell is numbered 1 + the raster index of its
+   nucleus' first pixel in the mosaic, so two tiles seeing one cell give it one
+   number, and a nucleus is counted (`MosaicResult.counts`) by the one tile whose
+   core holds that first pixel.
+
+Not supported: ``nucleus_threshold="contrast"`` (its threshold is a chain of
+order statistics of the background-subtracted image, and its nucleus diameter is
+measured over the whole image: a ValueError says so; use "block-max" or a fixed
+intensity for mosaics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import stages
+from .backends import get_backend
+from .params import SegmentParams
+from .stages.gradient import _MAD, _RAYLEIGH_MEAN, FLAT_QUANTILE, SCALE_QUANTILE, sobel_noise_gain
+from .stages.threshold import threshold_value
+
+__all__ = ["MosaicResult", "overlap_depth", "segment_mosaic", "tile_chunks"]
+
+_BINS = {"uint8": 256, "uint16": 65536}
+_RATIO_GROW = 5   # dead_by_ratio grows the nuclei by a 5-px footprint before taking the background
+
+
+def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 64) -> int:
+    """Halo in pixels each tile needs for its core to match whole-image processing.
+
+    The Gaussian (radius ``round(4 sigma)``) and Sobel (1) footprints, the
+    cell-area dilations and erosions (``kernel_size // 2`` each), the nucleus
+    closing, the zero-padding opening and the Draq7-ratio growth, plus
+    ``max_cell_diameter``: a cell pixel in the core has its nucleus within a cell
+    diameter, so the whole cell and its nucleus lie inside the tile.
+    """
+    p = params or SegmentParams()
+    if isinstance(max_cell_diameter, bool) or not isinstance(max_cell_diameter, (int, np.integer)) \
+            or max_cell_diameter < 1:
+        raise ValueError(f"max_cell_diameter must be an int >= 1 (px), got {max_cell_diameter!r}")
+    gradient = (math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 1
+    morphology = (p.kernel_size // 2) * (p.dilations + p.erosions)
+    nuclei = 2 * (p.nucleus_kernel // 2) + _RATIO_GROW // 2
+    return int(gradient + morphology + nuclei + 2 + max_cell_diameter)
+
+
+def tile_chunks(size: int, tile: int, depth: int) -> tuple:
+    """Chunk sizes along one axis: ``tile`` each, a remainder under ``depth`` merged into the last."""
+    if size <= tile:
+        return (size,)
+    n, rest = divmod(size, tile)
+    chunks = [tile] * n
+    if rest >= depth:
+        chunks.append(rest)
+    elif rest:
+        chunks[-1] += rest
+    return tuple(chunks)
+
+
+@dataclass
+class MosaicResult:
+    """What `segment_mosaic` returns.
+
+    Attributes
+    ----------
+    classes : (M, N) uint8 dask.array
+        The five classes, as `FrameResult.classes`.
+    cells : (M, N) int32 (int64 past 2**31 pixels) dask.array
+        Global cell labels: 1 + the raster index of the cell's nucleus' first pixel
+        (sparse, not 1..n); 0 on background and outlines.
+    thresholds : dict
+        As `FrameResult.thresholds`, computed over the whole mosaic.
+    depth : int
+        The halo of each tile.
+    chunks : tuple
+        The tiles (dask chunks) of the mosaic.
+    """
+
+    classes: object
+    cells: object
+    thresholds: dict
+    depth: int
+    chunks: tuple
+    _packed: object = None
+    _counts: object = None
+
+    def counts(self, **compute_kwargs) -> tuple[int, int]:
+        """``(n_live, n_dead)`` over the mosaic, each nucleus counted by the tile owning it."""
+        import dask
+
+        (parts,) = dask.compute(self._counts, **compute_kwargs)
+        return int(sum(c[0] for c in parts)), int(sum(c[1] for c in parts))
+
+
+def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = None, tile: int = 2048,
+                   max_cell_diameter: int = 64, backend="cpu", **compute_kwargs) -> MosaicResult:
+    """Segment a mosaic in tiles: global thresholds, then tiles with a halo.
+
+    Parameters
+    ----------
+    brightfield, hoechst, draq7 : (M, N) uint8 or uint16 array_like or dask.array
+        NumPy arrays, dask arrays, or anything `dask.array.asarray` reads lazily
+        (a tifffile/zarr store, a memmap).
+    params : SegmentParams, optional
+        ``nucleus_threshold`` must be "block-max" or a fixed intensity.
+    tile : int
+        Tile side in pixels: a multiple of ``params.coarseness`` (so the tiles
+        align to the block grid) larger than the halo (`overlap_depth`). A last
+        partial tile narrower than the halo joins its neighbour.
+    max_cell_diameter : int
+        The largest expected cell diameter in pixels (sets the halo).
+    backend : {"cpu", "auto", "gpu", "gpu:N"}
+        Each tile runs on this backend in whichever worker holds it (with dask-cuda
+        workers, "gpu" is each worker's own device).
+    **compute_kwargs
+        Passed to the `dask.compute` of the threshold pass (e.g. ``scheduler=``).
+
+    Returns
+    -------
+    MosaicResult
+        Thresholds computed now; ``classes`` and ``cells`` lazy (store them with
+        ``dask.array.to_zarr`` or compute them tile by tile).
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, non-2-D or non-integer images, a ``tile`` not a multiple of
+        the coarseness or not larger than the halo, or ``nucleus_threshold="contrast"``.
+    """
+    import dask
+    import dask.array as da
+
+    p = params or SegmentParams()
+    if not isinstance(p, SegmentParams):
+        raise TypeError(f"params must be a SegmentParams, got {type(p).__name__}")
+    if p.nucleus_threshold == "contrast":
+        raise ValueError("nucleus_threshold='contrast' is not supported for mosaics (its threshold is a chain of "
+                         "order statistics of the background-subtracted whole image); use 'block-max' or a "
+                         "fixed intensity")
+    depth = overlap_depth(p, max_cell_diameter)
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile % p.coarseness:
+        raise ValueError(f"tile must be an int multiple of coarseness ({p.coarseness}) so the tiles align to the "
+                         f"block grid, got tile={tile!r}")
+    if tile <= depth:
+        raise ValueError(f"tile={tile} must be larger than the overlap depth {depth} (max_cell_diameter="
+                         f"{max_cell_diameter} plus the filter footprints); use a larger tile")
+    arrays = {}
+    for name, image in (("brightfield", brightfield), ("hoechst", hoechst), ("draq7", draq7)):
+        a = image if isinstance(image, da.Array) else da.asarray(image)
+        if a.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
+        if a.dtype.name not in _BINS:
+            raise ValueError(f"{name} has dtype {a.dtype}; mosaics take uint8 or uint16")
+        arrays[name] = a
+    shape = arrays["brightfield"].shape
+    if any(a.shape != shape for a in arrays.values()):
+        raise ValueError("brightfield, hoechst and draq7 must have one shape, got "
+                         + ", ".join(f"{n} {a.shape}" for n, a in arrays.items()))
+    if min(shape) < p.coarseness:
+        raise ValueError(f"mosaic of shape {shape} is smaller than one block ({p.coarseness} px)")
+    chunks = (tile_chunks(shape[0], tile, depth), tile_chunks(shape[1], tile, depth))
+    bf, ho, d7 = arrays["brightfield"], arrays["hoechst"], arrays["draq7"]
+    tiles = _tiles(shape, chunks)
+
+    # -- pass 1: per-tile statistics, merged into the global thresholds
+    stat_depth = (math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 2
+    stat = dask.delayed(_tile_stats, pure=True)
+    parts = []
+    for core in tiles:
+        win, where = _window(shape, core, stat_depth)
+        parts.append(stat(bf[win], ho[win], d7[win], where, p, backend, shape))
+    (parts,) = dask.compute(parts, **compute_kwargs)
+    thresholds, floor = _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
+    if getattr(p, "dead_call", "touch") == "ratio":
+        # The Draq7 background: the median Draq7 outside the grown nuclei, whole mosaic.
+        bg = dask.delayed(_tile_background, pure=True)
+        parts = []
+        for core in tiles:
+            win, where = _window(shape, core, depth)
+            parts.append(bg(ho[win], d7[win], where, p, backend, thresholds["hoechst"]))
+        (parts,) = dask.compute(parts, **compute_kwargs)
+        table = _merge(parts, "outside" if any(t["any_outside"] for t in parts) else "all")
+        floor = max(_rank(table, 0.5), 1.0)
+
+    # -- pass 2: tiles with a halo, segmented at the global thresholds
+    seg = dask.delayed(_tile_segment, pure=True, nout=2)
+    blocks, counts = [], []
+    for core in tiles:
+        win, where = _window(shape, core, depth)
+        packed, count = seg(bf[win], ho[win], d7[win], where, p, backend, shape, thresholds, floor)
+        (y0, y1), (x0, x1) = core
+        blocks.append(da.from_delayed(packed, shape=(y1 - y0, x1 - x0), dtype=np.int64,
+                                      meta=np.empty((0, 0), np.int64)))
+        counts.append(count)
+    ncols = len(chunks[1])
+    packed = da.block([blocks[i:i + ncols] for i in range(0, len(blocks), ncols)])
+    cell_dtype = np.int32 if shape[0] * shape[1] < 2**31 - 1 else np.int64
+    classes = (packed % 8).astype(np.uint8)
+    cells = (packed // 8).astype(cell_dtype)
+    return MosaicResult(classes, cells, thresholds, depth, chunks, packed, counts)
+
+
+# --------------------------------------------------------------------------- tiles
+
+
+#: the halo's outer edge is aligned to this many pixels: OpenCV's filters take a
+#: different (SIMD vs scalar) path on a row's last few pixels, so a tile that ends at
+#: the mosaic's edge must sit on the same alignment as the whole image for its last
+#: columns to come out bit-identical; and a halo at least half of it keeps a core's
+#: last columns out of the tail of a window that ends inside the mosaic.
+_ALIGN = 64
+
+
+def _tiles(shape, chunks):
+    """``((y0, y1), (x0, x1))`` of every tile's core, row by row."""
+    edges = [np.concatenate([[0], np.cumsum(c)]).tolist() for c in chunks]
+    return [((edges[0][i], edges[0][i + 1]), (edges[1][j], edges[1][j + 1]))
+            for i in range(len(chunks[0])) for j in range(len(chunks[1]))]
+
+
+def _window(shape, core, depth):
+    """The tile's window in the mosaic (core plus halo, clipped, start aligned) and
+    ``(core slices inside the window, window origin, core origin, core shape)``."""
+    (y0, y1), (x0, x1) = core
+    depth = max(depth, _ALIGN // 2)   # past the scalar tail of a row, inside the window too
+    wy0, wx0 = max(0, y0 - depth), max(0, x0 - depth)
+    wy0, wx0 = wy0 - wy0 % _ALIGN, wx0 - wx0 % _ALIGN
+    wy1, wx1 = min(shape[0], y1 + depth), min(shape[1], x1 + depth)
+    inner = (slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0))
+    return (slice(wy0, wy1), slice(wx0, wx1)), (inner, (wy0, wx0), (y0, x0), (y1 - y0, x1 - x0))
+
+
+def _value_counts(values):
+    values = np.asarray(values).ravel()
+    if values.size == 0:
+        return values, np.zeros(0, np.int64)
+    v, c = np.unique(values, return_counts=True)
+    return v, c.astype(np.int64)
+
+
+def _tile_stats(bf, ho, d7, where, p, backend, shape):
+    be = get_backend(backend)
+    core, origin, (y0, x0), (h, w) = where
+    m, n = shape
+    c = p.coarseness
+    out = {}
+    host = be.to_host
+    bf_d = be.to_device(np.ascontiguousarray(bf))
+    gradient = stages.smoothed_gradient(bf_d, p.smoothing, be)[core]
+    bf_core = bf_d[core]
+    if p.cell_threshold == "noise":
+        # Immerkær's residual on the image's grid of centres 2, 6, 10, ... < size - 2.
+        rows = np.arange(y0 + (2 - y0) % 4, min(y0 + h, m - 2), 4)
+        cols = np.arange(x0 + (2 - x0) % 4, min(x0 + w, n - 2), 4)
+        rows = rows[rows >= 2] - origin[0]
+        cols = cols[cols >= 2] - origin[1]
+        f = np.ascontiguousarray(bf).astype(np.float32)
+        r = f[rows - 1] - 2 * f[rows] + f[rows + 1]
+        residual = np.abs(r[:, cols - 1] - 2 * r[:, cols] + r[:, cols + 1])
+        valid = bf[np.ix_(rows, cols)] > 0
+        out["residual"] = _value_counts(residual[valid])
+        means = be.block_mean(gradient, c)
+        holds = host(be.block_max((bf_core == 0).view(be.xp.uint8), c))[: means.shape[0], : means.shape[1]] == 0
+        out["means"] = _value_counts(host(means)[holds])
+    else:
+        out["gradient_max"] = _value_counts(host(be.block_max(gradient, c)))
+    if p.nucleus_threshold == "block-max":
+        out["hoechst_max"] = _value_counts(host(be.block_max(be.to_device(np.ascontiguousarray(ho[core])), c)))
+        if getattr(p, "dead_call", "touch") != "ratio":
+            out["draq7_max"] = _value_counts(host(be.block_max(be.to_device(np.ascontiguousarray(d7[core])), c)))
+    return out
+
+
+def _tile_background(ho, d7, where, p, backend, threshold):
+    """Draq7 value counts of the core outside the nuclei grown by 5 px (and of the whole core)."""
+    be = get_backend(backend)
+    core = where[0]
+    ho_mask, _ = stages.nucleus_mask(be.to_device(np.ascontiguousarray(ho)), _fixed(p, threshold), be)
+    outside = be.to_host(~be.dilate(ho_mask, _RATIO_GROW))[core]
+    values = np.asarray(d7)[core]
+    # `dead_by_ratio` takes the median over the pixels of even row and column.
+    (y0, x0) = where[2]
+    sub = (slice(y0 % 2, None, 2), slice(x0 % 2, None, 2))
+    return {"outside": _value_counts(values[sub][outside[sub]]), "all": _value_counts(values[sub]),
+            "any_outside": bool(outside.any())}
+
+
+def _merge(stats, name):
+    parts = [s[name] for s in stats if name in s]
+    values = np.concatenate([v for v, _ in parts])
+    counts = np.concatenate([c for _, c in parts])
+    v, inverse = np.unique(values, return_inverse=True)
+    return v, np.bincount(inverse.ravel(), weights=counts, minlength=len(v)).astype(np.int64)
+
+
+def _rank(table, fraction):
+    """`Backend.order_statistic` (rank ``floor(fraction * (n - 1))``) of a value → count table; inf if empty."""
+    v, c = table
+    total = int(c.sum())
+    if total == 0:
+        return math.inf
+    k = int(fraction * (total - 1))
+    return v[int(np.searchsorted(np.cumsum(c), k, side="right"))].item()
+
+
+def _block_max_threshold(table, dtype, offset):
+    v, c = table
+    votes = np.bincount(v.astype(np.int64), weights=c, minlength=_BINS[dtype])
+    return threshold_value(int(votes[1:].argmax()) + 1, offset)
+
+
+def _merge_stats(stats, p, ho_dtype, d7_dtype):
+    th = {"gradient": None, "gradient_scale": None, "gradient_noise": None, "hoechst": None, "draq7": None}
+    if p.cell_threshold == "noise":
+        sigma = _rank(_merge(stats, "residual"), 0.5) / (6 * _MAD)
+        white = sobel_noise_gain(p.smoothing) * max(sigma, 1 / math.sqrt(12))
+        flat = _rank(_merge(stats, "means"), FLAT_QUANTILE) / _RAYLEIGH_MEAN
+        noise = min(flat, p.noise_ceiling * white)
+        n = p.coarseness * p.coarseness
+        k = noise * math.sqrt(-2 * math.log(1 - 0.5 ** (1 / n)))
+        th["gradient"] = k if p.offset is None else p.offset * k
+        th["gradient_noise"] = noise
+    else:
+        v, c = _merge(stats, "gradient_max")
+        scale = 1.0 if p.gradient_levels is None else max(1.0, float(_rank((v, c), SCALE_QUANTILE)) / p.gradient_levels)
+        be = get_backend("cpu")
+        levels = be.quantize(v.astype(np.float32), scale)
+        th["gradient"] = _block_max_threshold((levels, c), "uint16", p.offset)
+        th["gradient_scale"] = scale
+    if p.nucleus_threshold == "block-max":
+        th["hoechst"] = _block_max_threshold(_merge(stats, "hoechst_max"), ho_dtype, p.offset)
+        if getattr(p, "dead_call", "touch") != "ratio":
+            th["draq7"] = _block_max_threshold(_merge(stats, "draq7_max"), d7_dtype, p.offset)
+    else:
+        th["hoechst"] = p.nucleus_threshold
+        if getattr(p, "dead_call", "touch") != "ratio":
+            th["draq7"] = p.nucleus_threshold
+    return th, None
+
+
+def _fixed(p, threshold):
+    """Params whose nucleus threshold is the global intensity (past 65,535 nothing is above it anyway)."""
+    return dataclasses.replace(p, nucleus_threshold=int(min(threshold, 65535)))
+
+
+def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor):
+    """The tile's core as ``classes + 8 * global cell label`` (int64), and its ``(n_live, n_dead)``."""
+    be = get_backend(backend)
+    core, origin, (y0, x0), (h, w) = where
+    m, n = shape
+    bf_d, ho_d, d7_d = (be.to_device(np.ascontiguousarray(a)) for a in (bf, ho, d7))
+    area = stages.cell_area(bf_d, p, be, threshold=thresholds["gradient"], scale=thresholds["gradient_scale"])
+    ho_mask, _ = stages.nucleus_mask(ho_d, _fixed(p, thresholds["hoechst"]), be)
+    if getattr(p, "dead_call", "touch") == "ratio":
+        # `stages.find_nuclei`'s ratio rule with the mosaic's Draq7 background.
+        labels, k = be.label(ho_mask)
+        values = d7_d.astype(be.xp.float32)
+        sums = be.xp.bincount(labels.ravel(), weights=values.ravel(), minlength=k + 1)
+        dead = sums / be.xp.maximum(be.areas(labels, k), 1) > p.dead_ratio * floor
+        dead[0] = False
+    else:
+        d7_mask, _ = stages.nucleus_mask(d7_d, _fixed(p, thresholds["draq7"]), be)
+        nuc = stages.nuclei(ho_mask, d7_mask, be)
+        labels, dead = nuc.labels, nuc.dead
+    cells, outlines = stages.separate_cells(area.mask, labels, be, p.separation)
+    classes = stages.class_mask(cells, outlines, labels, dead, be)
+    # Global numbers: 1 + the mosaic raster index of each nucleus' first pixel. Raster
+    # order in the tile is raster order in the mosaic, so the first is the first found.
+    lab = be.to_host(labels)
+    where = np.flatnonzero(lab)
+    ids, first = np.unique(lab.ravel()[where], return_index=True)
+    first = where[first]
+    ty, tx = np.divmod(first, lab.shape[1])
+    gy, gx = ty + origin[0], tx + origin[1]
+    owned = (gy >= y0) & (gy < y0 + h) & (gx >= x0) & (gx < x0 + w)
+    is_dead = be.to_host(dead)[ids][owned]
+    lut = np.zeros(int(lab.max()) + 1 if lab.size else 1, np.int64)
+    lut[ids] = gy.astype(np.int64) * n + gx + 1
+    packed = lut[be.to_host(cells)[core]] * 8 + be.to_host(classes)[core]
+    return packed, (int((~is_dead).sum()), int(is_dead.sum()))

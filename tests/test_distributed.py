@@ -1,0 +1,145 @@
+"""Plates on Dask: byte-identical to the serial run on every scheduler, a worker killed mid-run, errors."""
+
+import os
+import sys
+from pathlib import Path
+
+import cloudpickle
+import pytest
+from test_io_plate import small_plate, write_gen5
+
+from livedead_gpu.distributed import connect
+from livedead_gpu.export import export_plate
+from livedead_gpu.io import open_plate, read_manifest
+from livedead_gpu.io.plate import Plate
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = [pytest.mark.filterwarnings("ignore:placed .* cells:UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+ROOT = Path(__file__).resolve().parents[1]
+# Worker processes unpickle this module's plate wrapper by value (they cannot import tests/).
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def tree(folder):
+    """Every file under ``folder`` (the lock file aside) -> its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dask")
+    src = write_gen5(root / "plate", small_plate(wells=("B2", "C3", "D4"), n_times=2), pixel_size=0.65)
+    serial = root / "serial"
+    export_plate(src, serial, weights=True, patches=32)
+    return src, serial
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes, one thread each (the CI machine has two cores)."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([old] if old else []))
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None, memory_limit="1GiB") as c, \
+                distributed.Client(c) as client:
+            yield client
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def test_local_cluster_run_is_byte_identical_to_serial(source, cluster, tmp_path):
+    src, serial = source
+    summary = export_plate(src, tmp_path / "out", weights=True, patches=32, scheduler=cluster)
+    assert len(summary.written) == 6 and not summary.failed
+    assert summary.written == sorted(summary.written)
+    assert tree(tmp_path / "out") == tree(serial)
+    # a rerun resumes everything, on the cluster too
+    again = export_plate(src, tmp_path / "out", weights=True, patches=32, scheduler=cluster)
+    assert len(again.resumed) == 6 and not again.written
+    assert tree(tmp_path / "out") == tree(serial)
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "processes"])
+def test_local_schedulers_are_byte_identical_to_serial(source, tmp_path, scheduler):
+    src, serial = source
+    if scheduler == "processes":   # spawned processes import the package
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    export_plate(src, tmp_path / "out", weights=True, patches=32, scheduler=scheduler, opencv_threads=1)
+    assert tree(tmp_path / "out") == tree(serial)
+
+
+class KillOnce(Plate):
+    """A plate whose worker process dies (``os._exit``) the first time it reads ``victim``."""
+
+    def __init__(self, inner, marker, victim):
+        super().__init__(inner.root, inner.layout, inner.problems, inner.ignored)
+        self.inner, self.marker, self.victim = inner, str(marker), victim
+
+    def keys(self):
+        return self.inner.keys()
+
+    def sources(self, key):
+        return self.inner.sources(key)
+
+    def read(self, key):
+        if key == self.victim and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)   # the worker process dies mid-run, holding this task
+        return self.inner.read(key)
+
+
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(source, cluster, tmp_path):
+    src, serial = source
+    inner = open_plate(src)
+    plate = KillOnce(inner, tmp_path / "killed", inner.keys()[3])
+    summary = export_plate(plate, tmp_path / "out", weights=True, patches=32, scheduler=cluster)
+    assert (tmp_path / "killed").exists()   # a worker did die
+    assert len(summary.written) == 6 and not summary.failed
+    rows = read_manifest(tmp_path / "out")
+    assert len(rows) == len({(r["well"], r["site"], r["time"]) for r in rows}) == 6
+    assert tree(tmp_path / "out") == tree(serial)
+    cluster.wait_for_workers(2, timeout=30)   # the nanny brought it back
+
+
+def test_errors_are_skipped_or_raised_on_the_cluster(source, cluster, tmp_path):
+    src, _ = source
+    victim = sorted(src.glob("C3_*DAPI_001.tif"))[0]
+    bad = tmp_path / "plate"
+    bad.mkdir()
+    for p in src.iterdir():
+        (bad / p.name).write_bytes(b"not a tiff" if p == victim else p.read_bytes())
+    summary = export_plate(bad, tmp_path / "skip", on_error="skip", scheduler=cluster)
+    assert len(summary.written) == 5 and len(summary.failed) == 1
+    assert summary.failed[0][0][:1] == ("C3",)
+    assert (tmp_path / "skip" / "errors.csv").is_file()
+    with pytest.raises(Exception, match="C3"):
+        export_plate(bad, tmp_path / "raise", scheduler=cluster)
+
+
+def test_connect_errors():
+    with pytest.raises(RuntimeError, match="tcp://127.0.0.1:9"):
+        with connect("tcp://127.0.0.1:9", timeout=1):
+            pass
+    with pytest.raises(ValueError, match="workers"):
+        with connect(workers=0):
+            pass
+    with pytest.raises(ValueError, match="gpus"):
+        with connect("threads", gpus=1):
+            pass
+    try:
+        import dask_cuda  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="dask-cuda"):
+            with connect(gpus="auto"):
+                pass
+    with connect() as s:
+        assert s is None
+    with connect("threads") as s:
+        assert s == "threads"

@@ -1,0 +1,85 @@
+"""Mosaics in tiles: the global thresholds exactly, the class masks as whole-image processing."""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from livedead_gpu import SegmentParams, segment_frame, synthetic
+from livedead_gpu.mosaic import overlap_depth, segment_mosaic, tile_chunks
+
+pytestmark = pytest.mark.filterwarnings("ignore:placed .* cells:UserWarning")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return {size: synthetic.make_frame((size, size), n_cells=int(300 * (size / 1024) ** 2), seed=1)
+            for size in (1000, 1024)}
+
+
+def check(frame, params, tile, **kw):
+    whole = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params)
+    m = segment_mosaic(frame.brightfield, frame.hoechst, frame.draq7, params, tile=tile, scheduler="sync", **kw)
+    assert isinstance(m.classes, da.Array) and len(m.classes.chunks[0]) > 1
+    assert m.thresholds == whole.thresholds            # exactly, every one
+    classes = m.classes.compute(scheduler="sync")
+    assert classes.dtype == np.uint8
+    assert (classes == whole.classes).mean() >= 0.999
+    # the cells: one mosaic label per whole-image cell and back
+    cells = m.cells.compute(scheduler="sync")
+    fg = (cells > 0) | (whole.cells > 0)
+    pairs = np.unique(np.stack([cells[fg], whole.cells[fg]]), axis=1)
+    assert pairs.shape[1] == len(np.unique(whole.cells[whole.cells > 0])) + (pairs.min(axis=0) == 0).sum()
+    assert m.counts(scheduler="sync") == (whole.n_live, whole.n_dead)
+    return classes, whole
+
+
+@pytest.mark.parametrize("dead_call", ["ratio", "touch"])
+def test_tiled_mosaic_matches_whole_image(frames, dead_call):
+    params = SegmentParams(nucleus_threshold="block-max", dead_call=dead_call)
+    classes, whole = check(frames[1024], params, 256)
+    assert whole.n_live > 100 and whole.n_dead > 30
+
+
+def test_uneven_mosaic_and_the_block_max_cell_threshold(frames):
+    # 1000 px in 96-px tiles: a 40-px remainder (under the halo) joins the last tile
+    params = SegmentParams(nucleus_threshold="block-max", dead_call="touch", cell_threshold="block-max")
+    check(frames[1000], params, 96)
+    check(frames[1000], SegmentParams(nucleus_threshold=300, dead_call="touch"), 96)
+
+
+def test_mosaic_from_a_dask_array_with_other_chunks(frames):
+    f = frames[1024]
+    params = SegmentParams(nucleus_threshold="block-max", dead_call="touch")
+    lazy = [da.from_array(a, chunks=(300, 700)) for a in (f.brightfield, f.hoechst, f.draq7)]
+    m = segment_mosaic(*lazy, params, tile=512, scheduler="sync")
+    whole = segment_frame(f.brightfield, f.hoechst, f.draq7, params)
+    assert m.chunks == ((512, 512), (512, 512))
+    assert m.thresholds == whole.thresholds
+    assert (m.classes.compute(scheduler="sync") == whole.classes).mean() >= 0.999
+
+
+def test_depth_and_chunks():
+    p = SegmentParams()
+    assert overlap_depth(p, 64) == 5 + 2 * 4 + 2 + 2 + 2 + 64
+    assert overlap_depth(p, 10) < overlap_depth(p, 64)
+    assert tile_chunks(1000, 96, 83) == (96,) * 9 + (136,)
+    assert tile_chunks(1000, 96, 30) == (96,) * 10 + (40,)
+    assert tile_chunks(50, 96, 30) == (50,)
+
+
+def test_errors_name_the_argument(frames):
+    f = frames[1024]
+    block = SegmentParams(nucleus_threshold="block-max")
+    args = (f.brightfield, f.hoechst, f.draq7)
+    with pytest.raises(ValueError, match=r"tile=64 .* overlap depth 83"):
+        segment_mosaic(*args, block, tile=64)
+    with pytest.raises(ValueError, match="multiple of coarseness"):
+        segment_mosaic(*args, block, tile=250)
+    with pytest.raises(ValueError, match="max_cell_diameter"):
+        segment_mosaic(*args, block, tile=256, max_cell_diameter=0)
+    with pytest.raises(ValueError, match="contrast"):
+        segment_mosaic(*args, SegmentParams(nucleus_threshold="contrast"), tile=256)
+    with pytest.raises(ValueError, match="one shape"):
+        segment_mosaic(f.brightfield, f.hoechst[:512], f.draq7, block, tile=256)
+    with pytest.raises(ValueError, match="dtype"):
+        segment_mosaic(f.brightfield.astype(np.float32), f.hoechst, f.draq7, block, tile=256)
