@@ -72,19 +72,35 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_segment(args) -> int:
+    from .distributed import connect
     from .export import export_plate
 
     start = time.perf_counter()
-    s = export_plate(
-        args.plate, args.out, params=_params(args.config), backend=args.backend, weights=args.weights,
-        patches=(args.patch_size, args.min_foreground) if args.patch_size else None,
-        split=tuple(args.split), seed=args.seed, on_error=args.on_error, progress=args.progress,
-        layout=args.layout, pattern=args.pattern, channel_map=args.channel_map)
+    gpus = args.gpus if args.gpus in (None, "auto") else _positive_int(args.gpus, "--gpus")
+    backend = "gpu" if gpus is not None and args.backend == "cpu" else args.backend
+    with connect(args.scheduler, workers=args.workers, gpus=gpus, threads_per_worker=args.threads_per_worker,
+                 memory_limit=args.memory_limit, timeout=args.scheduler_timeout) as scheduler:
+        s = export_plate(
+            args.plate, args.out, params=_params(args.config), backend=backend, weights=args.weights,
+            patches=(args.patch_size, args.min_foreground) if args.patch_size else None,
+            split=tuple(args.split), seed=args.seed, on_error=args.on_error, progress=args.progress,
+            layout=args.layout, pattern=args.pattern, channel_map=args.channel_map, scheduler=scheduler,
+            opencv_threads=args.opencv_threads)
     print(f"{s.frames} frames: {len(s.written)} written, {len(s.resumed)} done before, "
           f"{len(s.failed)} skipped for errors in {time.perf_counter() - start:.2f} s -> {s.manifest}")
     for key, msg in s.failed:
         print(f"skipped {key.well} s{key.site} t{key.time}: {msg}", file=sys.stderr)
     return 0
+
+
+def _positive_int(text, name):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be 'auto' or an int >= 1, got {text!r}")
+    return value
 
 
 def _say(args, text: str) -> None:
@@ -259,6 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="stop at an unreadable frame (raise) or list it in errors.csv and go on (skip)")
     g.add_argument("--progress", action="store_true", help="a line per frame on stderr")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the frames on Dask: a scheduler address (tcp://HOST:8786) of a running cluster, "
+                        "or threads | processes | local (a local cluster of --workers processes)")
+    g.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for --scheduler ADDRESS to answer (default: 10)")
+    g.add_argument("--workers", type=int, metavar="N", help="worker processes of a local Dask cluster "
+                   "(alone: starts one), or of --scheduler threads|processes")
+    g.add_argument("--gpus", metavar="auto|N", help="a local dask-cuda cluster, one worker per GPU (each pinned to "
+                   "its device; --backend gpu implied)")
+    g.add_argument("--threads-per-worker", type=int, default=1, metavar="N",
+                   help="threads of each local worker (default: 1)")
+    g.add_argument("--memory-limit", default="auto", help="memory limit of each local worker (default: auto)")
+    g.add_argument("--opencv-threads", type=int, metavar="N",
+                   help="OpenCV threads in each Dask task (1: the cores go to the workers)")
     g.set_defaults(func=_cmd_segment)
     r = sub.add_parser(
         "readout", help="recompute the live/dead readout and kill curves from a training set's manifest.csv",

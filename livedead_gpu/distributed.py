@@ -102,7 +102,10 @@ def connect(scheduler=None, workers: int | None = None, gpus=None, threads_per_w
         yield None
         return
     if scheduler in LOCAL_SCHEDULERS:
-        yield "synchronous" if scheduler == "sync" else scheduler
+        import dask
+
+        with dask.config.set(num_workers=workers) if workers else contextlib.nullcontext():
+            yield "synchronous" if scheduler == "sync" else scheduler
         return
     distributed = _import_distributed()
     if isinstance(scheduler, distributed.Client):
@@ -111,7 +114,7 @@ def connect(scheduler=None, workers: int | None = None, gpus=None, threads_per_w
     if scheduler is None or scheduler == "local":
         cluster = distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1,
                                            threads_per_worker=threads_per_worker, processes=True,
-                                           memory_limit=memory_limit, dashboard_address=None)
+                                           memory_limit=memory_limit, dashboard_address=":0")
         with cluster, distributed.Client(cluster) as client:
             yield client
         return
@@ -148,7 +151,7 @@ def _cuda_cluster(gpus, threads_per_worker, memory_limit):
     # One worker per device, CUDA_VISIBLE_DEVICES rotated so each sees its own GPU as device 0.
     devices = list(range(n if n is not None else seen))
     cluster = dask_cuda.LocalCUDACluster(CUDA_VISIBLE_DEVICES=devices, threads_per_worker=threads_per_worker,
-                                         memory_limit=memory_limit, dashboard_address=None)
+                                         memory_limit=memory_limit, dashboard_address=":0")
     with cluster, distributed.Client(cluster) as client:
         yield client
 

@@ -44,7 +44,7 @@ def cluster():
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([old] if old else []))
     try:
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None, memory_limit="1GiB") as c, \
+                                      dashboard_address=":0", memory_limit="1GiB") as c, \
                 distributed.Client(c) as client:
             yield client
     finally:
@@ -143,3 +143,22 @@ def test_connect_errors():
         assert s is None
     with connect("threads") as s:
         assert s == "threads"
+
+
+def test_cli_segment_on_workers_and_its_errors(source, tmp_path, monkeypatch, capsys):
+    from livedead_gpu.cli import main
+
+    src, serial = source
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    assert main(["segment", str(src), "-o", str(tmp_path / "out"), "--weights", "--patch-size", "32",
+                 "--workers", "2", "--opencv-threads", "1", "--memory-limit", "1GiB"]) == 0
+    assert tree(tmp_path / "out") == tree(serial)
+    assert main(["segment", str(src), "-o", str(tmp_path / "t"), "--weights", "--patch-size", "32",
+                 "--scheduler", "threads", "--workers", "2"]) == 0
+    assert tree(tmp_path / "t") == tree(serial)
+    capsys.readouterr()
+    assert main(["segment", str(src), "-o", str(tmp_path / "x"), "--scheduler", "tcp://127.0.0.1:9",
+                 "--scheduler-timeout", "1"]) == 2
+    assert "tcp://127.0.0.1:9" in capsys.readouterr().err
+    assert main(["segment", str(src), "-o", str(tmp_path / "x"), "--gpus", "zero"]) == 2
+    assert "--gpus" in capsys.readouterr().err
