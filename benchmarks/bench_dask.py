@@ -131,6 +131,7 @@ def main(argv=None):
     if a.quick:
         a.size, a.times, a.repeats = 256, 4, 1
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp:
         work = Path(tmp)
         n = write_plate(work / "plate", a.size, a.wells, a.times, 0)
@@ -143,12 +144,14 @@ def main(argv=None):
         mem = worker_peaks(work / "plate", work, (1, 2, 4))
     res = {
         "git": git("rev-parse", "--short", "HEAD"), "cpus": os.cpu_count(), "machine": platform.processor(),
-        "frames": n, "size": a.size,
+        "frames": n, "size": a.size, "load_average_before": load,
         "serial_fps": n / serial, "serial_opencv1_fps": n / serial1,
         "dask_1_worker_fps": n / one, "dask_2_workers_fps": n / two, "speedup_2_vs_1": one / two,
         "memory": mem,
     }
-    print(f"{n} frames of {a.size}², {os.cpu_count()} cores, git {res['git']}")
+    res["load_average_after"] = os.getloadavg()
+    print(f"{n} frames of {a.size}², {os.cpu_count()} cores, git {res['git']}, load average before "
+          f"{res['load_average_before'][0]:.1f}, after {res['load_average_after'][0]:.1f} (other jobs share the cores)")
     print(f"  serial (OpenCV threads {cv2.getNumThreads()}): {res['serial_fps']:.2f} frames/s")
     print(f"  serial (OpenCV threads 1):  {res['serial_opencv1_fps']:.2f} frames/s")
     print(f"  Dask 1 worker x 1 thread:   {res['dask_1_worker_fps']:.2f} frames/s")
