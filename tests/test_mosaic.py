@@ -83,3 +83,14 @@ def test_errors_name_the_argument(frames):
         segment_mosaic(f.brightfield, f.hoechst[:512], f.draq7, block, tile=256)
     with pytest.raises(ValueError, match="dtype"):
         segment_mosaic(f.brightfield.astype(np.float32), f.hoechst, f.draq7, block, tile=256)
+
+
+@pytest.mark.gpu
+def test_mosaic_on_the_gpu_backend_matches_whole_image(frames):
+    f = frames[1024]
+    params = SegmentParams(nucleus_threshold="block-max", dead_call="touch")
+    m = segment_mosaic(f.brightfield, f.hoechst, f.draq7, params, tile=256, backend="gpu", scheduler="sync")
+    whole = segment_frame(f.brightfield, f.hoechst, f.draq7, params, backend="gpu")
+    assert m.thresholds["hoechst"] == whole.thresholds["hoechst"]
+    assert m.thresholds["gradient"] == pytest.approx(whole.thresholds["gradient"], rel=1e-6)
+    assert (m.classes.compute(scheduler="sync") == whole.classes).mean() >= 0.999
