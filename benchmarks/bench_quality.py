@@ -3,8 +3,10 @@ mean matched IoU, pixel IoU; on ADCC also the live/dead call of each hand-drawn 
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_quality.py [--data ../shared/data] [--json out.json]
 
-Presets compared: "measured" (the "contrast" nucleus threshold, the Draq7-ratio dead
-call), "article" (block-max, no size filter) and an Otsu + size filter baseline
+Presets compared: "measured" (the defaults: the "contrast" nucleus threshold, touching
+nuclei split, Draq7-bright regions as nuclei of their own, the Draq7-ratio dead call), the
+same without the split ("no split") and, on ADCC, without the Draq7 seeds ("no dead seeds"),
+"article" (block-max, no size filter, no split) and an Otsu + size filter baseline
 (scikit-image's threshold_otsu, holes filled, objects under 1000 px dropped; on Coelho
 only; a baseline, not package code).
 No parameter is tuned per image; the ADCC runs give the pixel size from the JSON.
@@ -111,9 +113,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.perf_counter()
     measured, article = SegmentParams.from_preset("measured"), SegmentParams.from_preset("article")
+    no_split = SegmentParams.from_preset("measured", split_nuclei=False)
     results = {"coelho": {}, "adcc": {}}
     c = coelho(args.data / "coelho2009_hoechst_nuclei", {
         "measured": lambda im: segment_nuclei(im, measured),
+        "no split": lambda im: segment_nuclei(im, no_split),
         "article": lambda im: segment_nuclei(im, article),
         "otsu+size": lambda im: otsu_labels(im, 1000),
     })
@@ -125,12 +129,14 @@ def main(argv=None):
         results["coelho"][name] = {k: v.as_dict() for k, v in subsets.items()}
     a = adcc(args.data / "celldetective_adcc_livedead", {
         "measured": lambda px: SegmentParams.from_preset("measured", pixel_size=px),
+        "no split": lambda px: SegmentParams.from_preset("measured", pixel_size=px, split_nuclei=False),
+        "no dead seeds": lambda px: SegmentParams.from_preset("measured", pixel_size=px, dead_seeds=False),
         "article": lambda px: article,
     })
     print("\nADCC (8 fields, Hoechst = nuclei, PI = dead stain): F1 / mean matched IoU / pixel IoU, live/dead correct")
     for name, r in a.items():
         s = r["scores"]
-        print(f"{name:<12}{s.f1:>10.3f}{s.mean_iou:>6.3f}{s.pixel_iou:>6.3f}   live/dead {r['live_dead_correct']:.3f}"
+        print(f"{name:<14}{s.f1:>10.3f}{s.mean_iou:>6.3f}{s.pixel_iou:>6.3f}   live/dead {r['live_dead_correct']:.3f}"
               f" of {r['nuclei']} drawn nuclei ({r['dead']} dead by mean PI > 3x background)")
         results["adcc"][name] = {**s.as_dict(), "live_dead_correct": round(r["live_dead_correct"], 4),
                                  "nuclei": r["nuclei"], "dead": r["dead"]}

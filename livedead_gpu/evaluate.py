@@ -283,20 +283,23 @@ def _natural(name):
 def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
     """Nucleus instance labels of one nuclear-stain image, as the pipeline finds them.
 
-    The nucleus stage alone: `stages.nucleus_mask` then `stages.nuclei` (with an
-    empty dead-stain mask), so the labels are those `segment_frame` gives a
-    Hoechst channel. Returns a host (M, N) int32 array.
+    The nucleus stage alone: the nucleus mask (`stages.nucleus_mask`), then its
+    labels, touching nuclei split with ``params.split_nuclei`` (`stages.split_nuclei`),
+    so the labels are those `segment_frame` gives a Hoechst channel (less the
+    Draq7-bright seeds, there being no dead stain here). Returns a host (M, N)
+    int32 array.
     """
     from .backends import get_backend
     from .checks import as_intensity
     from .params import SegmentParams
-    from .stages import nuclei, nucleus_mask
+    from .stages.nuclei import _nucleus_mask, split_nuclei
 
     p = params or SegmentParams()
     be = get_backend(backend)
     image = be.to_device(as_intensity(image, "image", min_side=2))
-    mask, _ = nucleus_mask(image, p, be)
-    return be.to_host(nuclei(mask, be.xp.zeros_like(mask), be).labels)
+    mask, _, diameter = _nucleus_mask(image, p, be)
+    labels, _ = split_nuclei(mask, diameter, p, be) if p.split_nuclei else be.label(mask)
+    return be.to_host(labels)
 
 
 def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend="cpu") -> Scores:

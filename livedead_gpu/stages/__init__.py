@@ -3,7 +3,16 @@
 from .cell_area import CellArea, cell_area
 from .classes import class_mask
 from .gradient import gradient_scale, noise_threshold, quantize, smoothed_gradient, sobel_magnitude
-from .nuclei import Nuclei, contrast_mask, dead_by_ratio, find_nuclei, nuclei, nucleus_mask
+from .nuclei import (
+    Nuclei,
+    contrast_mask,
+    dead_by_ratio,
+    draq7_background,
+    find_nuclei,
+    nuclei,
+    nucleus_mask,
+    split_nuclei,
+)
 from .separation import separate_cells
 from .threshold import block_max_threshold, threshold_value
 
@@ -16,6 +25,7 @@ __all__ = [
     "gradient_scale",
     "contrast_mask",
     "dead_by_ratio",
+    "draq7_background",
     "find_nuclei",
     "nuclei",
     "noise_threshold",
@@ -23,6 +33,7 @@ __all__ = [
     "quantize",
     "separate_cells",
     "smoothed_gradient",
+    "split_nuclei",
     "sobel_magnitude",
     "threshold_value",
 ]

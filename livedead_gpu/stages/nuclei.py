@@ -47,16 +47,20 @@ def nucleus_mask(image, params: SegmentParams | None = None, backend="cpu"):
     mask : (M, N) bool array
     threshold : int
     """
-    p = params or SegmentParams()
-    be = get_backend(backend)
+    mask, threshold, _ = _nucleus_mask(image, params or SegmentParams(), get_backend(backend))
+    return mask, threshold
+
+
+def _nucleus_mask(image, p, be):
+    """`nucleus_mask`, and the nucleus diameter (px) of the "contrast" threshold (else None)."""
     if p.nucleus_threshold == "contrast":
-        return contrast_mask(image, p, be)
+        return _contrast(image, p, be)
     if p.nucleus_threshold == "block-max":
         threshold = block_max_threshold(image, p.offset, p.coarseness, be)
     else:
         threshold = p.nucleus_threshold
     mask = be.close(be.greater(image, threshold), p.nucleus_kernel)
-    return _drop_small(mask, p.min_nucleus_area, be), threshold
+    return _drop_small(mask, p.min_nucleus_area, be), threshold, p.diameter_px
 
 
 def _drop_small(mask, min_area, be):
@@ -103,7 +107,12 @@ def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
         Over the subtracted background (not a raw intensity).
     """
     p = params or SegmentParams()
-    be = get_backend(backend)
+    mask, threshold, _ = _contrast(image, p, get_backend(backend))
+    return mask, threshold
+
+
+def _contrast(image, p, be):
+    """`contrast_mask`, and the nucleus diameter (px) it used."""
     x = image.astype(be.xp.float32)
     diameter = p.diameter_px
     if diameter is None:
@@ -113,11 +122,16 @@ def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
     y = x - background(x, _BACKGROUND_WIDTH * diameter, be)
     threshold = _contrast_level(y, p.nucleus_level, be)
     mask = be.fill_holes(be.close(y > threshold, p.nucleus_kernel))
+    return _drop_small(mask, _min_area(p, diameter), be), threshold, diameter
+
+
+def _min_area(p, diameter) -> int:
+    """The "contrast" size filter in pixels: ``min_nucleus_area_um2``, else a tenth of a nucleus."""
     if p.min_nucleus_area_um2 is not None:
         min_area = p.min_nucleus_area_um2 / p.pixel_size**2
     else:
         min_area = _MIN_FRACTION * math.pi * diameter**2 / 4
-    return _drop_small(mask, max(p.min_nucleus_area, math.ceil(min_area)), be), threshold
+    return max(p.min_nucleus_area, math.ceil(min_area))
 
 
 def _contrast_level(y, level, be):
@@ -172,6 +186,88 @@ def background(x, width, be):
     return be.box_mean(be.grey_opening(x, w), w)
 
 
+# -- touching nuclei ----------------------------------------------------------------
+
+_SEED_DEPTH = 0.3      # a seed lies at least this fraction of the nucleus radius inside the mask
+_DEAD_SMOOTHING = 1.0  # sigma (px) of the Gaussian on Draq7 before its bright regions are taken
+
+
+def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backend="cpu", *, seeds=None):
+    """Instance labels of a nucleus mask, touching nuclei split: one label per nucleus.
+
+    A nucleus is a hill of the distance to the mask's edge. The seeds are the
+    pixels whose distance (in half-pixel steps) is within ``split_depth`` nucleus
+    radii of the largest distance within ``split_spacing`` nucleus diameters of
+    them (an octagon: 3x3 square and cross maxima in turn), and at least 0.3
+    radii from the edge (so a thin protrusion seeds nothing). Connected seed
+    pixels are one seed: along the flat ridge of an elongated nucleus they stay
+    connected, so it is not cut; two nuclei whose outline narrows between them
+    (the distance dips by more than the depth within the window) get one seed
+    each, and a lower hill near a higher one (a bump on a nucleus' side) none.
+    An h-maxima transform with h = ``split_depth`` radii, but for hills farther
+    apart than the window, in a fixed number of local passes. The seeds then
+    grow inside the mask, one pixel per step (`Backend.grow_labels`), so each
+    pixel goes to the seed nearest along paths inside the mask; parts of the mask
+    that no seed reaches (nuclei of no seed at all, e.g. smaller than the window
+    next to a larger one) keep their own connected-component labels.
+
+    Parameters
+    ----------
+    mask : (M, N) bool array
+    diameter : float, optional
+        Typical nucleus diameter in px; measured on ``mask`` (`typical_diameter`) when None.
+    params : SegmentParams, optional
+        ``split_depth``, ``split_spacing``.
+    seeds : (M, N) bool array, optional
+        Regions that are nuclei of their own whatever their shape (the Draq7-bright
+        regions, see `find_nuclei`): each connected region is one seed, and the
+        distance is taken to their edge too.
+
+    Returns
+    -------
+    labels : (M, N) int32 array, 0 background, 1..n
+    n : int
+    """
+    p = params or SegmentParams()
+    be = get_backend(backend)
+    xp = be.xp
+    if diameter is None:
+        diameter = typical_diameter(mask, be)
+    edge = ~mask
+    if not bool(edge.any()):  # a mask wall to wall: no edge to measure from
+        return be.label(mask)
+    radius = diameter / 2
+    # Half-pixel steps, nudged up past OpenCV's one-ulp wobble under whole numbers
+    # (see stages.separation): exact integers on every backend.
+    distance = be.distance_to(edge)
+    distance *= xp.float32(2)
+    distance += xp.float32(1e-3)
+    q = distance.astype(xp.int32)
+    top = q
+    for step in range(max(1, round(p.split_spacing * diameter))):
+        top = be.max_filter(top, square=step % 2 == 0)
+    top -= int(2 * p.split_depth * radius)
+    marked = mask & (q >= top) & (q >= int(2 * _SEED_DEPTH * radius))
+    labels, n = be.label(marked)
+    if seeds is not None:
+        # A hill that touches a given region is that region's nucleus: dropped, and
+        # the others renumbered 1..n (the region's label grows over it instead).
+        keep = xp.bincount(labels[seeds], minlength=n + 1) == 0  # a boolean index: a sync on CuPy
+        keep[0] = False
+        renumber = xp.cumsum(keep).astype(xp.int32) * keep
+        labels = renumber[labels]
+        n = int(renumber.max()) if n else 0
+        extra, m = be.label(seeds)
+        labels = xp.where(extra > 0, extra + n, labels)
+        n += m
+    # Convergence checked every 2 steps: seeds lie within a few px of their edges.
+    labels = be.grow_labels(labels.astype(xp.int32, copy=False), mask, check_every=2)
+    rest, m = be.label(mask & (labels == 0))
+    if m:
+        labels = xp.where(rest > 0, rest + n, labels)
+    return labels.astype(xp.int32, copy=False), n + m
+
+
 class Nuclei(NamedTuple):
     """Labelled nuclei.
 
@@ -185,7 +281,8 @@ class Nuclei(NamedTuple):
     dead: object
 
 
-def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: SegmentParams | None = None) -> Nuclei:
+def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: SegmentParams | None = None,
+           diameter=None) -> Nuclei:
     """Label the union of both nucleus masks and call each nucleus live or dead.
 
     Parameters
@@ -196,13 +293,22 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: Segme
         is dead when its mean Draq7 exceeds ``params.dead_ratio`` times the Draq7
         background (`dead_by_ratio`). Otherwise (the article's rule) a nucleus
         touching the Draq7 mask is dead.
+    params : SegmentParams, optional
+        With ``params.split_nuclei`` touching nuclei are split (`split_nuclei`);
+        without params the connected components are the nuclei.
+    diameter : float, optional
+        The nucleus diameter (px) for the split; measured when None.
 
     Returns
     -------
     Nuclei
     """
     be = get_backend(backend)
-    labels, n = be.label(hoechst_mask | draq7_mask)
+    union = hoechst_mask | draq7_mask
+    if params is not None and params.split_nuclei:
+        labels, n = split_nuclei(union, diameter, params, be)
+    else:
+        labels, n = be.label(union)
     if draq7 is not None and params is not None and params.dead_call == "ratio":
         return Nuclei(labels, n, dead_by_ratio(labels, n, draq7, params.dead_ratio, be))
     # Any Draq7 pixel (the mask is already size-filtered) makes the whole nucleus dead.
@@ -212,15 +318,29 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: Segme
     return Nuclei(labels, n, dead)
 
 
-def dead_by_ratio(labels, n, draq7, ratio, backend="cpu"):
+def draq7_background(draq7, nucleus_mask, backend="cpu") -> float:
+    """The Draq7 background: its median outside every nucleus grown by 2 px (at least 1).
+
+    Robust to the dead nuclei themselves and to a field half covered; the nuclei
+    are grown so their blurred rims do not count. The median over every other row
+    and column: as robust, a quarter of the sorting.
+    """
+    be = get_backend(backend)
+    xp = be.xp
+    outside = ~be.dilate(nucleus_mask, 5)
+    if not bool(outside.any()):  # a field wall to wall with nuclei: all pixels
+        outside = xp.ones_like(outside)
+    return max(be.order_statistic(draq7[::2, ::2][outside[::2, ::2]], 0.5), 1.0)
+
+
+def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
     """Dead where a nucleus' mean Draq7 is above ``ratio`` times the Draq7 background.
 
-    The background is the median Draq7 outside every nucleus (grown by 2 px, so
-    the nuclei's blurred rims do not count): robust to the dead nuclei themselves
-    and to a field half covered. A ratio to the background, not a threshold of
-    the Draq7 image, so a dim but real Draq7 nucleus counts and Hoechst
-    bleed-through (a few % of the Hoechst signal) does not; the mean, not any
-    pixel, so a speck of debris on a live nucleus does not kill it.
+    The background (``floor``, else `draq7_background` outside ``labels``) is
+    taken outside the nuclei. A ratio to the background, not a threshold of the
+    Draq7 image, so a dim but real Draq7 nucleus counts and Hoechst bleed-through
+    (a few % of the Hoechst signal) does not; the mean, not any pixel, so a speck
+    of debris on a live nucleus does not kill it.
 
     Returns
     -------
@@ -229,11 +349,8 @@ def dead_by_ratio(labels, n, draq7, ratio, backend="cpu"):
     be = get_backend(backend)
     xp = be.xp
     values = draq7.astype(xp.float32)
-    outside = ~be.dilate(labels > 0, 5)
-    if not bool(outside.any()):  # a field wall to wall with nuclei: all pixels
-        outside = xp.ones_like(outside)
-    # The median over every other row and column: as robust, a quarter of the sorting.
-    floor = max(be.order_statistic(values[::2, ::2][outside[::2, ::2]], 0.5), 1.0)
+    if floor is None:
+        floor = draq7_background(values, labels > 0, be)
     sums = xp.bincount(labels.ravel(), weights=values.ravel(), minlength=n + 1)
     means = sums / xp.maximum(be.areas(labels, n), 1)
     dead = means > ratio * floor
@@ -241,13 +358,42 @@ def dead_by_ratio(labels, n, draq7, ratio, backend="cpu"):
     return dead
 
 
+def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, backend="cpu"):
+    """The Draq7-bright regions: where a dead nucleus is, whatever the Hoechst shows.
+
+    Draq7 smoothed by a 1-px Gaussian, above ``dead_ratio`` times the background
+    ``floor`` and above ``nucleus_level`` of the way from the background to the
+    brightest Draq7 within a nucleus radius (an octagon of 3x3 maxima): the edge
+    of a bright nucleus at the same level as the Hoechst edge, not the halo its
+    blur spreads over its neighbours.
+
+    Returns
+    -------
+    (M, N) bool array
+    """
+    p = params or SegmentParams()
+    be = get_backend(backend)
+    xp = be.xp
+    smooth = be.gaussian(draq7, _DEAD_SMOOTHING)
+    top = smooth.astype(xp.int32)  # grey levels: exact on every backend
+    for step in range(max(1, round(diameter / 2))):
+        top = be.max_filter(top, square=step % 2 == 0)
+    level = xp.float32(floor) + xp.float32(p.nucleus_level) * (top.astype(xp.float32) - xp.float32(floor))
+    return (smooth > xp.float32(p.dead_ratio * floor)) & (smooth >= level)
+
+
 def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cpu"):
     """The whole nucleus stage of a frame: masks, labels, live/dead call.
 
     With ``dead_call="ratio"`` (default) the nuclei are those of the Hoechst mask
-    and the Draq7 image only calls them; the Draq7 mask is still thresholded the
-    article's way for the class mask. With ``"touch"`` the nuclei are the union of
-    both masks, as in the article.
+    and the Draq7 image only calls them (`dead_by_ratio`); the Draq7 mask of the
+    class mask is the dead nuclei. With ``split_nuclei`` (default) touching nuclei
+    are split (`split_nuclei`), and with ``dead_seeds`` (default) the Draq7-bright
+    regions -- Draq7 smoothed by a 1-px Gaussian over ``dead_ratio`` times its
+    background, of at least the nucleus size filter's area -- are nuclei of their
+    own and join the mask: a dead nucleus pressed against a live one is not
+    averaged with it, and one too dim in Hoechst is still found. With ``"touch"``
+    the nuclei are the union of both masks, as in the article.
 
     Returns
     -------
@@ -257,15 +403,27 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     """
     p = params or SegmentParams()
     be = get_backend(backend)
-    ho_mask, ho_thr = nucleus_mask(hoechst, p, be)
-    if p.dead_call == "ratio":
-        d7_thr = None
-        nuc = nuclei(ho_mask, xp_zeros(ho_mask, be), be, draq7=draq7, params=p)
-        d7_mask = nuc.dead[nuc.labels]
-    else:
+    xp = be.xp
+    ho_mask, ho_thr, diameter = _nucleus_mask(hoechst, p, be)
+    if p.dead_call == "touch":
         d7_mask, d7_thr = nucleus_mask(draq7, p, be)
-        nuc = nuclei(ho_mask, d7_mask, be)
-    return nuc, ho_mask, d7_mask, (ho_thr, d7_thr)
+        nuc = nuclei(ho_mask, d7_mask, be, params=p, diameter=diameter)
+        return nuc, ho_mask, d7_mask, (ho_thr, d7_thr)
+    values = draq7.astype(xp.float32)
+    floor = draq7_background(values, ho_mask, be)
+    seeds = None
+    mask = ho_mask
+    if p.split_nuclei and p.dead_seeds:
+        if diameter is None:
+            diameter = typical_diameter(ho_mask, be)
+        seeds = _drop_small(dead_regions(values, floor, diameter, p, be), _min_area(p, diameter), be)
+        mask = ho_mask | seeds
+    if p.split_nuclei:
+        labels, n = split_nuclei(mask, diameter, p, be, seeds=seeds)
+    else:
+        labels, n = be.label(mask)
+    dead = dead_by_ratio(labels, n, values, p.dead_ratio, be, floor=floor)
+    return Nuclei(labels, n, dead), ho_mask, dead[labels], (ho_thr, None)
 
 
 def xp_zeros(mask, be):
