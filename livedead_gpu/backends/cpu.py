@@ -65,9 +65,38 @@ class CpuBackend(Backend):
         return cv2.blur(image, (size, size), borderType=cv2.BORDER_REPLICATE)
 
     def max_filter(self, labels, square=True):
+        kernel = _SQUARE if square else _CROSS
+        if labels.dtype in (np.uint8, np.uint16):
+            return cv2.dilate(labels, kernel, borderType=cv2.BORDER_REPLICATE)
         # float32 holds every label below 2**24 exactly; OpenCV has no int32 dilate.
-        f = cv2.dilate(labels.astype(np.float32), _SQUARE if square else _CROSS, borderType=cv2.BORDER_REPLICATE)
-        return f.astype(np.int32)
+        f = cv2.dilate(labels.astype(np.float32), kernel, borderType=cv2.BORDER_REPLICATE)
+        return f.astype(labels.dtype)
+
+    def grow_labels(self, labels, region, max_steps=255, check_every=8):
+        # The same growth as Backend.grow_labels (each step reads the previous step's
+        # labels, square and cross in turn, the larger label wins), computed on the
+        # still-unlabelled region pixels only: 8 gathers over a few % of the frame per
+        # step instead of whole-frame filters.
+        rows, cols = labels.shape
+        width = cols + 2
+        framed = np.zeros((rows + 2, cols + 2), np.int32)  # a zero frame: no wrap-around
+        framed[1:-1, 1:-1] = labels
+        free = np.zeros(framed.shape, bool)
+        free[1:-1, 1:-1] = region & (labels == 0)
+        flat, todo = framed.ravel(), np.flatnonzero(free)
+        square = (-width - 1, -width, -width + 1, -1, 1, width - 1, width, width + 1)
+        cross = (-width, -1, 1, width)
+        for step in range(1, max_steps + 1):
+            offsets = square if step % 2 == 1 else cross
+            best = flat[todo + offsets[0]]
+            for offset in offsets[1:]:
+                np.maximum(best, flat[todo + offset], out=best)
+            got = best > 0
+            if not got.any():
+                break
+            flat[todo[got]] = best[got]
+            todo = todo[~got]
+        return framed[1:-1, 1:-1].copy()
 
     def min_filter(self, labels):
         f = cv2.erode(labels.astype(np.float32), _CROSS, borderType=cv2.BORDER_REPLICATE)

