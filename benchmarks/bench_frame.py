@@ -52,6 +52,7 @@ BE = get_backend("cpu")
 # threshold from the noise floor) or "block-max" (the article's histogram on a
 # quantised gradient). Older package versions know only the latter.
 CELL_THRESHOLD = getattr(P, "cell_threshold", "block-max")
+CONFIG = None  # --config TOML, passed on to the fresh memory-measuring process
 MEMORY_GOAL = 12  # peak bytes of one frame / its input bytes
 
 
@@ -224,7 +225,7 @@ def _rss_child(path: str, which: str) -> None:
 
     with np.load(path) as z:
         bf, ho, d7 = z["bf"], z["ho"], z["d7"]
-    fn = segment_frame if which == "ours" else article.article_frame
+    fn = (lambda *channels: segment_frame(*channels, P)) if which == "ours" else article.article_frame
     fn(bf[:256, :256], ho[:256, :256], d7[:256, :256])  # load libraries, start OpenCV's threads
     gc.collect()
     try:  # reset VmHWM to the current RSS (Linux >= 4.0)
@@ -260,6 +261,8 @@ def rss_peak(d, which: str) -> dict:
         # Through a shell that forks (the command is not its last): a process exec'd
         # straight from this one would inherit this process's peak RSS as its ru_maxrss.
         cmd = [sys.executable, __file__, "--rss-child", path, "--rss-which", which]
+        if CONFIG:
+            cmd += ["--config", CONFIG]
         out = subprocess.run(
             ["/bin/sh", "-c", '"$@"; exit $?', "sh", *cmd],
             check=True, capture_output=True, text=True,
@@ -319,9 +322,14 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="a small frame and few repeats (a smoke run)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--config", metavar="TOML", help="parameters for ours (default: the package's defaults)")
     ap.add_argument("--rss-child", metavar="NPZ", help=argparse.SUPPRESS)
     ap.add_argument("--rss-which", default="ours", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.config:
+        global P, CELL_THRESHOLD, CONFIG
+        P, CONFIG = SegmentParams.from_toml(args.config), str(Path(args.config).resolve())
+        CELL_THRESHOLD = P.cell_threshold
     if args.rss_child:
         _rss_child(args.rss_child, args.rss_which)
         return
@@ -335,8 +343,9 @@ def main(argv=None) -> None:
     print(f"machine: {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable), {info['platform']}")
     print(f"Python {info['python']}, NumPy {info['numpy']}, OpenCV {info['opencv']} "
           f"(cv2.getNumThreads() = {info['opencv_threads']})")
-    print(f"livedead_gpu: git {info['package']}; cell threshold {CELL_THRESHOLD!r}"
-          + (f", smoothing {P.smoothing}" if hasattr(P, "smoothing") else ""))
+    print(f"livedead_gpu: git {info['package']}; cell threshold {CELL_THRESHOLD!r}, smoothing {P.smoothing}, "
+          f"nucleus threshold {P.nucleus_threshold!r}, split {P.split_nuclei}, dead call {P.dead_call!r}"
+          + (f" (--config {CONFIG})" if CONFIG else ""))
     t = time.perf_counter()
     d = make_inputs(size, args.bit_depth, args.seed)
     input_bytes = d["bf"].nbytes + d["ho"].nbytes + d["d7"].nbytes
