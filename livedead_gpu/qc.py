@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import atomic_write
 from .stages.classes import CLASS_NAMES
 
 __all__ = [
@@ -164,15 +165,7 @@ def composite(brightfield, hoechst, draq7, limits: Mapping | None = None) -> np.
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png"))
 
 
 def plot_frame(brightfield, hoechst, draq7, classes, path, *, gradient=None, smoothing: float = 1.0,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write_text
+from .io import atomic_write, atomic_write_text
 
 __all__ = [
     "FRAME_COLUMNS",
@@ -329,15 +329,7 @@ def _colours(n: int):
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png"))
 
 
 def plot_kill_curves(well_rows: Iterable[Mapping], path, title: str | None = None,

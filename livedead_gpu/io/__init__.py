@@ -6,7 +6,7 @@
 - `training`: the training-set folder (TIFFs, records, manifest) and its reader.
 """
 
-from .atomic import atomic_write_text, remove_partials, write_tiff
+from .atomic import atomic_write, atomic_write_text, remove_partials, write_tiff
 from .plate import (
     CHANNEL_ROLES,
     DEFAULT_CHANNEL_MAP,
@@ -30,6 +30,7 @@ __all__ = [
     "Plate",
     "PlateError",
     "TrainingSet",
+    "atomic_write",
     "atomic_write_text",
     "frame_stem",
     "open_plate",

@@ -36,7 +36,12 @@ def _fsync(path):
         os.close(fd)
 
 
-def _replace(path: Path, write) -> Path:
+def atomic_write(path, write) -> Path:
+    """Create ``path`` by ``write(tmp)`` on a temporary name beside it, then a rename.
+
+    The parent folder is created; on any error the temporary file is removed and
+    ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
@@ -59,12 +64,12 @@ def write_tiff(path, array, **kwargs) -> Path:
     ``metadata=``).
     """
     kwargs.setdefault("compression", "zlib")
-    return _replace(path, lambda tmp: tifffile.imwrite(tmp, array, **kwargs))
+    return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, array, **kwargs))
 
 
 def atomic_write_text(path, text: str) -> Path:
     """Write ``text`` (UTF-8) at ``path``, atomically."""
-    return _replace(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def remove_partials(folder) -> list[Path]:
