@@ -31,8 +31,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
-import time
 
 log = logging.getLogger("livedead_gpu")
 
@@ -212,16 +210,13 @@ def export_frames(plate, keys, out, params, backend, digest, options, summary, r
         else:
             todo.append((key, sig))
     args = (out, params, backend, digest, options)
-    total, done = len(todo), 0
-    start = time.perf_counter()
+    from .export import progress_bar
+
+    bar = progress_bar(len(todo), progress)
 
     def report(key, status):
-        nonlocal done
-        done += 1
-        if progress:
-            rate = done / max(time.perf_counter() - start, 1e-9)
-            print(f"[{done}/{total}] {key.well} s{key.site} t{key.time}: {status} ({rate:.2f} frames/s)",
-                  file=sys.stderr, flush=True)
+        bar.update(1)
+        bar.set_postfix_str(f"{key.well} s{key.site} t{key.time} {status}", refresh=False)
 
     def take(key, rec, error):
         if error is None:
@@ -235,10 +230,13 @@ def export_frames(plate, keys, out, params, backend, digest, options, summary, r
         _forget(out, frame_stem(*key))
         report(key, "failed")
 
-    if isinstance(scheduler, str):
-        _run_local(plate, todo, args, scheduler, opencv_threads, take)
-    else:
-        _run_distributed(plate, todo, args, scheduler, opencv_threads, take)
+    try:
+        if isinstance(scheduler, str):
+            _run_local(plate, todo, args, scheduler, opencv_threads, take)
+        else:
+            _run_distributed(plate, todo, args, scheduler, opencv_threads, take)
+    finally:
+        bar.close()
     summary.written.sort()
     summary.failed.sort()
     # A worker killed while writing leaves its temporary behind (the frame itself was

@@ -156,6 +156,13 @@ def extract_patches(classes, size: int, min_foreground: float = MIN_FOREGROUND):
     return out
 
 
+def progress_bar(total: int, enabled: bool):
+    """A tqdm progress bar over ``total`` frames on stderr (a silent one when not ``enabled``)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
 def split_wells(wells, fractions=(0.7, 0.15, 0.15), seed=0) -> dict:
     """Assign whole wells to train/val/test, deterministic in ``seed``.
 
@@ -326,8 +333,9 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         for p in atomic.remove_partials(out):
             log.info("removed %s, left by an interrupted run", p)
         atomic.atomic_write_text(out / "params.toml", params.to_toml())
+        bar = progress_bar(len(keys), progress and scheduler is None)
         try:
-            for i, key in enumerate(keys if scheduler is None else (), 1):   # Dask: see below
+            for key in keys if scheduler is None else ():   # Dask: see below
                 stem = frame_stem(*key)
                 status = "failed"
                 if key in plate.problems:
@@ -358,10 +366,10 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
                             del frame, image, result
                             summary.written.append(key)
                             status = "written"
-                if progress:
-                    print(f"[{i}/{len(keys)}] {key.well} s{key.site} t{key.time}: {status}", file=sys.stderr,
-                          flush=True)
+                bar.update(1)
+                bar.set_postfix_str(f"{key.well} s{key.site} t{key.time} {status}", refresh=False)
         finally:
+            bar.close()
             finish()   # the last frame's files (or, after an error, the frame before it) are kept
         if scheduler is not None:
             from .distributed import export_frames
