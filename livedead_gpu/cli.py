@@ -83,7 +83,7 @@ def _cmd_segment(args) -> int:
         s = export_plate(
             args.plate, args.out, params=_params(args.config), backend=backend, weights=args.weights,
             patches=(args.patch_size, args.min_foreground) if args.patch_size else None,
-            split=tuple(args.split), seed=args.seed, on_error=args.on_error, progress=_progress(args),
+            split=tuple(args.split), seed=args.seed, on_error=args.on_error, progress=_progress(args), resume=args.resume,
             layout=args.layout, pattern=args.pattern, channel_map=args.channel_map, scheduler=scheduler,
             opencv_threads=args.opencv_threads)
     print(f"{s.frames} frames: {len(s.written)} written, {len(s.resumed)} done before, "
@@ -310,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of the well split (default: 0)")
     g.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="stop at an unreadable frame (raise) or list it in errors.csv and go on (skip)")
+    g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep frames already written with the same parameters (default); --no-resume redoes all")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar on stderr (default: when stderr is a terminal and not --quiet)")
     g.add_argument("--scheduler", metavar="ADDRESS",

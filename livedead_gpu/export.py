@@ -247,7 +247,8 @@ class ExportSummary:
 def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu", weights=False,
                  patches=None, split=(0.7, 0.15, 0.15), seed: int = 0, on_error: str = "raise",
                  progress: bool = False, layout: str = "auto", pattern=None,
-                 channel_map=None, scheduler=None, opencv_threads: int | None = None) -> ExportSummary:
+                 channel_map=None, scheduler=None, opencv_threads: int | None = None,
+                 resume: bool = True) -> ExportSummary:
     """Segment every frame of a plate and write a U-Net training set, resumably.
 
     Parameters
@@ -275,7 +276,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         stops it where it is (frames already written stay done). ``"skip"``: such
         frames are left out, listed in ``errors.csv`` and in the summary.
     progress : bool
-        A line per frame on stderr.
+        A progress bar on stderr.
     scheduler : None, str or distributed.Client, optional
         None (default): this process, frame after frame. Otherwise the frames are
         mapped through Dask (`livedead_gpu.distributed.export_frames`): a local
@@ -285,6 +286,11 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     opencv_threads : int, optional
         ``cv2.setNumThreads`` in each Dask task (1 for a fair split of the cores
         between workers); OpenCV's default when omitted.
+    resume : bool
+        True (default): frames already written with the same parameters, options
+        and sources are kept. False: every frame of the plate is redone (its record
+        is dropped first, so a run stopped half-way is still a consistent set that
+        the next resuming run completes).
 
     Returns
     -------
@@ -333,6 +339,9 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         for p in atomic.remove_partials(out):
             log.info("removed %s, left by an interrupted run", p)
         atomic.atomic_write_text(out / "params.toml", params.to_toml())
+        if not resume:
+            for key in keys:
+                _forget(out, frame_stem(*key))
         bar = progress_bar(len(keys), progress and scheduler is None)
         try:
             for key in keys if scheduler is None else ():   # Dask: see below

@@ -237,6 +237,17 @@ def test_resume_skips_done_frames_and_redoes_changed_ones(tmp_path, plate):
     assert len(fifth.written) == 4 and all(r["weights"] for r in read_manifest(out))
 
 
+def test_no_resume_redoes_every_frame_identically(tmp_path, plate):
+    src = write_gen5(tmp_path / "plate", plate)
+    out = tmp_path / "out"
+    export_plate(src, out)
+    files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = export_plate(src, out, resume=False)
+    assert len(again.written) == 4 and not again.resumed
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    assert cli("segment", str(src), "-o", str(out), "--no-resume").returncode == 0
+
+
 def test_missing_channel_and_corrupt_file(tmp_path, plate):
     src = write_gen5(tmp_path / "plate", plate)
     (src / "C3_02_3_1_Cy5_002.tif").unlink()
