@@ -258,13 +258,8 @@ def _cmd_bench(args) -> int:
     spec = importlib.util.spec_from_file_location("livedead_benchmark_suite", path)
     suite = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(suite)
-    argv = ["--out", str(args.out), "--backend", args.backend, "--seed", str(args.seed)]
-    argv += ["--quick"] * args.quick + ["--no-memory"] * args.no_memory + ["--no-plate"] * args.no_plate
-    argv += ["--no-quality"] * args.no_quality + ["--quiet"] * bool(args.quiet)
-    for flag, value in (("--sizes", args.sizes), ("--repeats", args.repeats), ("--data", args.data)):
-        if value is not None:
-            argv += [flag, str(value)]
-    return suite.main(argv, prog="livedead-gpu bench")
+    # The suite's own parser reads the options (one definition of them, in benchmarks/suite.py).
+    return suite.main(args.suite_args + ["--quiet"] * bool(args.quiet), prog="livedead-gpu bench")
 
 
 def _progress(args) -> bool:
@@ -366,31 +361,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", type=Path, help="also write the scores and parameters as JSON")
     e.set_defaults(func=_cmd_evaluate)
     b = sub.add_parser(
-        "bench", help="the benchmark suite: article vs scikit-image vs CPU vs GPU, one table (needs a source checkout)",
+        "bench", add_help=False, help="the benchmark suite: article vs scikit-image vs CPU vs GPU, one table (needs a source checkout)",
         description="Time every stage and the whole frame for the article's code, a scikit-image pipeline, the "
                     "CPU and (when present) GPU backends, watershed vs voronoi; peak memory; plate frames/s vs "
                     "Dask workers; label quality. Writes OUT/suite.md and OUT/suite.json. Runs "
                     "benchmarks/suite.py of a source checkout (beside the package or in the current directory).")
-    b.add_argument("--quick", action="store_true", help="256² frames, 2 repeats, no real data: a smoke run")
-    b.add_argument("--sizes", metavar="N,N,...", help="frame sides (default: 1024,2048,4096; 256 with --quick)")
-    b.add_argument("--repeats", type=int, metavar="N", help="timed rounds (default: 7; 2 with --quick)")
-    b.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR",
-                   help="folder for suite.md and suite.json (default: bench-out)")
-    b.add_argument("--backend", choices=("auto", "cpu", "gpu", "standin"), default="auto",
-                   help="GPU rows: auto (when a GPU is present), cpu (none), gpu (required), standin (the GPU "
-                        "code on NumPy stand-ins; times mean nothing)")
-    b.add_argument("--data", type=Path, help="real annotated sets (default: ../shared/data beside the checkout)")
-    b.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory measurements")
-    b.add_argument("--no-plate", action="store_true", help="skip plate export / Dask workers")
-    b.add_argument("--no-quality", action="store_true", help="skip the real-data label quality")
-    b.add_argument("--seed", type=int, default=0)
+    # Options (--quick, --sizes, --out, ... and --help) go to benchmarks/suite.py's parser.
     b.set_defaults(func=_cmd_bench)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.suite_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s")
     try:
