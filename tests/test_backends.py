@@ -147,13 +147,13 @@ def test_cpu_fallbacks_transfer_only_what_they_need(be, monkeypatch):
     fill = be._cpu.fill_holes
     monkeypatch.setattr(be._cpu, "fill_holes", lambda m: fills.append(1) or fill(m))
     segment_frame(f.brightfield, f.hoechst, f.draq7, backend=be)
-    frames = [s for s in sizes if s > 1]
-    # Arrays: 3 channels in; each hole filling a mask out and back; the watershed's
-    # landscape and markers out and its labels back; 4 results out. Nothing else.
-    assert len(frames) == 3 + 2 * len(fills) + 3 + 4
-    assert all(s == 128 * 128 for s in frames[:3])
-    # The rest are single numbers read back (peaks, order statistics, counts): 25 with
-    # the default "contrast" nucleus threshold, each a sync of tens of microseconds.
+    frames = [s for s in sizes if s == 128 * 128]
+    # Images: 3 channels in; each hole filling a mask out and back; the watershed's
+    # landscape and markers out and its labels back; 3 result images out. Nothing else.
+    assert len(frames) == 3 + 2 * len(fills) + 3 + 3
+    # The rest are the per-nucleus dead flags and a few numbers read back (peaks, order
+    # statistics, counts): 26 with the default "contrast" nucleus threshold, each a
+    # sync of tens of microseconds.
     assert len(sizes) - len(frames) <= 30
 
 

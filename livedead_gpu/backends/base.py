@@ -103,10 +103,14 @@ class Backend(ABC):
 
         An exact element of ``values`` (no interpolation), so every backend agrees.
         """
+        return self.order_statistics(values, (fraction,))[0]
+
+    def order_statistics(self, values, fractions):
+        """`order_statistic` of each fraction, from one partition (host scalars, one transfer)."""
         flat = values.ravel()
-        k = int(fraction * (flat.size - 1))
-        # One scalar to the host.
-        return self.to_host(self.xp.partition(flat, k)[k]).item()
+        ks = [int(f * (flat.size - 1)) for f in fractions]
+        picked = self.xp.partition(flat, ks)[self.xp.asarray(ks)]
+        return [v.item() for v in self.to_host(picked)]
 
     # -- elementwise -----------------------------------------------------
     def quantize(self, magnitude, scale: float):
@@ -226,7 +230,7 @@ class Backend(ABC):
     @abstractmethod
     def max_filter(self, labels, square: bool = True):
         """Maximum over the 3x3 square (or, ``square=False``, the 4-neighbour cross) of an
-        int32 label image; the image edge is replicated."""
+        integer image (uint8, uint16 or int32 labels), same dtype out; the image edge is replicated."""
 
     @abstractmethod
     def min_filter(self, labels):

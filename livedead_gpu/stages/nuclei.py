@@ -63,17 +63,27 @@ def _nucleus_mask(image, p, be):
     return _drop_small(mask, p.min_nucleus_area, be), threshold, p.diameter_px
 
 
+def _objects(mask, be):
+    """The 8-connected objects of a mask, from its pixels only (a few % of a frame).
+
+    Returns
+    -------
+    where : (k,) int array, the mask's flat pixel indices (on CuPy its size is one sync)
+    owner : (k,) int32 array, their object labels 1..n
+    areas : (n + 1,) int array, pixels per label (``areas[0]`` is 0)
+    """
+    labels, n = be.label(mask)
+    where = be.xp.flatnonzero(mask)
+    owner = labels.ravel()[where]
+    return where, owner, be.xp.bincount(owner, minlength=n + 1)
+
+
 def _drop_small(mask, min_area, be):
     """Drop the 8-connected objects of fewer than ``min_area`` pixels."""
     if min_area <= 1:
         return mask
-    xp = be.xp
-    labels, n = be.label(mask)
-    # Areas and the filter over the foreground pixels only (a few % of a frame).
-    # On CuPy flatnonzero reads its size back: one sync.
-    where = xp.flatnonzero(mask)
-    owner = labels.ravel()[where]
-    small = xp.bincount(owner, minlength=n + 1) < min_area
+    where, owner, areas = _objects(mask, be)
+    small = areas < min_area
     mask = mask.copy()
     mask.ravel()[where[small[owner]]] = False
     return mask
@@ -117,9 +127,9 @@ def _contrast(image, p, be):
     diameter = p.diameter_px
     if diameter is None:
         diameter = typical_diameter(be.fill_holes(x > _contrast_level(x, p.nucleus_level, be)), be)
-        y = x - background(x, _FIRST_WIDTH * diameter, be)
+        y = x - background(image, _FIRST_WIDTH * diameter, be)
         diameter = typical_diameter(be.fill_holes(y > _contrast_level(y, p.nucleus_level, be)), be)
-    y = x - background(x, _BACKGROUND_WIDTH * diameter, be)
+    y = x - background(image, _BACKGROUND_WIDTH * diameter, be)
     threshold = _contrast_level(y, p.nucleus_level, be)
     mask = be.fill_holes(be.close(y > threshold, p.nucleus_kernel))
     return _drop_small(mask, _min_area(p, diameter), be), threshold, diameter
@@ -143,8 +153,7 @@ def _contrast_level(y, level, be):
     """
     xp = be.xp
     y = y[::4, ::4]
-    b = be.order_statistic(y, 0.25)
-    mid = be.order_statistic(y, 0.5)
+    b, mid = be.order_statistics(y, (0.25, 0.5))
     low = y[y <= mid]  # the darker half (a sync for its size on CuPy)
     centre = be.order_statistic(low, 0.5)
     # Robust sigma (MAD) of the darker half; at least one grey level (integer data).
@@ -161,10 +170,7 @@ def typical_diameter(mask, be) -> float:
     the median of the rest is robust to a few merged clusters or glowing blobs.
     """
     xp = be.xp
-    labels, n = be.label(mask)
-    if n == 0:
-        return _FALLBACK_DIAMETER
-    areas = be.areas(labels, n)[1:]
+    areas = _objects(mask, be)[2][1:]
     areas = areas[areas >= 9]
     if areas.size == 0:
         return _FALLBACK_DIAMETER
@@ -174,17 +180,28 @@ def typical_diameter(mask, be) -> float:
     return max(2.0 * math.sqrt(median / math.pi), 3.0)
 
 
-def background(x, width, be):
-    """Smooth background of a float32 image: grey opening by a ``width`` square, then its box mean.
+def background(image, width, be):
+    """Smooth background of an image: grey opening by a ``width`` square, then its box mean.
 
     Edges replicate. The window is odd and at most the image's shorter side.
+
+    Parameters
+    ----------
+    image : (M, N) uint8, uint16 or float32 array
+    width : float, the window in px
+
+    Returns
+    -------
+    (M, N) float32 array
     """
     xp = be.xp
     w = max(3, int(width) | 1)
-    w = min(w, 2 * (min(x.shape) // 2) - 1) if min(x.shape) > 2 else 1
+    w = min(w, 2 * (min(image.shape) // 2) - 1) if min(image.shape) > 2 else 1
     if w < 3:
-        return xp.zeros_like(x)
-    return be.box_mean(be.grey_opening(x, w), w)
+        return xp.zeros(image.shape, xp.float32)
+    # The opening in the image's own dtype (minima and maxima are exact in any, and
+    # 16-bit filters move half the bytes of float32 ones), cast for the mean.
+    return be.box_mean(be.grey_opening(image, w).astype(xp.float32, copy=False), w)
 
 
 # -- touching nuclei ----------------------------------------------------------------
@@ -243,13 +260,16 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
     distance = be.distance_to(edge)
     distance *= xp.float32(2)
     distance += xp.float32(1e-3)
-    # uint16 (distances below 32,768 px): the window maximum's many passes stay cheap.
-    q = xp.minimum(distance, 65535).astype(xp.uint16)
+    # uint8 when every nucleus is under 128 px across (one scalar read back), else
+    # uint16: the window maximum's many passes stay cheap.
+    small = float(be.to_host(distance.max())) < 256
+    q = xp.minimum(distance, 65535).astype(xp.uint8 if small else xp.uint16)
     top = q
     for step in range(max(1, round(p.split_spacing * diameter))):
         top = be.max_filter(top, square=step % 2 == 0)
     depth = int(2 * p.split_depth * radius)
-    marked = mask & (q.astype(xp.int32) + depth >= top) & (q >= int(2 * _SEED_DEPTH * radius))
+    # top >= q (the window holds the pixel): the difference cannot wrap.
+    marked = mask & (top - q <= depth) & (q >= int(2 * _SEED_DEPTH * radius))
     labels, n = be.label(marked)
     if seeds is not None:
         # A hill that touches a given region is that region's nucleus: dropped, and
@@ -257,17 +277,30 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
         keep = xp.bincount(labels[seeds], minlength=n + 1) == 0  # a boolean index: a sync on CuPy
         keep[0] = False
         renumber = xp.cumsum(keep).astype(xp.int32) * keep
-        labels = renumber[labels]
+        flat = labels.ravel()
+        where = xp.flatnonzero(flat)
+        flat[where] = renumber[flat[where]]
         n = int(renumber.max()) if n else 0
         extra, m = be.label(seeds)
-        labels = xp.where(extra > 0, extra + n, labels)
+        _paint(labels, extra, n, be)
         n += m
     # Convergence checked every 2 steps: seeds lie within a few px of their edges.
-    labels = be.grow_labels(labels.astype(xp.int32, copy=False), mask, check_every=2)
+    labels = be.grow_labels(labels, mask, check_every=2)
     rest, m = be.label(mask & (labels == 0))
     if m:
-        labels = xp.where(rest > 0, rest + n, labels)
-    return labels.astype(xp.int32, copy=False), n + m
+        _paint(labels, rest, n, be)
+    return labels, n + m
+
+
+def _paint(labels, extra, offset, be):
+    """``labels[extra > 0] = extra + offset`` in place, over those pixels only.
+
+    Labels cover a few % of a frame: gathering their positions (``flatnonzero``, a
+    sync on CuPy) beats whole-frame ``where`` passes.
+    """
+    flat, add = labels.ravel(), extra.ravel()
+    where = be.xp.flatnonzero(add)
+    flat[where] = add[where] + offset
 
 
 class Nuclei(NamedTuple):
@@ -353,8 +386,12 @@ def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
     values = draq7.astype(xp.float32)
     if floor is None:
         floor = draq7_background(values, labels > 0, be)
-    sums = xp.bincount(labels.ravel(), weights=values.ravel(), minlength=n + 1)
-    means = sums / xp.maximum(be.areas(labels, n), 1)
+    # Over the nucleus pixels only (a few % of a frame; flatnonzero syncs on CuPy).
+    # Each label's pixels are still summed in raster order: the same sums.
+    where = xp.flatnonzero(labels)
+    owner = labels.ravel()[where]
+    sums = xp.bincount(owner, weights=values.ravel()[where], minlength=n + 1)
+    means = sums / xp.maximum(xp.bincount(owner, minlength=n + 1), 1)
     dead = means > ratio * floor
     dead[0] = False
     return dead
@@ -377,7 +414,9 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     be = get_backend(backend)
     xp = be.xp
     smooth = be.gaussian(draq7, _DEAD_SMOOTHING)
-    top = smooth.astype(xp.int32)  # grey levels: exact on every backend
+    # Whole grey levels (exact on every backend); the Gaussian of 16-bit data can
+    # round a hair past 65,535, so clip before the cast.
+    top = xp.minimum(smooth, xp.float32(65535)).astype(xp.uint16)
     for step in range(max(1, round(diameter / 2))):
         top = be.max_filter(top, square=step % 2 == 0)
     level = xp.float32(floor) + xp.float32(p.nucleus_level) * (top.astype(xp.float32) - xp.float32(floor))
