@@ -1,6 +1,8 @@
 """The GPU backend's code, run through NumPy/SciPy/scikit-image stand-ins (every CI run)
 and through CuPy/cuCIM (GPU machines), checked against the OpenCV backend."""
 
+import types
+
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -14,25 +16,28 @@ cpu = CpuBackend()
 
 
 class Spy:
-    """A module proxy that records which of its functions were called."""
+    """A module proxy that records which of its functions (submodules' as "sub.name") were called."""
 
-    def __init__(self, module):
-        self._module, self.called = module, set()
+    def __init__(self, module, called=None, prefix=""):
+        self._module, self._prefix = module, prefix
+        self.called = set() if called is None else called
 
     def __getattr__(self, name):
         attr = getattr(self._module, name)
+        if isinstance(attr, types.ModuleType):
+            return Spy(attr, self.called, f"{self._prefix}{name}.")
         if not callable(attr):
             return attr
 
         def spied(*args, **kwargs):
-            self.called.add(name)
+            self.called.add(self._prefix + name)
             return attr(*args, **kwargs)
 
         return spied
 
 
 def standin():
-    return ArrayBackend(np, Spy(scipy.ndimage), skimage, name="standin")
+    return ArrayBackend(np, Spy(scipy.ndimage), Spy(skimage), name="standin")
 
 
 def cupy_backend():
@@ -135,7 +140,8 @@ def test_standin_runs_the_gpu_code_path():
     be = standin()
     f = synthetic.make_frame(shape=(128, 128), n_cells=8, seed=4)
     segment_frame(f.brightfield, f.hoechst, f.draq7, backend=be)
-    assert {"sobel", "binary_dilation", "binary_erosion", "label", "distance_transform_edt"} <= be.ndi.called
+    assert {"sobel", "binary_dilation", "binary_erosion", "distance_transform_edt"} <= be.ndi.called
+    assert "measure.label" in be.ski.called
 
 
 def test_cpu_fallbacks_transfer_only_what_they_need(be, monkeypatch):

@@ -106,8 +106,10 @@ class ArrayBackend(Backend):
         return mask
 
     def label(self, mask):
-        # The component count comes back to the host (a sync): callers need it as an int.
-        labels, n = self.ndi.label(mask, structure=self.xp.asarray(_CONNECT8))
+        # skimage's label: connectivity 2 is 8 neighbours, numbered in raster order of
+        # first pixel as OpenCV's SAUF. The count comes back to the host (a sync):
+        # callers need it as an int.
+        labels, n = self.ski.measure.label(mask, connectivity=2, return_num=True)
         return labels.astype(self.xp.int32, copy=False), int(n)
 
     def areas(self, labels, n):
