@@ -1,7 +1,18 @@
 """Mosaics too large for one device, segmented in tiles with `dask.array`.
 
 `segment_mosaic` treats a stitched image (e.g. a 20,000 × 20,000 whole well) as a
-`dask.array` of tiles, in two passes:
+`dask.array` of tiles, in passes:
+
+0. **The nucleus diameter.** ``params.nucleus_diameter`` / ``nucleus_diameter_px``
+   when given. Otherwise it is measured once, as `segment_frame` measures it, on a
+   central crop of the mosaic (``diameter_crop``, 2048² by default: the whole
+   mosaic when it is no larger), and that one diameter serves every tile (the
+   background window, the size filter, the split of touching nuclei, the
+   Draq7-bright regions). A mosaic larger than the crop is therefore segmented as
+   `segment_frame` segments it with ``nucleus_diameter_px`` set to
+   `MosaicResult.diameter`. With the "contrast" threshold it is measured first
+   (the threshold depends on it); with "block-max" or a fixed intensity, at the
+   global thresholds, and only when touching nuclei are split.
 
 1. **Global thresholds, exactly.** Every threshold of `segment_frame` is an order
    statistic or a histogram peak of small per-block quantities, so each tile
@@ -18,30 +29,40 @@
      on the image's every-4th-pixel grid (each tile computes the grid points of its
      core, one pixel of halo) and the 5 % quantile of the means of the full
      ``coarseness`` blocks of the smoothed gradient that hold no zero pixel.
+   - the "contrast" nucleus threshold: a chain of order statistics (25th
+     percentile, median, the median and MAD of the darker half, the median of
+     the bright pixels) of the background-subtracted Hoechst on the image's
+     every-4th-row-and-column grid. Each tile subtracts the background with a halo
+     of the background window's reach, so its core's values are the whole image's
+     bit for bit, and sends the core's grid points (on the global grid) to the
+     driver, which runs the stage's own level on all of them. This gathers a
+     sixteenth of the mosaic as float32 (0.25 byte a pixel: 100 MB for a
+     20,000² mosaic, a few times that while it is sorted).
    - the Draq7 background of the ``dead_call="ratio"`` rule: the median Draq7
-     outside the (grown) nuclei, from the tiles' summed intensity histograms.
+     outside the (grown) nuclei on every other row and column, from the tiles'
+     summed intensity histograms (a pass of its own: it needs the nucleus masks
+     at the global threshold).
 
 2. **Tiles with a halo** (`dask.array.map_overlap`'s overlap, ``boundary="none"``:
-   the image edge keeps its own border rule): each tile is segmented with the
-   global thresholds (``cell_area(..., threshold=, scale=)``; the nucleus masks
-   at the global intensity threshold) and only its core is kept. The halo
-   (`overlap_depth`) covers the Gaussian and Sobel footprints, the closing and
-   size-filter footprints and the largest expected cell diameter, so every cell
-   with a pixel in a core has its nucleus, and its whole landscape, inside the
-   tile. Cell labels are global: a cell is numbered 1 + the raster index of its
-   nucleus' first pixel in the mosaic, so two tiles seeing one cell give it one
-   number, and a nucleus is counted (`MosaicResult.counts`) by the one tile whose
-   core holds that first pixel.
+   the image edge keeps its own border rule): each tile runs the stages with the
+   global values (``cell_area(..., threshold=, scale=)``, ``find_nuclei(...,
+   hoechst_threshold=, draq7_threshold=, diameter=, floor=)``) and only its core
+   is kept. The halo (`overlap_depth`) covers the Gaussian and Sobel footprints,
+   the closing and size-filter footprints, the background window, the windows of
+   the nucleus split and of the Draq7-bright regions, and the largest expected
+   cell diameter, so every cell with a pixel in a core has its nucleus, and its
+   whole landscape, inside the tile. Cell labels are global: a cell is numbered
+   1 + the raster index of its nucleus' first pixel in the mosaic, so two tiles
+   seeing one cell give it one number, and a nucleus is counted
+   (`MosaicResult.counts`) by the one tile whose core holds that first pixel.
 
-Not supported: ``nucleus_threshold="contrast"`` (its threshold is a chain of
-order statistics of the background-subtracted image, and its nucleus diameter is
-measured over the whole image: a ValueError says so; use "block-max" or a fixed
-intensity for mosaics).
+Not supported: ``nucleus_threshold="contrast"`` with ``dead_call="touch"`` (the
+Draq7 mask would need contrast statistics and a diameter of its own): a
+ValueError says so.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -50,32 +71,81 @@ import numpy as np
 from . import stages
 from .backends import get_backend
 from .params import SegmentParams
-from .stages.gradient import _MAD, _RAYLEIGH_MEAN, FLAT_QUANTILE, SCALE_QUANTILE, sobel_noise_gain
+from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, noise_from_statistics
+from .stages.nuclei import (
+    _BACKGROUND_WIDTH,
+    _DEAD_SMOOTHING,
+    _contrast,
+    _contrast_level,
+    _nucleus_mask,
+    background,
+    typical_diameter,
+)
 from .stages.threshold import threshold_value
 
 __all__ = ["MosaicResult", "overlap_depth", "segment_mosaic", "tile_chunks"]
 
 _BINS = {"uint8": 256, "uint16": 65536}
-_RATIO_GROW = 5   # dead_by_ratio grows the nuclei by a 5-px footprint before taking the background
+_RATIO_GROW = 5   # draq7_background grows the nuclei by a 5-px footprint before taking the background
+_CONTRAST_STEP = 4  # _contrast_level's grid: every 4th row and column
 
 
-def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 64) -> int:
+def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 64, diameter=None) -> int:
     """Halo in pixels each tile needs for its core to match whole-image processing.
 
     The Gaussian (radius ``round(4 sigma)``) and Sobel (1) footprints, the
     cell-area dilations and erosions (``kernel_size // 2`` each), the nucleus
     closing, the zero-padding opening and the Draq7-ratio growth, plus
     ``max_cell_diameter``: a cell pixel in the core has its nucleus within a cell
-    diameter, so the whole cell and its nucleus lie inside the tile.
+    diameter, so the whole cell and its nucleus lie inside the tile. With a
+    nucleus diameter, the footprints that scale with it are added in turn, as each
+    feeds the next: the "contrast" background (a grey opening and a box mean of
+    one window, three half-windows), the Draq7-bright regions (a 1-px Gaussian and
+    a nucleus radius of 3x3 maxima) and the split's window maxima
+    (``split_spacing`` diameters).
+
+    Parameters
+    ----------
+    params : SegmentParams, optional
+    max_cell_diameter : int
+        The largest expected cell diameter in pixels.
+    diameter : float, optional
+        The nucleus diameter in pixels; ``params.diameter_px`` when None. When
+        neither is known the footprints that scale with it are left out: the
+        smallest halo, which `segment_mosaic` checks ``tile`` against before it
+        measures the diameter.
+
+    Returns
+    -------
+    int
     """
     p = params or SegmentParams()
     if isinstance(max_cell_diameter, bool) or not isinstance(max_cell_diameter, (int, np.integer)) \
             or max_cell_diameter < 1:
         raise ValueError(f"max_cell_diameter must be an int >= 1 (px), got {max_cell_diameter!r}")
+    if diameter is None:
+        diameter = p.diameter_px
+    elif isinstance(diameter, bool) or not isinstance(diameter, (int, float, np.integer, np.floating)) \
+            or not diameter > 0:
+        raise ValueError(f"diameter must be a number > 0 (px), got {diameter!r}")
     gradient = (math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 1
     morphology = (p.kernel_size // 2) * (p.dilations + p.erosions)
     nuclei = 2 * (p.nucleus_kernel // 2) + _RATIO_GROW // 2
+    if diameter is not None:
+        nuclei += _background_reach(p, diameter)
+        if p.split_nuclei:
+            nuclei += max(1, round(p.split_spacing * diameter))
+            if p.dead_call == "ratio" and p.dead_seeds:
+                nuclei += int(4 * _DEAD_SMOOTHING + 0.5) + max(1, round(diameter / 2))
     return int(gradient + morphology + nuclei + 2 + max_cell_diameter)
+
+
+def _background_reach(p, diameter) -> int:
+    """How far the "contrast" background (`stages.nuclei.background`) reads: 0 for other thresholds."""
+    if p.nucleus_threshold != "contrast" or diameter is None:
+        return 0
+    w = max(3, int(_BACKGROUND_WIDTH * diameter) | 1)
+    return 3 * (w // 2)
 
 
 def tile_chunks(size: int, tile: int, depth: int) -> tuple:
@@ -108,6 +178,9 @@ class MosaicResult:
         The halo of each tile.
     chunks : tuple
         The tiles (dask chunks) of the mosaic.
+    diameter : float or None
+        The nucleus diameter (px) every tile used: the parameters' own, else the
+        one measured on the central crop; None when no stage needed one.
     """
 
     classes: object
@@ -115,6 +188,7 @@ class MosaicResult:
     thresholds: dict
     depth: int
     chunks: tuple
+    diameter: float | None = None
     _packed: object = None
     _counts: object = None
 
@@ -127,7 +201,8 @@ class MosaicResult:
 
 
 def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = None, tile: int = 2048,
-                   max_cell_diameter: int = 64, backend="cpu", **compute_kwargs) -> MosaicResult:
+                   max_cell_diameter: int = 64, backend="cpu", diameter_crop: int = 2048,
+                   **compute_kwargs) -> MosaicResult:
     """Segment a mosaic in tiles: global thresholds, then tiles with a halo.
 
     Parameters
@@ -136,7 +211,8 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         NumPy arrays, dask arrays, or anything `dask.array.asarray` reads lazily
         (a tifffile/zarr store, a memmap).
     params : SegmentParams, optional
-        ``nucleus_threshold`` must be "block-max" or a fixed intensity.
+        The defaults when omitted. ``nucleus_threshold="contrast"`` needs
+        ``dead_call="ratio"`` (both defaults).
     tile : int
         Tile side in pixels: a multiple of ``params.coarseness`` (so the tiles
         align to the block grid) larger than the halo (`overlap_depth`). A last
@@ -146,20 +222,25 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     backend : {"cpu", "auto", "gpu", "gpu:N"}
         Each tile runs on this backend in whichever worker holds it (with dask-cuda
         workers, "gpu" is each worker's own device).
+    diameter_crop : int
+        Side in pixels of the central crop the nucleus diameter is measured on when
+        the parameters give none (see the module notes); read into one worker.
     **compute_kwargs
-        Passed to the `dask.compute` of the threshold pass (e.g. ``scheduler=``).
+        Passed to the `dask.compute` of the threshold passes (e.g. ``scheduler=``).
 
     Returns
     -------
     MosaicResult
-        Thresholds computed now; ``classes`` and ``cells`` lazy (store them with
-        ``dask.array.to_zarr`` or compute them tile by tile).
+        Thresholds and diameter computed now; ``classes`` and ``cells`` lazy
+        (store them with ``dask.array.to_zarr`` or compute them tile by tile).
 
     Raises
     ------
     ValueError
         Mismatched shapes, non-2-D or non-integer images, a ``tile`` not a multiple of
-        the coarseness or not larger than the halo, or ``nucleus_threshold="contrast"``.
+        the coarseness or not larger than the halo (checked again once the diameter is
+        measured), a ``diameter_crop`` under 64, or ``nucleus_threshold="contrast"``
+        with ``dead_call="touch"``.
     """
     import dask
     import dask.array as da
@@ -167,17 +248,17 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     p = params or SegmentParams()
     if not isinstance(p, SegmentParams):
         raise TypeError(f"params must be a SegmentParams, got {type(p).__name__}")
-    if p.nucleus_threshold == "contrast":
-        raise ValueError("nucleus_threshold='contrast' is not supported for mosaics (its threshold is a chain of "
-                         "order statistics of the background-subtracted whole image); use 'block-max' or a "
-                         "fixed intensity")
+    if p.nucleus_threshold == "contrast" and p.dead_call == "touch":
+        raise ValueError("nucleus_threshold='contrast' with dead_call='touch' is not supported for mosaics (the "
+                         "Draq7 mask would need contrast statistics and a diameter of its own); use "
+                         "dead_call='ratio' or a 'block-max' or fixed nucleus threshold")
     depth = overlap_depth(p, max_cell_diameter)
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile % p.coarseness:
         raise ValueError(f"tile must be an int multiple of coarseness ({p.coarseness}) so the tiles align to the "
                          f"block grid, got tile={tile!r}")
-    if tile <= depth:
-        raise ValueError(f"tile={tile} must be larger than the overlap depth {depth} (max_cell_diameter="
-                         f"{max_cell_diameter} plus the filter footprints); use a larger tile")
+    _check_tile(tile, depth, max_cell_diameter, p.diameter_px)
+    if isinstance(diameter_crop, bool) or not isinstance(diameter_crop, (int, np.integer)) or diameter_crop < 64:
+        raise ValueError(f"diameter_crop must be an int >= 64 (px), got {diameter_crop!r}")
     arrays = {}
     for name, image in (("brightfield", brightfield), ("hoechst", hoechst), ("draq7", draq7)):
         a = image if isinstance(image, da.Array) else da.asarray(image)
@@ -192,36 +273,55 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
                          + ", ".join(f"{n} {a.shape}" for n, a in arrays.items()))
     if min(shape) < p.coarseness:
         raise ValueError(f"mosaic of shape {shape} is smaller than one block ({p.coarseness} px)")
-    chunks = (tile_chunks(shape[0], tile, depth), tile_chunks(shape[1], tile, depth))
     bf, ho, d7 = arrays["brightfield"], arrays["hoechst"], arrays["draq7"]
-    tiles = _tiles(shape, chunks)
+    crop = tuple(slice((n - min(n, diameter_crop)) // 2, (n + min(n, diameter_crop)) // 2) for n in shape)
+    measure = dask.delayed(_crop_diameter, pure=True)
+
+    # -- pass 0: the "contrast" threshold is a statistic of an image its diameter sets
+    diameter = p.diameter_px
+    if diameter is None and p.nucleus_threshold == "contrast":
+        (diameter,) = dask.compute(measure(ho[crop], None, p, backend, None), **compute_kwargs)
+        depth = overlap_depth(p, max_cell_diameter, diameter)
+        _check_tile(tile, depth, max_cell_diameter, diameter)
 
     # -- pass 1: per-tile statistics, merged into the global thresholds
-    stat_depth = (math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 2
+    stat_depth = max((math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 2, _background_reach(p, diameter))
     stat = dask.delayed(_tile_stats, pure=True)
     parts = []
-    for core in tiles:
+    # Every statistic is of whole blocks or of global grid points, so the tiling (set
+    # here before a block-max mosaic's diameter, hence its halo, is known) does not matter.
+    for core in _tiles(shape, _chunks(shape, tile, depth)):
         win, where = _window(shape, core, stat_depth)
-        parts.append(stat(bf[win], ho[win], d7[win], where, p, backend, shape))
+        parts.append(stat(bf[win], ho[win], d7[win], where, p, backend, shape, diameter))
     (parts,) = dask.compute(parts, **compute_kwargs)
-    thresholds, floor = _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
-    if getattr(p, "dead_call", "touch") == "ratio":
+    thresholds = _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
+    if diameter is None and p.split_nuclei:
+        # The split's diameter, measured (as segment_frame would) on the masks at the global thresholds.
+        (diameter,) = dask.compute(measure(ho[crop], d7[crop], p, backend, thresholds), **compute_kwargs)
+        depth = overlap_depth(p, max_cell_diameter, diameter)
+        _check_tile(tile, depth, max_cell_diameter, diameter)
+    chunks = _chunks(shape, tile, depth)
+    tiles = _tiles(shape, chunks)
+
+    floor = None
+    if p.dead_call == "ratio":
         # The Draq7 background: the median Draq7 outside the grown nuclei, whole mosaic.
         bg = dask.delayed(_tile_background, pure=True)
         parts = []
         for core in tiles:
             win, where = _window(shape, core, depth)
-            parts.append(bg(ho[win], d7[win], where, p, backend, thresholds["hoechst"]))
+            parts.append(bg(ho[win], d7[win], where, p, backend, thresholds["hoechst"], diameter))
         (parts,) = dask.compute(parts, **compute_kwargs)
+        # draq7_background takes all pixels when no pixel lies outside the nuclei.
         table = _merge(parts, "outside" if any(t["any_outside"] for t in parts) else "all")
-        floor = max(_rank(table, 0.5), 1.0)
+        floor = float(max(_rank(table, 0.5), 1.0))
 
     # -- pass 2: tiles with a halo, segmented at the global thresholds
     seg = dask.delayed(_tile_segment, pure=True, nout=2)
     blocks, counts = [], []
     for core in tiles:
         win, where = _window(shape, core, depth)
-        packed, count = seg(bf[win], ho[win], d7[win], where, p, backend, shape, thresholds, floor)
+        packed, count = seg(bf[win], ho[win], d7[win], where, p, backend, shape, thresholds, floor, diameter)
         (y0, y1), (x0, x1) = core
         blocks.append(da.from_delayed(packed, shape=(y1 - y0, x1 - x0), dtype=np.int64,
                                       meta=np.empty((0, 0), np.int64)))
@@ -231,7 +331,35 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     cell_dtype = np.int32 if shape[0] * shape[1] < 2**31 - 1 else np.int64
     classes = (packed % 8).astype(np.uint8)
     cells = (packed // 8).astype(cell_dtype)
-    return MosaicResult(classes, cells, thresholds, depth, chunks, packed, counts)
+    return MosaicResult(classes, cells, thresholds, depth, chunks, diameter, packed, counts)
+
+
+def _check_tile(tile, depth, max_cell_diameter, diameter=None):
+    if tile <= depth:
+        of = "" if diameter is None else f" and the nucleus diameter {diameter:.1f} px"
+        raise ValueError(f"tile={tile} must be larger than the overlap depth {depth} (max_cell_diameter="
+                         f"{max_cell_diameter}{of} plus the filter footprints); use a larger tile")
+
+
+def _chunks(shape, tile, depth):
+    return tile_chunks(shape[0], tile, depth), tile_chunks(shape[1], tile, depth)
+
+
+def _crop_diameter(ho, d7, p, backend, thresholds):
+    """The nucleus diameter `segment_frame` measures on these (crop) images.
+
+    Without ``thresholds``: the "contrast" threshold's own measurement. With them
+    (the mosaic's): the split's, `typical_diameter` of the nucleus masks at those
+    thresholds (the union with the Draq7 mask for ``dead_call="touch"``).
+    """
+    be = get_backend(backend)
+    ho = be.to_device(np.ascontiguousarray(ho))
+    if thresholds is None:
+        return float(_contrast(ho, p, be)[2])
+    mask = _nucleus_mask(ho, p, be, thresholds["hoechst"])[0]
+    if p.dead_call == "touch":
+        mask = mask | _nucleus_mask(be.to_device(np.ascontiguousarray(d7)), p, be, thresholds["draq7"])[0]
+    return float(typical_diameter(mask, be))
 
 
 # --------------------------------------------------------------------------- tiles
@@ -272,7 +400,8 @@ def _value_counts(values):
     return v, c.astype(np.int64)
 
 
-def _tile_stats(bf, ho, d7, where, p, backend, shape):
+def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
+    """The tile core's share of the threshold statistics: value → count tables, or the contrast grid's values."""
     be = get_backend(backend)
     core, origin, (y0, x0), (h, w) = where
     m, n = shape
@@ -298,21 +427,27 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape):
         out["means"] = _value_counts(host(means)[holds])
     else:
         out["gradient_max"] = _value_counts(host(be.block_max(gradient, c)))
-    if p.nucleus_threshold == "block-max":
+    if p.nucleus_threshold == "contrast":
+        # `_contrast`'s background-subtracted image, exact in the core, on the global 4-px grid.
+        image = be.to_device(np.ascontiguousarray(ho))
+        y = (image.astype(be.xp.float32) - background(image, _BACKGROUND_WIDTH * diameter, be))[core]
+        step = _CONTRAST_STEP
+        out["contrast"] = host(y[(-y0) % step::step, (-x0) % step::step]).ravel()
+    elif p.nucleus_threshold == "block-max":
         out["hoechst_max"] = _value_counts(host(be.block_max(be.to_device(np.ascontiguousarray(ho[core])), c)))
-        if getattr(p, "dead_call", "touch") != "ratio":
+        if p.dead_call != "ratio":
             out["draq7_max"] = _value_counts(host(be.block_max(be.to_device(np.ascontiguousarray(d7[core])), c)))
     return out
 
 
-def _tile_background(ho, d7, where, p, backend, threshold):
+def _tile_background(ho, d7, where, p, backend, threshold, diameter):
     """Draq7 value counts of the core outside the nuclei grown by 5 px (and of the whole core)."""
     be = get_backend(backend)
     core = where[0]
-    ho_mask, _ = stages.nucleus_mask(be.to_device(np.ascontiguousarray(ho)), _fixed(p, threshold), be)
+    ho_mask = _nucleus_mask(be.to_device(np.ascontiguousarray(ho)), p, be, threshold, diameter)[0]
     outside = be.to_host(~be.dilate(ho_mask, _RATIO_GROW))[core]
     values = np.asarray(d7)[core]
-    # `dead_by_ratio` takes the median over the pixels of even row and column.
+    # `draq7_background` takes the median over the pixels of even row and column.
     (y0, x0) = where[2]
     sub = (slice(y0 % 2, None, 2), slice(x0 % 2, None, 2))
     return {"outside": _value_counts(values[sub][outside[sub]]), "all": _value_counts(values[sub]),
@@ -346,14 +481,9 @@ def _block_max_threshold(table, dtype, offset):
 def _merge_stats(stats, p, ho_dtype, d7_dtype):
     th = {"gradient": None, "gradient_scale": None, "gradient_noise": None, "hoechst": None, "draq7": None}
     if p.cell_threshold == "noise":
-        sigma = _rank(_merge(stats, "residual"), 0.5) / (6 * _MAD)
-        white = sobel_noise_gain(p.smoothing) * max(sigma, 1 / math.sqrt(12))
-        flat = _rank(_merge(stats, "means"), FLAT_QUANTILE) / _RAYLEIGH_MEAN
-        noise = min(flat, p.noise_ceiling * white)
-        n = p.coarseness * p.coarseness
-        k = noise * math.sqrt(-2 * math.log(1 - 0.5 ** (1 / n)))
-        th["gradient"] = k if p.offset is None else p.offset * k
-        th["gradient_noise"] = noise
+        th["gradient"], th["gradient_noise"] = noise_from_statistics(
+            _rank(_merge(stats, "residual"), 0.5), _rank(_merge(stats, "means"), FLAT_QUANTILE),
+            p.coarseness, p.offset, p.smoothing, p.noise_ceiling)
     else:
         v, c = _merge(stats, "gradient_max")
         scale = 1.0 if p.gradient_levels is None else max(1.0, float(_rank((v, c), SCALE_QUANTILE)) / p.gradient_levels)
@@ -361,41 +491,30 @@ def _merge_stats(stats, p, ho_dtype, d7_dtype):
         levels = be.quantize(v.astype(np.float32), scale)
         th["gradient"] = _block_max_threshold((levels, c), "uint16", p.offset)
         th["gradient_scale"] = scale
-    if p.nucleus_threshold == "block-max":
+    if p.nucleus_threshold == "contrast":
+        samples = np.concatenate([s["contrast"] for s in stats])
+        th["hoechst"] = _contrast_level(samples, p.nucleus_level, get_backend("cpu"), sampled=True)
+    elif p.nucleus_threshold == "block-max":
         th["hoechst"] = _block_max_threshold(_merge(stats, "hoechst_max"), ho_dtype, p.offset)
-        if getattr(p, "dead_call", "touch") != "ratio":
+        if p.dead_call != "ratio":
             th["draq7"] = _block_max_threshold(_merge(stats, "draq7_max"), d7_dtype, p.offset)
     else:
         th["hoechst"] = p.nucleus_threshold
-        if getattr(p, "dead_call", "touch") != "ratio":
+        if p.dead_call != "ratio":
             th["draq7"] = p.nucleus_threshold
-    return th, None
+    return th
 
 
-def _fixed(p, threshold):
-    """Params whose nucleus threshold is the global intensity (past 65,535 nothing is above it anyway)."""
-    return dataclasses.replace(p, nucleus_threshold=int(min(threshold, 65535)))
-
-
-def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor):
+def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor, diameter):
     """The tile's core as ``classes + 8 * global cell label`` (int64), and its ``(n_live, n_dead)``."""
     be = get_backend(backend)
     core, origin, (y0, x0), (h, w) = where
     m, n = shape
     bf_d, ho_d, d7_d = (be.to_device(np.ascontiguousarray(a)) for a in (bf, ho, d7))
     area = stages.cell_area(bf_d, p, be, threshold=thresholds["gradient"], scale=thresholds["gradient_scale"])
-    ho_mask, _ = stages.nucleus_mask(ho_d, _fixed(p, thresholds["hoechst"]), be)
-    if getattr(p, "dead_call", "touch") == "ratio":
-        # `stages.find_nuclei`'s ratio rule with the mosaic's Draq7 background.
-        labels, k = be.label(ho_mask)
-        values = d7_d.astype(be.xp.float32)
-        sums = be.xp.bincount(labels.ravel(), weights=values.ravel(), minlength=k + 1)
-        dead = sums / be.xp.maximum(be.areas(labels, k), 1) > p.dead_ratio * floor
-        dead[0] = False
-    else:
-        d7_mask, _ = stages.nucleus_mask(d7_d, _fixed(p, thresholds["draq7"]), be)
-        nuc = stages.nuclei(ho_mask, d7_mask, be)
-        labels, dead = nuc.labels, nuc.dead
+    nuc = stages.find_nuclei(ho_d, d7_d, p, be, hoechst_threshold=thresholds["hoechst"],
+                             draq7_threshold=thresholds["draq7"], diameter=diameter, floor=floor)[0]
+    labels, dead = nuc.labels, nuc.dead
     cells, outlines = stages.separate_cells(area.mask, labels, be, p.separation)
     classes = stages.class_mask(cells, outlines, labels, dead, be)
     # Global numbers: 1 + the mosaic raster index of each nucleus' first pixel. Raster

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from livedead_gpu import SegmentParams, segment_frame, synthetic
+from livedead_gpu.backends import get_backend
 from livedead_gpu.mosaic import overlap_depth, segment_mosaic, tile_chunks
+from livedead_gpu.stages.nuclei import _contrast
 
 pytestmark = pytest.mark.filterwarnings("ignore:placed .* cells:UserWarning")
 
@@ -16,8 +18,8 @@ def frames():
             for size in (1000, 1024)}
 
 
-def check(frame, params, tile, **kw):
-    whole = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params)
+def check(frame, params, tile, whole_params=None, **kw):
+    whole = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, whole_params or params)
     m = segment_mosaic(frame.brightfield, frame.hoechst, frame.draq7, params, tile=tile, scheduler="sync", **kw)
     assert isinstance(m.classes, da.Array) and len(m.classes.chunks[0]) > 1
     assert m.thresholds == whole.thresholds            # exactly, every one
@@ -30,13 +32,13 @@ def check(frame, params, tile, **kw):
     pairs = np.unique(np.stack([cells[fg], whole.cells[fg]]), axis=1)
     assert pairs.shape[1] == len(np.unique(whole.cells[whole.cells > 0])) + (pairs.min(axis=0) == 0).sum()
     assert m.counts(scheduler="sync") == (whole.n_live, whole.n_dead)
-    return classes, whole
+    return m, classes, whole
 
 
 @pytest.mark.parametrize("dead_call", ["ratio", "touch"])
 def test_tiled_mosaic_matches_whole_image(frames, dead_call):
     params = SegmentParams(nucleus_threshold="block-max", dead_call=dead_call)
-    classes, whole = check(frames[1024], params, 256)
+    _, _, whole = check(frames[1024], params, 256)
     assert whole.n_live > 100 and whole.n_dead > 30
 
 
@@ -45,6 +47,27 @@ def test_uneven_mosaic_and_the_block_max_cell_threshold(frames):
     params = SegmentParams(nucleus_threshold="block-max", dead_call="touch", cell_threshold="block-max")
     check(frames[1000], params, 96)
     check(frames[1000], SegmentParams(nucleus_threshold=300, dead_call="touch"), 96)
+
+
+def test_default_params_match_whole_image():
+    # The defaults: "contrast" nucleus threshold, split nuclei, Draq7-bright seeds, ratio call.
+    f = synthetic.make_frame((1536, 1536), n_cells=675, seed=2)
+    p = SegmentParams()
+    m, classes, whole = check(f, p, 512)
+    # the mosaic is within the 2048² crop: the diameter is segment_frame's own
+    assert m.diameter == _contrast(f.hoechst, p, get_backend("cpu"))[2]
+    assert m.thresholds["hoechst"] == whole.thresholds["hoechst"] and m.thresholds["draq7"] is None
+    assert m.depth == overlap_depth(p, 64, diameter=m.diameter) > overlap_depth(p, 64)
+    assert whole.n_live > 300 and whole.n_dead > 150
+
+
+def test_diameter_measured_on_a_central_crop(frames):
+    # A mosaic larger than the crop is segment_frame's with the crop's diameter.
+    f = frames[1024]
+    m = segment_mosaic(f.brightfield, f.hoechst, f.draq7, tile=256, diameter_crop=512, scheduler="sync")
+    centre = (slice(256, 768),) * 2
+    assert m.diameter == _contrast(f.hoechst[centre], SegmentParams(), get_backend("cpu"))[2]
+    check(f, SegmentParams(), 256, whole_params=SegmentParams(nucleus_diameter_px=m.diameter), diameter_crop=512)
 
 
 def test_mosaic_from_a_dask_array_with_other_chunks(frames):
@@ -62,6 +85,14 @@ def test_depth_and_chunks():
     p = SegmentParams()
     assert overlap_depth(p, 64) == 5 + 2 * 4 + 2 + 2 + 2 + 64
     assert overlap_depth(p, 10) < overlap_depth(p, 64)
+    # a 20-px nucleus: the background (31-px window, 3 half-windows), the split's 10 px
+    # of window maxima, the Draq7-bright regions' Gaussian (4) and radius (10)
+    assert overlap_depth(p, 64, diameter=20) == overlap_depth(p, 64) + 45 + 10 + 14
+    assert overlap_depth(SegmentParams(nucleus_diameter_px=20), 64) == overlap_depth(p, 64, diameter=20)
+    article = SegmentParams.from_preset("article")
+    assert overlap_depth(article, 64, diameter=20) == overlap_depth(article, 64)
+    with pytest.raises(ValueError, match="diameter"):
+        overlap_depth(p, 64, diameter=0)
     assert tile_chunks(1000, 96, 83) == (96,) * 9 + (136,)
     assert tile_chunks(1000, 96, 30) == (96,) * 10 + (40,)
     assert tile_chunks(50, 96, 30) == (50,)
@@ -77,8 +108,15 @@ def test_errors_name_the_argument(frames):
         segment_mosaic(*args, block, tile=250)
     with pytest.raises(ValueError, match="max_cell_diameter"):
         segment_mosaic(*args, block, tile=256, max_cell_diameter=0)
-    with pytest.raises(ValueError, match="contrast"):
-        segment_mosaic(*args, SegmentParams(nucleus_threshold="contrast"), tile=256)
+    # the halo grows with the nucleus diameter: given, checked at once; measured, once it is known
+    with pytest.raises(ValueError, match=r"tile=144 .* overlap depth 152 .*nucleus diameter 20.0"):
+        segment_mosaic(*args, SegmentParams(nucleus_diameter_px=20), tile=144)
+    with pytest.raises(ValueError, match=r"tile=96 .* overlap depth 1\d\d .*nucleus diameter"):
+        segment_mosaic(*args, tile=96, scheduler="sync")
+    with pytest.raises(ValueError, match="contrast.*touch"):
+        segment_mosaic(*args, SegmentParams(dead_call="touch"), tile=256)
+    with pytest.raises(ValueError, match="diameter_crop"):
+        segment_mosaic(*args, block, tile=256, diameter_crop=32)
     with pytest.raises(ValueError, match="one shape"):
         segment_mosaic(f.brightfield, f.hoechst[:512], f.draq7, block, tile=256)
     with pytest.raises(ValueError, match="dtype"):
@@ -94,3 +132,13 @@ def test_mosaic_on_the_gpu_backend_matches_whole_image(frames):
     assert m.thresholds["hoechst"] == whole.thresholds["hoechst"]
     assert m.thresholds["gradient"] == pytest.approx(whole.thresholds["gradient"], rel=1e-6)
     assert (m.classes.compute(scheduler="sync") == whole.classes).mean() >= 0.999
+
+
+@pytest.mark.gpu
+def test_default_params_on_the_gpu_backend_match_whole_image(frames):
+    f = frames[1024]
+    m = segment_mosaic(f.brightfield, f.hoechst, f.draq7, tile=256, backend="gpu", scheduler="sync")
+    whole = segment_frame(f.brightfield, f.hoechst, f.draq7, backend="gpu")
+    assert m.thresholds["hoechst"] == pytest.approx(whole.thresholds["hoechst"], rel=1e-6)
+    assert (m.classes.compute(scheduler="sync") == whole.classes).mean() >= 0.999
+    assert m.counts(scheduler="sync") == (whole.n_live, whole.n_dead)

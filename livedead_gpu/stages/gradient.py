@@ -102,13 +102,35 @@ def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None
     rows = f[1:-3:4] - 2 * f[2:-2:4] + f[3:-1:4]
     residual = xp.abs(rows[:, 1:-3:4] - 2 * rows[:, 2:-2:4] + rows[:, 3:-1:4])
     valid = brightfield[2:-2:4, 2:-2:4] > 0
-    sigma = _masked_quantile(be, residual, valid, 0.5) / (6 * _MAD)
-    white = sobel_noise_gain(smoothing) * max(sigma, 1 / math.sqrt(12))
+    median = _masked_quantile(be, residual, valid, 0.5)
 
     means = be.block_mean(gradient, coarseness)
     holds_data = be.block_max((brightfield == 0).view(xp.uint8), coarseness)[: means.shape[0], : means.shape[1]] == 0
-    flat = _masked_quantile(be, means, holds_data, FLAT_QUANTILE) / _RAYLEIGH_MEAN
-    noise = min(flat, ceiling * white)
+    flat = _masked_quantile(be, means, holds_data, FLAT_QUANTILE)
+    return noise_from_statistics(median, flat, coarseness, offset, smoothing, ceiling)
+
+
+def noise_from_statistics(residual: float, flat: float, coarseness: int, offset: float | None, smoothing: float,
+                          ceiling: float):
+    """`noise_threshold` from its two order statistics, however they were gathered (e.g. over a mosaic's tiles).
+
+    Parameters
+    ----------
+    residual : float
+        The median of the Laplacian-difference residual over the every-4th-pixel grid.
+    flat : float
+        The `FLAT_QUANTILE` of the ``coarseness``-block means of the gradient.
+    coarseness, offset, smoothing, ceiling
+        As `noise_threshold`.
+
+    Returns
+    -------
+    threshold : float
+    noise : float
+    """
+    sigma = residual / (6 * _MAD)
+    white = sobel_noise_gain(smoothing) * max(sigma, 1 / math.sqrt(12))
+    noise = min(flat / _RAYLEIGH_MEAN, ceiling * white)
 
     n = coarseness * coarseness
     k = noise * math.sqrt(-2 * math.log(1 - 0.5 ** (1 / n)))

@@ -51,16 +51,20 @@ def nucleus_mask(image, params: SegmentParams | None = None, backend="cpu"):
     return mask, threshold
 
 
-def _nucleus_mask(image, p, be):
-    """`nucleus_mask`, and the nucleus diameter (px) of the "contrast" threshold (else None)."""
+def _nucleus_mask(image, p, be, threshold=None, diameter=None):
+    """`nucleus_mask`, and the nucleus diameter (px) of the "contrast" threshold (else None).
+
+    ``threshold`` and ``diameter``, when given, were computed elsewhere (e.g. over a
+    whole mosaic of which ``image`` is one tile) and replace the image's own.
+    """
     if p.nucleus_threshold == "contrast":
-        return _contrast(image, p, be)
-    if p.nucleus_threshold == "block-max":
+        return _contrast(image, p, be, threshold, diameter)
+    if threshold is None and p.nucleus_threshold == "block-max":
         threshold = block_max_threshold(image, p.offset, p.coarseness, be)
-    else:
+    elif threshold is None:
         threshold = p.nucleus_threshold
     mask = be.close(be.greater(image, threshold), p.nucleus_kernel)
-    return _drop_small(mask, p.min_nucleus_area, be), threshold, p.diameter_px
+    return _drop_small(mask, p.min_nucleus_area, be), threshold, p.diameter_px if diameter is None else diameter
 
 
 def _objects(mask, be):
@@ -121,16 +125,22 @@ def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
     return mask, threshold
 
 
-def _contrast(image, p, be):
-    """`contrast_mask`, and the nucleus diameter (px) it used."""
+def _contrast(image, p, be, threshold=None, diameter=None):
+    """`contrast_mask`, and the nucleus diameter (px) it used.
+
+    ``threshold`` (over the subtracted background) and ``diameter``, when given,
+    replace the ones measured on ``image``.
+    """
     x = image.astype(be.xp.float32)
-    diameter = p.diameter_px
+    if diameter is None:
+        diameter = p.diameter_px
     if diameter is None:
         diameter = typical_diameter(be.fill_holes(x > _contrast_level(x, p.nucleus_level, be)), be)
         y = x - background(image, _FIRST_WIDTH * diameter, be)
         diameter = typical_diameter(be.fill_holes(y > _contrast_level(y, p.nucleus_level, be)), be)
     y = x - background(image, _BACKGROUND_WIDTH * diameter, be)
-    threshold = _contrast_level(y, p.nucleus_level, be)
+    if threshold is None:
+        threshold = _contrast_level(y, p.nucleus_level, be)
     mask = be.fill_holes(be.close(y > threshold, p.nucleus_kernel))
     return _drop_small(mask, _min_area(p, diameter), be), threshold, diameter
 
@@ -144,15 +154,18 @@ def _min_area(p, diameter) -> int:
     return max(p.min_nucleus_area, math.ceil(min_area))
 
 
-def _contrast_level(y, level, be):
+def _contrast_level(y, level, be, *, sampled=False):
     """``b + level * (L - b)``: b the 25th percentile, L the median of the pixels over b + 6 sigma.
 
     The statistics are taken over every 4th row and column (65,536 pixels of a 1024²
     frame): a sixteenth of the sorting, and for these robust statistics no
-    real difference (label-quality figures moved by at most 0.013).
+    real difference (label-quality figures moved by at most 0.013). With
+    ``sampled=True`` ``y`` is those pixels already (any shape and order, e.g.
+    gathered from the tiles of a mosaic).
     """
     xp = be.xp
-    y = y[::4, ::4]
+    if not sampled:
+        y = y[::4, ::4]
     b, mid = be.order_statistics(y, (0.25, 0.5))
     low = y[y <= mid]  # the darker half (a sync for its size on CuPy)
     centre = be.order_statistic(low, 0.5)
@@ -423,7 +436,8 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     return (smooth > xp.float32(p.dead_ratio * floor)) & (smooth >= level)
 
 
-def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cpu"):
+def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cpu", *,
+                hoechst_threshold=None, draq7_threshold=None, diameter=None, floor=None):
     """The whole nucleus stage of a frame: masks, labels, live/dead call.
 
     With ``dead_call="ratio"`` (default) the nuclei are those of the Hoechst mask
@@ -436,6 +450,12 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     averaged with it, and one too dim in Hoechst is still found. With ``"touch"``
     the nuclei are the union of both masks, as in the article.
 
+    ``hoechst_threshold``, ``draq7_threshold`` (for "touch"), ``diameter`` (px) and
+    ``floor`` (the Draq7 background, for "ratio"), when given, were computed
+    elsewhere (e.g. over a whole mosaic of which these images are one tile) and
+    replace the values measured on the images. The "contrast" threshold is over
+    the subtracted background.
+
     Returns
     -------
     nuclei : Nuclei
@@ -445,13 +465,14 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     p = params or SegmentParams()
     be = get_backend(backend)
     xp = be.xp
-    ho_mask, ho_thr, diameter = _nucleus_mask(hoechst, p, be)
+    ho_mask, ho_thr, diameter = _nucleus_mask(hoechst, p, be, hoechst_threshold, diameter)
     if p.dead_call == "touch":
-        d7_mask, d7_thr = nucleus_mask(draq7, p, be)
+        d7_mask, d7_thr, _ = _nucleus_mask(draq7, p, be, draq7_threshold)
         nuc = nuclei(ho_mask, d7_mask, be, params=p, diameter=diameter)
         return nuc, ho_mask, d7_mask, (ho_thr, d7_thr)
     values = draq7.astype(xp.float32)
-    floor = draq7_background(values, ho_mask, be)
+    if floor is None:
+        floor = draq7_background(values, ho_mask, be)
     seeds = None
     mask = ho_mask
     if p.split_nuclei and p.dead_seeds:
