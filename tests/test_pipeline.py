@@ -1,5 +1,7 @@
 """segment_frame end to end on synthetic frames, and its handling of bad input."""
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -132,3 +134,25 @@ def test_other_dtypes_are_converted():
     as_float = segment_frame(*(c.astype(np.float64) for c in (f.brightfield, f.hoechst, f.draq7)))
     as_int = segment_frame(*(c.astype(np.int32) for c in (f.brightfield, f.hoechst, f.draq7)))
     assert (as_float.classes == ref.classes).all() and (as_int.classes == ref.classes).all()
+
+
+_DEGENERATE = {
+    "zeros": lambda rng, shape, dtype: np.zeros(shape, dtype),
+    "constant": lambda rng, shape, dtype: np.full(shape, 100, dtype),
+    "saturated": lambda rng, shape, dtype: np.full(shape, np.iinfo(dtype).max, dtype),
+    "noise": lambda rng, shape, dtype: rng.integers(0, np.iinfo(dtype).max, shape).astype(dtype),
+    "faint": lambda rng, shape, dtype: rng.integers(0, 3, shape).astype(dtype),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(16, 16), (64, 64), (17, 120)])
+def test_degenerate_frames_segment(shape, dtype):
+    """Valid but contentless frames (blank, saturated, pure noise) give a mask, not a crash."""
+    rng = np.random.default_rng(0)
+    for bf, ho, d7 in itertools.product(_DEGENERATE, repeat=3):
+        channels = [_DEGENERATE[k](rng, shape, dtype) for k in (bf, ho, d7)]
+        for separation in ("watershed", "voronoi"):
+            r = segment_frame(*channels, SegmentParams(separation=separation))
+            assert r.classes.shape == shape and r.classes.max() <= 4, (bf, ho, d7, separation)
+            assert len(r.dead) == r.nuclei.max() + 1

@@ -374,11 +374,13 @@ def draq7_background(draq7, nucleus_mask, backend="cpu") -> float:
     and column: as robust, a quarter of the sorting.
     """
     be = get_backend(backend)
-    xp = be.xp
     outside = ~be.dilate(nucleus_mask, 5)
-    if not bool(outside.any()):  # a field wall to wall with nuclei: all pixels
-        outside = xp.ones_like(outside)
-    return max(be.order_statistic(draq7[::2, ::2][outside[::2, ::2]], 0.5), 1.0)
+    sample = draq7[::2, ::2][outside[::2, ::2]]  # a boolean index: a sync on CuPy
+    if sample.size == 0:
+        # The outside misses the grid (a few pixels between nuclei) or is empty (nuclei
+        # wall to wall): all of its pixels, else all pixels.
+        sample = draq7[outside] if bool(outside.any()) else draq7
+    return max(be.order_statistic(sample, 0.5), 1.0)
 
 
 def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
