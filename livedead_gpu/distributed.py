@@ -165,6 +165,14 @@ def _import_distributed():
 # --------------------------------------------------------------------------- one frame, on a worker
 
 
+#: On a distributed cluster, a frame task leaves its worker thread's slot once the frame
+#: is segmented and writes it (zlib, fsync: ~half of a frame's time, mostly outside the
+#: GIL) while that slot segments the worker's next frame: the serial loop's background
+#: writer, the Dask way. A worker thread then keeps up to two cores busy, as the serial
+#: loop does; set False for one core per worker thread (a task holds its slot to the end).
+#: The frames in flight stay bounded by the submission window (2 × worker threads).
+OVERLAP_WRITES = True
+
 #: glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 #: the ceilings glibc's own dynamic thresholds grow to on 64-bit (what a plain process ends up with)
@@ -208,8 +216,13 @@ def _tune_malloc() -> bool:
     return True
 
 
-def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_threads):
-    """Read, segment and write one frame; return ``(key, record, None)`` or ``(key, None, error)``."""
+def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_threads, secede=False):
+    """Read, segment and write one frame; return ``(key, record, None)`` or ``(key, None, error)``.
+
+    ``secede``: on a distributed worker, leave the worker's thread pool once the frame
+    is segmented (`distributed.secede`), so that the worker starts segmenting its next
+    frame while this one is compressed and written (see `OVERLAP_WRITES`).
+    """
     from .export import _as_uint16, _write_frame
     from .io.plate import PlateError
     from .io.training import frame_stem
@@ -225,6 +238,10 @@ def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_t
         result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
     except (PlateError, ValueError, TypeError, OSError) as e:
         return key, None, e
+    if secede:
+        import distributed
+
+        distributed.secede()
     record = _write_frame(out, frame_stem(*key), key, frame, image, result, digest, options, sig)
     return key, record, None
 
@@ -278,7 +295,7 @@ def export_frames(plate, keys, out, params, backend, digest, options, summary, r
         if isinstance(scheduler, str):
             _run_local(plate, todo, args, scheduler, opencv_threads, take)
         else:
-            _run_distributed(plate, todo, args, scheduler, opencv_threads, take)
+            _run_distributed(plate, todo, args, scheduler, opencv_threads, take, OVERLAP_WRITES)
     finally:
         bar.close()
     summary.written.sort()
@@ -307,13 +324,15 @@ def _same(x):
     return x
 
 
-def _run_distributed(plate, todo, args, client, opencv_threads, take):
+def _run_distributed(plate, todo, args, client, opencv_threads, take, overlap):
     distributed = _import_distributed()
 
     if not todo:
         return
     threads = sum(client.nthreads().values()) or 1
-    window = 2 * threads   # frames in flight: bounded memory on workers and scheduler
+    # Frames in flight (segmenting, or writing after seceding): bounded memory on workers and
+    # scheduler, and with OVERLAP_WRITES a worker thread's next frame is there when it is free.
+    window = 2 * threads
     # The plate (its file lists) travels once, as a task: recomputed if a worker holding it dies.
     plate_f = client.submit(_same, plate, pure=False)
     pending = iter(todo)
@@ -324,9 +343,9 @@ def _run_distributed(plate, todo, args, client, opencv_threads, take):
         item = next(pending, None)
         if item is not None:
             key, sig = item
-            future = client.submit(_frame_task, plate_f, key, *args, sig, opencv_threads,
-                                      pure=False, key=f"livedead-frame-{key.well}-{key.site}-{key.time}-"
-                                                      f"{os.urandom(4).hex()}")
+            future = client.submit(_frame_task, plate_f, key, *args, sig, opencv_threads, overlap,
+                                   pure=False, key=f"livedead-frame-{key.well}-{key.site}-{key.time}-"
+                                                   f"{os.urandom(4).hex()}")
             submitted.add(future)
             futures.add(future)
 
