@@ -69,7 +69,7 @@ def _keep_nanny_malloc():
     """In a worker: leave the nanny's malloc setting as it is (the behaviour before the fix)."""
     import livedead_gpu.distributed as d
 
-    d._malloc_tuned = False
+    d._malloc["off"] = True
 
 
 def cluster(n, nanny_malloc=False):
@@ -152,8 +152,6 @@ def frame_phases(src, out, opencv_threads, tune):
     from livedead_gpu.params import SegmentParams
     from livedead_gpu.pipeline import segment_frame
 
-    if tune:
-        _tune_malloc()
     old = cv2.getNumThreads()
     cv2.setNumThreads(opencv_threads)
     try:
@@ -163,6 +161,8 @@ def frame_phases(src, out, opencv_threads, tune):
         for key in plate.keys():
             f0, t0 = _minflt(), time.perf_counter()
             frame = plate.read(key)
+            if tune:   # as the frame task does
+                _tune_malloc(frame.brightfield.size)
             image = _as_uint16(frame.stack(), frame.sources)
             t1 = time.perf_counter()
             r = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params)
@@ -180,7 +180,7 @@ def frame_phases(src, out, opencv_threads, tune):
 
     return {"read_ms": med[0] * 1e3, "segment_ms": med[1] * 1e3, "write_ms": med[2] * 1e3,
             "page_faults": int(med[3]), "MALLOC_TRIM_THRESHOLD_": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
-            "malloc_tuned": bool(d._malloc_tuned)}
+            "malloc_mmap_threshold": d._malloc["mmap"] or None}
 
 
 def hwm():
@@ -234,44 +234,50 @@ def main(argv=None):
         variants += [("dask1_before", "Dask 1 worker x 1 thread, before (nanny malloc, no overlap)", (1, True, False)),
                      ("dask2_before", "Dask 2 workers x 1 thread, before (nanny malloc, no overlap)", (2, True, False))]
     secs = {name: [] for name, _, _ in variants}
-    clusters = {}   # (workers, nanny malloc) -> (LocalCluster, Client)
+    specs = list(dict.fromkeys(spec[:2] for _, _, spec in variants if spec))   # (workers, nanny malloc)
+    loads = []
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp:
         work = Path(tmp)
         n = write_plate(work / "plate", a.size, a.wells, a.times, 0)
         write_plate(work / "small", 128, 1, 2, 1)
-        try:
-            serial_once(work / "small", work / "warm-serial", 0)
-            reference = None
+        serial_once(work / "small", work / "warm-serial", 0)
+        reference = None
+        phases = {}
+        # Rounds: every variant once per round. Only one cluster is up at a time (an idle
+        # 2-worker cluster costs ~9 % of a core: heartbeats, memory monitors), none during
+        # the serial runs; each is started and warmed up before its clock starts.
+        for i in range(a.repeats):
+            loads.append(os.getloadavg()[0])
             for name, _, spec in variants:
-                if spec and spec[:2] not in clusters:
-                    clusters[spec[:2]] = cluster(*spec[:2])
-                    export_plate(work / "small", work / f"warm-{name}", scheduler=clusters[spec[:2]][1],
-                                 opencv_threads=1)
-            for i in range(a.repeats):   # rounds: every variant once per round
-                for name, _, spec in variants:
+                if spec is None:
                     dest = work / f"{name}-{i}"
-                    if spec is None:
-                        secs[name].append(serial_once(work / "plate", dest, 1 if name == "serial1" else 0))
-                        if reference is None:
-                            reference = tree(dest)
-                        shutil.rmtree(dest)
-                    else:
-                        secs[name].append(cluster_once(work / "plate", dest, clusters[spec[:2]][1], reference,
-                                                       overlap=spec[2]))
-            phases = {"this process (serial), OpenCV 1 thread": frame_phases(work / "plate", work / "ph", 1, False)}
-            for spec, label in (((1, False), "worker"), ((1, True), "worker, nanny malloc (before)")):
-                if spec in clusters:
-                    phases[label] = clusters[spec][1].submit(frame_phases, work / "plate", work / f"ph-{spec[1]}",
-                                                             1, True, pure=False).result()
-        finally:
-            for c, client in clusters.values():
-                client.close()
-                c.close()
+                    secs[name].append(serial_once(work / "plate", dest, 1 if name == "serial1" else 0))
+                    if reference is None:
+                        reference = tree(dest)
+                    shutil.rmtree(dest)
+            if i == 0:
+                phases["this process (serial), OpenCV 1 thread"] = frame_phases(work / "plate", work / "ph", 1, False)
+            for spec in specs:
+                c, client = cluster(*spec)
+                try:
+                    export_plate(work / "small", work / f"warm-{i}-{spec}", scheduler=client, opencv_threads=1)
+                    for name, _, vspec in variants:
+                        if vspec and vspec[:2] == spec:
+                            secs[name].append(cluster_once(work / "plate", work / f"{name}-{i}", client, reference,
+                                                           overlap=vspec[2]))
+                    if i == 0 and spec[0] == 1:
+                        label = "worker, nanny malloc (before)" if spec[1] else "worker"
+                        phases[label] = client.submit(frame_phases, work / "plate", work / f"ph-{spec[1]}", 1, True,
+                                                      pure=False).result()
+                finally:
+                    client.close()
+                    c.close()
         mem = [] if a.no_memory else worker_peaks(work / "plate", work, (1, 2, 4))
     med = {name: statistics.median(v) for name, v in secs.items()}
     res = {
         "git": git("rev-parse", "--short", "HEAD"), "cpus": os.cpu_count(), "machine": platform.processor(),
         "frames": n, "size": a.size, "repeats": a.repeats, "statistic": "median", "load_average_before": load,
+        "load_average_rounds": loads,
         "seconds": secs, "fps": {name: n / v for name, v in med.items()},
         "serial_fps": n / med["serial"], "serial_opencv1_fps": n / med["serial1"],
         "dask_1_worker_fps": n / med["dask1"], "dask_2_workers_fps": n / med["dask2"],
@@ -280,7 +286,8 @@ def main(argv=None):
     }
     res["load_average_after"] = os.getloadavg()
     print(f"{n} frames of {a.size}², {os.cpu_count()} cores, git {res['git']}, load average before "
-          f"{load[0]:.2f}, after {res['load_average_after'][0]:.2f} (other jobs share the cores); "
+          f"{load[0]:.2f}, at each round's start " + ", ".join(f"{x:.2f}" for x in loads)
+          + f", after {res['load_average_after'][0]:.2f} (this run keeps ~2 busy; other jobs share the cores); "
           f"median of {a.repeats} rounds")
     for name, label, _ in variants:
         runs = ", ".join(f"{n / s:.2f}" for s in secs[name])

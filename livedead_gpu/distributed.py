@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 
 log = logging.getLogger("livedead_gpu")
 
@@ -175,45 +176,60 @@ OVERLAP_WRITES = True
 
 #: glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-#: the ceilings glibc's own dynamic thresholds grow to on 64-bit (what a plain process ends up with)
-_MMAP_THRESHOLD, _TRIM_THRESHOLD = 32 * 2**20, 64 * 2**20
-_malloc_tuned = None   # None: not looked at yet in this process; then True or False
+#: bounds of the mmap threshold set below (32 MiB: the most glibc takes, and its dynamic ceiling)
+_MMAP_MIN, _MMAP_MAX = 128 * 2**10, 32 * 2**20
+# This process's state: "off" (None: not looked at yet; True: leave malloc alone), "mallopt"
+# (the function), "mmap" (the mmap threshold set so far, 0 for none).
+_malloc = {"off": None, "mallopt": None, "mmap": 0}
+_malloc_lock = threading.Lock()
 
 
-def _tune_malloc() -> bool:
-    """Undo, in this worker process, the malloc setting Dask's nanny starts workers with.
-
-    distributed's nanny spawns every worker with ``MALLOC_TRIM_THRESHOLD_=65536``
-    (config ``distributed.nanny.pre-spawn-environ``). Setting it also switches off
-    glibc's dynamic mmap threshold, which stays at 128 KiB: every NumPy / OpenCV
-    temporary of a 1024² frame is then a fresh ``mmap`` whose pages fault in one by one
-    and are unmapped on ``free``. `segment_frame` took ~2x as long there (52,800 page
-    faults per 1024² frame instead of ~2,000 in a plain process). This sets the two
-    thresholds to the values glibc's dynamic tuning reaches by itself in a plain
-    process (mmap 32 MiB, trim 64 MiB), once per process, so a worker segments as
-    fast as the serial loop. Nothing is changed where the variable is not set (plain
-    glibc already adapts), where ``MALLOC_MMAP_THRESHOLD_`` is set too (someone chose),
-    or off glibc. Returns whether it changed anything.
-    """
-    global _malloc_tuned
-    if _malloc_tuned is not None:
-        return _malloc_tuned
-    _malloc_tuned = False
+def _malloc_off() -> bool:
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
+        return True   # glibc's dynamic thresholds are on, or someone chose the mmap threshold
     try:
         import ctypes
 
         mallopt = ctypes.CDLL(None).mallopt
-        mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-        if mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) != 1 or mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) != 1:
+    except Exception:   # not glibc (no mallopt), or no C library to load
+        return True
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    _malloc["mallopt"] = mallopt
+    return False
+
+
+def _tune_malloc(pixels: int) -> bool:
+    """Undo, in this worker process, the cost of the malloc setting Dask's nanny starts workers with.
+
+    distributed's nanny spawns every worker with ``MALLOC_TRIM_THRESHOLD_=65536``
+    (config ``distributed.nanny.pre-spawn-environ``). Setting it also switches off
+    glibc's dynamic mmap threshold, which then stays at 128 KiB: every NumPy / OpenCV
+    temporary of a frame is a fresh ``mmap`` whose pages fault in one by one and go
+    back to the kernel on ``free``. `segment_frame` took 2x as long there (217 ms and
+    ~60,000 page faults per 1024² frame, against 103-112 ms and none in a plain
+    process or after this). glibc's dynamic tuning would raise the mmap threshold to
+    the largest block freed (and the trim threshold to twice that); this does so ahead
+    of time for frames of ``pixels`` pixels: mmap threshold 16 bytes a pixel (two
+    float64 planes), at most 32 MiB, trim threshold twice that. Thresholds only grow,
+    as glibc's do. Nothing is changed where the variable is not set (glibc's dynamic
+    thresholds are on), where ``MALLOC_MMAP_THRESHOLD_`` is set (someone chose), or
+    without glibc's ``mallopt``. Returns whether the thresholds are this function's.
+    """
+    with _malloc_lock:
+        if _malloc["off"] is None:
+            _malloc["off"] = _malloc_off()
+        if _malloc["off"]:
             return False
-    except (OSError, AttributeError):   # not glibc
-        return False
-    log.debug("worker %d: malloc mmap threshold %d, trim threshold %d (was MALLOC_TRIM_THRESHOLD_=%s)",
-              os.getpid(), _MMAP_THRESHOLD, _TRIM_THRESHOLD, os.environ["MALLOC_TRIM_THRESHOLD_"])
-    _malloc_tuned = True
-    return True
+        want = min(_MMAP_MAX, max(_MMAP_MIN, 16 * int(pixels)))
+        if want > _malloc["mmap"]:
+            mallopt = _malloc["mallopt"]
+            if mallopt(_M_MMAP_THRESHOLD, want) != 1 or mallopt(_M_TRIM_THRESHOLD, 2 * want) != 1:
+                _malloc["off"] = True
+                return False
+            _malloc["mmap"] = want
+            log.debug("worker %d: malloc mmap threshold %d, trim threshold %d (MALLOC_TRIM_THRESHOLD_=%s)",
+                      os.getpid(), want, 2 * want, os.environ["MALLOC_TRIM_THRESHOLD_"])
+        return True
 
 
 def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_threads, secede=False):
@@ -228,12 +244,12 @@ def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_t
     from .io.training import frame_stem
     from .pipeline import segment_frame
 
-    _tune_malloc()
     if opencv_threads is not None:
         import cv2
         cv2.setNumThreads(opencv_threads)
     try:
         frame = plate.read(key)
+        _tune_malloc(frame.brightfield.size)
         image = _as_uint16(frame.stack(), frame.sources)
         result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
     except (PlateError, ValueError, TypeError, OSError) as e:

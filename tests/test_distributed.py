@@ -163,9 +163,9 @@ def test_workers_undo_the_nannys_malloc_setting(cluster):
     envs = cluster.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     if not all(envs.values()):
         pytest.skip("this distributed does not set MALLOC_TRIM_THRESHOLD_ in its workers")
-    assert all(cluster.run(_tune_malloc).values())
+    assert all(cluster.run(_tune_malloc, 1024 * 1024).values())
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
-        assert _tune_malloc() is False   # a plain process is left alone
+        assert _tune_malloc(1024 * 1024) is False   # a plain process is left alone
 
 
 def test_errors_are_skipped_or_raised_on_the_cluster(source, cluster, tmp_path):
