@@ -212,9 +212,9 @@ def _tune_malloc(pixels: int) -> bool:
     (config ``distributed.nanny.pre-spawn-environ``). Setting it also switches off
     glibc's dynamic mmap threshold, which then stays at 128 KiB: every NumPy / OpenCV
     temporary of a frame is a fresh ``mmap`` whose pages fault in one by one and go
-    back to the kernel on ``free``. `segment_frame` took 2x as long there (217 ms and
-    ~60,000 page faults per 1024² frame, against 103-112 ms and none in a plain
-    process or after this). glibc's dynamic tuning would raise the mmap threshold to
+    back to the kernel on ``free``. `segment_frame` took 2x as long there (217-238 ms
+    and 55,000-62,000 page faults per 1024² frame, against 106-115 ms and at most ~2,000
+    in a plain process or after this). glibc's dynamic tuning would raise the mmap threshold to
     the largest block freed (and the trim threshold to twice that); this does so ahead
     of time for frames of ``pixels`` pixels: mmap threshold 16 bytes a pixel (two
     float64 planes), at most 32 MiB, trim threshold twice that. Thresholds only grow,
