@@ -394,7 +394,7 @@ def plate_throughput(size: int, wells: int, times: int, workers: list, repeats: 
         bench_dask, missing = None, f"benchmarks/bench_dask.py or dask.distributed not importable ({e})"
     # Worker processes import the package from this checkout too.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
-    out = {"size": size, "repeats": repeats, "statistic": "best" if bench_dask else "median", "rows": []}
+    out = {"size": size, "repeats": repeats, "statistic": "median", "rows": []}
 
     def add(label, n_workers, seconds, **extra):
         row = {"run": label, "workers": n_workers, "seconds": seconds,

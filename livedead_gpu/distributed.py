@@ -24,6 +24,13 @@ Schedulers (`connect`):
 
 Memory stays bounded: at most ``2 × (worker threads)`` frames are in flight; each
 task holds one frame; nothing but records comes back.
+
+Speed (issue 6): on a distributed worker a task leaves its thread's slot once its
+frame is segmented (`distributed.secede`) and writes the frame while the slot
+segments the next one, as the serial loop's background writer does
+(`OVERLAP_WRITES`); and it undoes the cost of the ``MALLOC_TRIM_THRESHOLD_`` the
+nanny starts workers with (`_tune_malloc`), which made `segment_frame` twice as
+slow in a worker as in a plain process.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 
 log = logging.getLogger("livedead_gpu")
 
@@ -165,8 +173,79 @@ def _import_distributed():
 # --------------------------------------------------------------------------- one frame, on a worker
 
 
-def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_threads):
-    """Read, segment and write one frame; return ``(key, record, None)`` or ``(key, None, error)``."""
+#: On a distributed cluster, a frame task leaves its worker thread's slot once the frame
+#: is segmented and writes it (zlib, fsync: ~half of a frame's time, mostly outside the
+#: GIL) while that slot segments the worker's next frame: the serial loop's background
+#: writer, the Dask way. A worker thread then keeps up to two cores busy, as the serial
+#: loop does; set False for one core per worker thread (a task holds its slot to the end).
+#: The frames in flight stay bounded by the submission window (2 × worker threads).
+OVERLAP_WRITES = True
+
+#: glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: bounds of the mmap threshold set below (32 MiB: the most glibc takes, and its dynamic ceiling)
+_MMAP_MIN, _MMAP_MAX = 128 * 2**10, 32 * 2**20
+# This process's state: "off" (None: not looked at yet; True: leave malloc alone), "mallopt"
+# (the function), "mmap" (the mmap threshold set so far, 0 for none).
+_malloc = {"off": None, "mallopt": None, "mmap": 0}
+_malloc_lock = threading.Lock()
+
+
+def _malloc_off() -> bool:
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return True   # glibc's dynamic thresholds are on, or someone chose the mmap threshold
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except Exception:   # not glibc (no mallopt), or no C library to load
+        return True
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    _malloc["mallopt"] = mallopt
+    return False
+
+
+def _tune_malloc(pixels: int) -> bool:
+    """Undo, in this worker process, the cost of the malloc setting Dask's nanny starts workers with.
+
+    distributed's nanny spawns every worker with ``MALLOC_TRIM_THRESHOLD_=65536``
+    (config ``distributed.nanny.pre-spawn-environ``). Setting it also switches off
+    glibc's dynamic mmap threshold, which then stays at 128 KiB: every NumPy / OpenCV
+    temporary of a frame is a fresh ``mmap`` whose pages fault in one by one and go
+    back to the kernel on ``free``. `segment_frame` took 2x as long there (217-238 ms
+    and 55,000-62,000 page faults per 1024² frame, against 106-115 ms and at most ~2,000
+    in a plain process or after this). glibc's dynamic tuning would raise the mmap threshold to
+    the largest block freed (and the trim threshold to twice that); this does so ahead
+    of time for frames of ``pixels`` pixels: mmap threshold 16 bytes a pixel (two
+    float64 planes), at most 32 MiB, trim threshold twice that. Thresholds only grow,
+    as glibc's do. Nothing is changed where the variable is not set (glibc's dynamic
+    thresholds are on), where ``MALLOC_MMAP_THRESHOLD_`` is set (someone chose), or
+    without glibc's ``mallopt``. Returns whether the thresholds are this function's.
+    """
+    with _malloc_lock:
+        if _malloc["off"] is None:
+            _malloc["off"] = _malloc_off()
+        if _malloc["off"]:
+            return False
+        want = min(_MMAP_MAX, max(_MMAP_MIN, 16 * int(pixels)))
+        if want > _malloc["mmap"]:
+            mallopt = _malloc["mallopt"]
+            if mallopt(_M_MMAP_THRESHOLD, want) != 1 or mallopt(_M_TRIM_THRESHOLD, 2 * want) != 1:
+                _malloc["off"] = True
+                return False
+            _malloc["mmap"] = want
+            log.debug("worker %d: malloc mmap threshold %d, trim threshold %d (MALLOC_TRIM_THRESHOLD_=%s)",
+                      os.getpid(), want, 2 * want, os.environ["MALLOC_TRIM_THRESHOLD_"])
+        return True
+
+
+def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_threads, secede=False):
+    """Read, segment and write one frame; return ``(key, record, None)`` or ``(key, None, error)``.
+
+    ``secede``: on a distributed worker, leave the worker's thread pool once the frame
+    is segmented (`distributed.secede`), so that the worker starts segmenting its next
+    frame while this one is compressed and written (see `OVERLAP_WRITES`).
+    """
     from .export import _as_uint16, _write_frame
     from .io.plate import PlateError
     from .io.training import frame_stem
@@ -177,10 +256,15 @@ def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_t
         cv2.setNumThreads(opencv_threads)
     try:
         frame = plate.read(key)
+        _tune_malloc(frame.brightfield.size)
         image = _as_uint16(frame.stack(), frame.sources)
         result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
     except (PlateError, ValueError, TypeError, OSError) as e:
         return key, None, e
+    if secede:
+        import distributed
+
+        distributed.secede()
     record = _write_frame(out, frame_stem(*key), key, frame, image, result, digest, options, sig)
     return key, record, None
 
@@ -234,7 +318,7 @@ def export_frames(plate, keys, out, params, backend, digest, options, summary, r
         if isinstance(scheduler, str):
             _run_local(plate, todo, args, scheduler, opencv_threads, take)
         else:
-            _run_distributed(plate, todo, args, scheduler, opencv_threads, take)
+            _run_distributed(plate, todo, args, scheduler, opencv_threads, take, OVERLAP_WRITES)
     finally:
         bar.close()
     summary.written.sort()
@@ -263,13 +347,15 @@ def _same(x):
     return x
 
 
-def _run_distributed(plate, todo, args, client, opencv_threads, take):
+def _run_distributed(plate, todo, args, client, opencv_threads, take, overlap):
     distributed = _import_distributed()
 
     if not todo:
         return
     threads = sum(client.nthreads().values()) or 1
-    window = 2 * threads   # frames in flight: bounded memory on workers and scheduler
+    # Frames in flight (segmenting, or writing after seceding): bounded memory on workers and
+    # scheduler, and with OVERLAP_WRITES a worker thread's next frame is there when it is free.
+    window = 2 * threads
     # The plate (its file lists) travels once, as a task: recomputed if a worker holding it dies.
     plate_f = client.submit(_same, plate, pure=False)
     pending = iter(todo)
@@ -280,9 +366,9 @@ def _run_distributed(plate, todo, args, client, opencv_threads, take):
         item = next(pending, None)
         if item is not None:
             key, sig = item
-            future = client.submit(_frame_task, plate_f, key, *args, sig, opencv_threads,
-                                      pure=False, key=f"livedead-frame-{key.well}-{key.site}-{key.time}-"
-                                                      f"{os.urandom(4).hex()}")
+            future = client.submit(_frame_task, plate_f, key, *args, sig, opencv_threads, overlap,
+                                   pure=False, key=f"livedead-frame-{key.well}-{key.site}-{key.time}-"
+                                                   f"{os.urandom(4).hex()}")
             submitted.add(future)
             futures.add(future)
 

@@ -54,7 +54,11 @@ def cluster():
             os.environ["PYTHONPATH"] = old
 
 
-def test_local_cluster_run_is_byte_identical_to_serial(source, cluster, tmp_path):
+@pytest.mark.parametrize("overlap", [True, False])
+def test_local_cluster_run_is_byte_identical_to_serial(source, cluster, tmp_path, monkeypatch, overlap):
+    import livedead_gpu.distributed as d
+
+    monkeypatch.setattr(d, "OVERLAP_WRITES", overlap)   # writes outside the worker's thread slot, or not
     src, serial = source
     summary = export_plate(src, tmp_path / "out", weights=True, patches=32, scheduler=cluster)
     assert len(summary.written) == 6 and not summary.failed
@@ -106,6 +110,62 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(source, cluster, t
     assert len(rows) == len({(r["well"], r["site"], r["time"]) for r in rows}) == 6
     assert tree(tmp_path / "out") == tree(serial)
     cluster.wait_for_workers(2, timeout=30)   # the nanny brought it back
+
+
+def _die_writing(marker, victim):
+    """In a worker: the first write of ``victim`` leaves a temporary behind and kills the process
+    (the task has seceded from the worker's thread pool by then)."""
+    import livedead_gpu.export as export
+
+    original = export._write_frame
+
+    def write(out, stem, key, *args):
+        if key == victim and not os.path.exists(marker):
+            open(marker, "w").close()
+            (out / "images").mkdir(parents=True, exist_ok=True)
+            (out / "images" / f".{stem}.tif.dead.part").write_bytes(b"half")
+            os._exit(1)
+        return original(out, stem, key, *args)
+
+    write.original = original
+    export._write_frame = write
+
+
+def _unpatch_write():
+    import livedead_gpu.export as export
+
+    export._write_frame = getattr(export._write_frame, "original", export._write_frame)
+
+
+def test_a_worker_killed_while_writing_loses_and_duplicates_nothing(source, cluster, tmp_path):
+    src, serial = source
+    victim = open_plate(src).keys()[2]
+    marker = str(tmp_path / "killed")
+    cluster.run(_die_writing, marker, victim)
+    try:
+        summary = export_plate(src, tmp_path / "out", weights=True, patches=32, scheduler=cluster)
+    finally:
+        cluster.run(_unpatch_write)
+    assert os.path.exists(marker)   # a worker did die, in the write
+    assert len(summary.written) == 6 and not summary.failed
+    assert tree(tmp_path / "out") == tree(serial)   # no temporary left, no duplicated row
+    cluster.wait_for_workers(2, timeout=30)
+
+
+def test_workers_undo_the_nannys_malloc_setting(cluster):
+    import platform
+
+    from livedead_gpu.distributed import _tune_malloc
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    # the nanny starts workers with MALLOC_TRIM_THRESHOLD_ (glibc's mmap threshold then stays 128 KiB)
+    envs = cluster.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    if not all(envs.values()):
+        pytest.skip("this distributed does not set MALLOC_TRIM_THRESHOLD_ in its workers")
+    assert all(cluster.run(_tune_malloc, 1024 * 1024).values())
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        assert _tune_malloc(1024 * 1024) is False   # a plain process is left alone
 
 
 def test_errors_are_skipped_or_raised_on_the_cluster(source, cluster, tmp_path):
