@@ -54,6 +54,7 @@ import cloudpickle  # noqa: E402
 import distributed  # noqa: E402
 from bench_plate import bigger_plate, git, write_plate  # noqa: E402
 
+from livedead_gpu.distributed import local_cluster  # noqa: E402
 from livedead_gpu.export import export_plate  # noqa: E402
 
 # Workers cannot import benchmarks/: this module's functions travel by value.
@@ -73,8 +74,7 @@ def _keep_nanny_malloc():
 
 
 def cluster(n, nanny_malloc=False):
-    c = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                 memory_limit="2GiB")
+    c = local_cluster(n, threads_per_worker=1, memory_limit="2GiB")
     client = distributed.Client(c)
     if nanny_malloc:
         client.run(_keep_nanny_malloc)

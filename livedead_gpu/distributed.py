@@ -42,7 +42,7 @@ import threading
 
 log = logging.getLogger("livedead_gpu")
 
-__all__ = ["LOCAL_SCHEDULERS", "connect", "export_frames", "gpu_count"]
+__all__ = ["LOCAL_SCHEDULERS", "connect", "export_frames", "gpu_count", "local_cluster"]
 
 #: Dask's local (single-machine, no `distributed`) schedulers
 LOCAL_SCHEDULERS = ("synchronous", "sync", "threads", "processes")
@@ -118,9 +118,7 @@ def connect(scheduler=None, workers: int | None = None, gpus=None, threads_per_w
         yield scheduler
         return
     if scheduler is None or scheduler == "local":
-        cluster = distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1,
-                                           threads_per_worker=threads_per_worker, processes=True,
-                                           memory_limit=memory_limit, dashboard_address=":0")
+        cluster = local_cluster(workers or os.cpu_count() or 1, threads_per_worker, memory_limit)
         with cluster, distributed.Client(cluster) as client:
             yield client
         return
@@ -133,6 +131,22 @@ def connect(scheduler=None, workers: int | None = None, gpus=None, threads_per_w
                            f"dask scheduler running there? (`dask scheduler` starts one)") from None
     with client:
         yield client
+
+
+def local_cluster(workers: int, threads_per_worker: int = 1, memory_limit="auto"):
+    """A `distributed.LocalCluster` of ``workers`` processes for frame tasks.
+
+    Its workers run without distributed's statistical profiler, which samples every
+    thread's stack every 10 ms (a few % of a core per worker, for a dashboard
+    panel a plate run does not need).
+    """
+    import dask
+
+    distributed = _import_distributed()
+    # The nanny hands its config to the worker it spawns: set it around their creation.
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return distributed.LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                                        memory_limit=memory_limit, dashboard_address=":0")
 
 
 @contextlib.contextmanager
