@@ -231,3 +231,15 @@ def test_other_errors_are_not_swallowed():
     f = synthetic.make_frame(shape=(96, 96), n_cells=3, seed=6)
     with pytest.raises(ZeroDivisionError):
         segment_frame(f.brightfield, f.hoechst, f.draq7, backend=Broken(np, scipy.ndimage, skimage))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.int64])
+def test_order_statistics_are_exact_ranks(be, dtype):
+    """Rank floor(f * (n - 1)) of the sorted values, several from one partition, on every backend."""
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 500, (37, 29)).astype(dtype)  # ties included
+    fractions = (0.0, 0.25, 0.5, 0.9, 1.0)
+    expected = [np.sort(values.ravel())[int(f * (values.size - 1))] for f in fractions]
+    assert be.order_statistics(be.to_device(values), fractions) == expected
+    assert [be.order_statistic(be.to_device(values), f) for f in fractions] == expected
+    assert cpu.order_statistics(values, fractions) == expected
