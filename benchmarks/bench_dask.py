@@ -29,6 +29,15 @@ What it does:
    the plate and 2 and 4 copies of it (hard links): flat means frames are
    streamed through the workers, never gathered.
 
+5. ``--gpu`` (a machine with a CUDA device and the GPU extras): one GPU with its
+   CPU cores against CPU workers only, on the same plate: serially with
+   ``backend="gpu"``; one worker process of ``--gpu-threads`` threads (default:
+   every core) all on the GPU backend, whose CPU watershed runs in those
+   threads; and ``--cpu-workers`` (default: every core) one-thread CPU workers.
+   Each GPU output is checked byte-identical to the serial GPU run, the CPU ones
+   to the serial CPU run (GPU and CPU labels agree on >= 99.9 % of pixels, not
+   byte for byte).
+
 Nothing here asserts but the byte identity; it reports.
 """
 
@@ -81,19 +90,19 @@ def cluster(n, nanny_malloc=False):
     return c, client
 
 
-def serial_once(src, dest, threads):
+def serial_once(src, dest, threads, backend="cpu"):
     """Seconds of one serial export (``threads``: OpenCV threads, 0 for its default)."""
     old = cv2.getNumThreads()
     cv2.setNumThreads(threads if threads else old)
     try:
         t0 = time.perf_counter()
-        export_plate(src, dest)
+        export_plate(src, dest, backend=backend)
         return time.perf_counter() - t0
     finally:
         cv2.setNumThreads(old)
 
 
-def cluster_once(src, dest, client, reference, overlap=True):
+def cluster_once(src, dest, client, reference, overlap=True, backend="cpu"):
     """Seconds of one export on ``client``; the output must equal ``reference`` byte for byte.
     ``overlap``: `livedead_gpu.distributed.OVERLAP_WRITES` for this run."""
     import livedead_gpu.distributed as d
@@ -101,7 +110,7 @@ def cluster_once(src, dest, client, reference, overlap=True):
     old, d.OVERLAP_WRITES = d.OVERLAP_WRITES, overlap
     try:
         t0 = time.perf_counter()
-        export_plate(src, dest, scheduler=client, opencv_threads=1)
+        export_plate(src, dest, backend=backend, scheduler=client, opencv_threads=1)
         seconds = time.perf_counter() - t0
     finally:
         d.OVERLAP_WRITES = old
@@ -208,6 +217,37 @@ def worker_peaks(src, work, copies):
     return rows
 
 
+def gpu_rounds(plate, small, work, repeats, gpu_threads, cpu_workers):
+    """Frames/s of one GPU with its cores against CPU workers only (see the module notes, 5)."""
+    runs = {"serial, backend cpu": [], "serial, backend gpu": [],
+            f"Dask 1 worker x {gpu_threads} threads, backend gpu": [],
+            f"Dask {cpu_workers} workers x 1 thread, backend cpu": []}
+    refs = {}
+    for i in range(repeats):
+        for backend in ("cpu", "gpu"):
+            dest = work / f"gpu-serial-{backend}-{i}"
+            runs[f"serial, backend {backend}"].append(serial_once(plate, dest, 0, backend))
+            if backend not in refs:
+                refs[backend] = tree(dest)
+            elif tree(dest) != refs[backend]:
+                raise AssertionError(f"{dest.name}: serial {backend} output differs between runs")
+            shutil.rmtree(dest)
+        for label, workers, threads, backend in (
+                (f"Dask 1 worker x {gpu_threads} threads, backend gpu", 1, gpu_threads, "gpu"),
+                (f"Dask {cpu_workers} workers x 1 thread, backend cpu", cpu_workers, 1, "cpu")):
+            c = local_cluster(workers, threads_per_worker=threads)
+            client = distributed.Client(c)
+            try:
+                export_plate(small, work / f"gpu-warm-{i}-{backend}", backend=backend, scheduler=client,
+                             opencv_threads=1)
+                runs[label].append(cluster_once(plate, work / f"gpu-dask-{backend}-{i}", client, refs[backend],
+                                                backend=backend))
+            finally:
+                client.close()
+                c.close()
+    return runs
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=1024)
@@ -219,6 +259,9 @@ def main(argv=None):
     ap.add_argument("--no-memory", action="store_true", help="skip the worker peak RSS part")
     ap.add_argument("--quick", action="store_true", help="256², 1 repeat")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--gpu", action="store_true", help="also one GPU with its cores vs CPU workers only (module notes, 5)")
+    ap.add_argument("--gpu-threads", type=int, default=os.cpu_count(), help="threads of the GPU worker (every core)")
+    ap.add_argument("--cpu-workers", type=int, default=os.cpu_count(), help="CPU-only workers (every core)")
     a = ap.parse_args(argv)
     if a.quick:
         a.size, a.times, a.repeats = 256, 4, 1
@@ -273,6 +316,7 @@ def main(argv=None):
                     client.close()
                     c.close()
         mem = [] if a.no_memory else worker_peaks(work / "plate", work, (1, 2, 4))
+        gpu = gpu_rounds(work / "plate", work / "small", work, a.repeats, a.gpu_threads, a.cpu_workers) if a.gpu else {}
     med = {name: statistics.median(v) for name, v in secs.items()}
     res = {
         "git": git("rev-parse", "--short", "HEAD"), "cpus": os.cpu_count(), "machine": platform.processor(),
@@ -283,6 +327,7 @@ def main(argv=None):
         "dask_1_worker_fps": n / med["dask1"], "dask_2_workers_fps": n / med["dask2"],
         "speedup_2_vs_1": med["dask1"] / med["dask2"],
         "speedup_2_vs_1_not_overlapped": med["dask1_flat"] / med["dask2_flat"], "phases": phases, "memory": mem,
+        "gpu_fps": {label: n / statistics.median(v) for label, v in gpu.items()},
     }
     res["load_average_after"] = os.getloadavg()
     print(f"{n} frames of {a.size}², {os.cpu_count()} cores, git {res['git']}, load average before "
@@ -303,6 +348,10 @@ def main(argv=None):
     for r in mem:
         print(f"  {r['frames']:4d} frames: worker peak RSS " + ", ".join(f"{m:.0f}" for m in r["worker_peak_rss_mib"])
               + " MiB")
+    if gpu:
+        print(f"  one GPU with its cores vs CPU workers only ({a.repeats} rounds, median):")
+        for label, v in gpu.items():
+            print(f"    {label + ':':52s} {n / statistics.median(v):6.2f} frames/s")
     if a.json:
         a.json.write_text(json.dumps(res, indent=1, default=str))
     return res
