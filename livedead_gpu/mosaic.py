@@ -312,8 +312,12 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
             win, where = _window(shape, core, depth)
             parts.append(bg(ho[win], d7[win], where, p, backend, thresholds["hoechst"], diameter))
         (parts,) = dask.compute(parts, **compute_kwargs)
-        # draq7_background takes all pixels when no pixel lies outside the nuclei.
-        table = _merge(parts, "outside" if any(t["any_outside"] for t in parts) else "all")
+        # As draq7_background: the outside pixels on the grid; all outside pixels when none
+        # is on the grid (each tile then sent them); the grid's pixels when none is outside.
+        if any(t["outside"][0].size for t in parts):
+            table = _merge(parts, "outside")
+        else:
+            table = _merge(parts, "outside_all" if any(t["any_outside"] for t in parts) else "all")
         floor = float(max(_rank(table, 0.5), 1.0))
 
     # -- pass 2: tiles with a halo, segmented at the global thresholds
@@ -450,8 +454,13 @@ def _tile_background(ho, d7, where, p, backend, threshold, diameter):
     # `draq7_background` takes the median over the pixels of even row and column.
     (y0, x0) = where[2]
     sub = (slice(y0 % 2, None, 2), slice(x0 % 2, None, 2))
-    return {"outside": _value_counts(values[sub][outside[sub]]), "all": _value_counts(values[sub]),
-            "any_outside": bool(outside.any())}
+    out = {"outside": _value_counts(values[sub][outside[sub]]), "all": _value_counts(values[sub]),
+           "any_outside": bool(outside.any())}
+    if out["any_outside"] and not out["outside"][0].size:
+        # Outside pixels, none on the grid: `draq7_background` then takes all of them
+        # when no tile has one on the grid.
+        out["outside_all"] = _value_counts(values[outside])
+    return out
 
 
 def _merge(stats, name):

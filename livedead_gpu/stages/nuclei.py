@@ -377,9 +377,9 @@ def draq7_background(draq7, nucleus_mask, backend="cpu") -> float:
     outside = ~be.dilate(nucleus_mask, 5)
     sample = draq7[::2, ::2][outside[::2, ::2]]  # a boolean index: a sync on CuPy
     if sample.size == 0:
-        # The outside misses the grid (a few pixels between nuclei) or is empty (nuclei
-        # wall to wall): all of its pixels, else all pixels.
-        sample = draq7[outside] if bool(outside.any()) else draq7
+        # The outside misses the grid (a few pixels between nuclei): all of its pixels;
+        # or it is empty (nuclei wall to wall): every pixel of the grid.
+        sample = draq7[outside] if bool(outside.any()) else draq7[::2, ::2]
     return max(be.order_statistic(sample, 0.5), 1.0)
 
 
