@@ -187,10 +187,6 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def areas(self, labels, n: int):
-        """Pixel count of each label 0..n, as an (n + 1,) int64 array."""
-
-    @abstractmethod
     def distance_to(self, mask):
         """Exact Euclidean distance of every pixel to the nearest True pixel, float32."""
 

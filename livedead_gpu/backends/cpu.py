@@ -115,9 +115,6 @@ class CpuBackend(Backend):
         n, labels = cv2.connectedComponentsWithAlgorithm(_u8(mask), 8, cv2.CV_32S, cv2.CCL_WU)
         return labels, n - 1
 
-    def areas(self, labels, n):
-        return np.bincount(labels.ravel(), minlength=n + 1).astype(np.int64, copy=False)
-
     def distance_to(self, mask):
         # DIST_MASK_PRECISE is the exact Euclidean transform; the article's 5x5 mask is an
         # approximation that other backends (scipy/cupyx EDT) could not reproduce.

@@ -112,9 +112,6 @@ class ArrayBackend(Backend):
         labels, n = self.ski.measure.label(mask, connectivity=2, return_num=True)
         return labels.astype(self.xp.int32, copy=False), int(n)
 
-    def areas(self, labels, n):
-        return self.xp.bincount(labels.ravel(), minlength=n + 1).astype(self.xp.int64, copy=False)
-
     def grey_opening(self, image, size):
         low = self.ndi.minimum_filter(image, size=size, mode="nearest")
         return self.ndi.maximum_filter(low, size=size, mode="nearest")
