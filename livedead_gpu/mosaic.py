@@ -75,10 +75,10 @@ from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, noise_from_statistic
 from .stages.nuclei import (
     _BACKGROUND_WIDTH,
     _DEAD_SMOOTHING,
-    _contrast,
     _contrast_level,
     _nucleus_mask,
     background,
+    contrast_diameter,
     typical_diameter,
 )
 from .stages.threshold import threshold_value
@@ -359,7 +359,7 @@ def _crop_diameter(ho, d7, p, backend, thresholds):
     be = get_backend(backend)
     ho = be.to_device(np.ascontiguousarray(ho))
     if thresholds is None:
-        return float(_contrast(ho, p, be)[2])
+        return float(contrast_diameter(ho, p, be))
     mask = _nucleus_mask(ho, p, be, thresholds["hoechst"])[0]
     if p.dead_call == "touch":
         mask = mask | _nucleus_mask(be.to_device(np.ascontiguousarray(d7)), p, be, thresholds["draq7"])[0]

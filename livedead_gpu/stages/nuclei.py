@@ -135,14 +135,32 @@ def _contrast(image, p, be, threshold=None, diameter=None):
     if diameter is None:
         diameter = p.diameter_px
     if diameter is None:
-        diameter = typical_diameter(be.fill_holes(x > _contrast_level(x, p.nucleus_level, be)), be)
-        y = x - background(image, _FIRST_WIDTH * diameter, be)
-        diameter = typical_diameter(be.fill_holes(y > _contrast_level(y, p.nucleus_level, be)), be)
+        diameter = contrast_diameter(image, p, be, x)
     y = x - background(image, _BACKGROUND_WIDTH * diameter, be)
     if threshold is None:
         threshold = _contrast_level(y, p.nucleus_level, be)
     mask = be.fill_holes(be.close(y > threshold, p.nucleus_kernel))
     return _drop_small(mask, _min_area(p, diameter), be), threshold, diameter
+
+
+def contrast_diameter(image, params: SegmentParams | None = None, backend="cpu", x=None) -> float:
+    """The nucleus diameter (px) the "contrast" threshold measures when the parameters give none.
+
+    Two rounds of `typical_diameter` of the filled mask at `_contrast_level`: first
+    of the raw image, then after subtracting a background 2.5 of those diameters wide.
+
+    Parameters
+    ----------
+    image : (M, N) uint8 or uint16 array
+    x : (M, N) float32 array, optional
+        ``image`` as float32, when the caller has it already.
+    """
+    p = params or SegmentParams()
+    be = get_backend(backend)
+    x = image.astype(be.xp.float32) if x is None else x
+    diameter = typical_diameter(be.fill_holes(x > _contrast_level(x, p.nucleus_level, be)), be)
+    y = x - background(image, _FIRST_WIDTH * diameter, be)
+    return typical_diameter(be.fill_holes(y > _contrast_level(y, p.nucleus_level, be)), be)
 
 
 def _min_area(p, diameter) -> int:
@@ -488,7 +506,3 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
         labels, n = be.label(mask)
     dead = dead_by_ratio(labels, n, values, p.dead_ratio, be, floor=floor)
     return Nuclei(labels, n, dead), ho_mask, dead[labels], (ho_thr, None)
-
-
-def xp_zeros(mask, be):
-    return be.xp.zeros_like(mask)
