@@ -133,13 +133,17 @@ def time_serial(src, work, repeats, threads):
     return statistics.median(secs)
 
 
-def time_cluster(src, work, small, repeats, n, reference):
-    """Median seconds of ``repeats`` exports on a fresh, warmed-up cluster of ``n`` workers."""
-    c, client = cluster(n)
+def time_cluster(src, work, small, repeats, n, reference, threads=1, backend="cpu"):
+    """Median seconds of ``repeats`` exports on a fresh, warmed-up cluster of ``n`` workers
+    of ``threads`` threads each, segmenting on ``backend``."""
+    c = local_cluster(n, threads_per_worker=threads, memory_limit="2GiB")
+    client = distributed.Client(c)
     try:
-        export_plate(small, work / f"warm-{n}", scheduler=client, opencv_threads=1)   # imports, first task
-        return statistics.median(cluster_once(src, work / f"dask-{n}-{i}", client, reference)
-                                 for i in range(repeats))
+        warm = work / f"warm-{n}-{backend}"
+        export_plate(small, warm, backend=backend, scheduler=client, opencv_threads=1)   # imports, first task
+        shutil.rmtree(warm)   # the next call warms up its own cluster: no frame left to resume
+        return statistics.median(cluster_once(src, work / f"dask-{n}-{backend}-{i}", client, reference,
+                                              backend=backend) for i in range(repeats))
     finally:
         client.close()
         c.close()
@@ -235,16 +239,7 @@ def gpu_rounds(plate, small, work, repeats, gpu_threads, cpu_workers):
         for label, workers, threads, backend in (
                 (f"Dask 1 worker x {gpu_threads} threads, backend gpu", 1, gpu_threads, "gpu"),
                 (f"Dask {cpu_workers} workers x 1 thread, backend cpu", cpu_workers, 1, "cpu")):
-            c = local_cluster(workers, threads_per_worker=threads)
-            client = distributed.Client(c)
-            try:
-                export_plate(small, work / f"gpu-warm-{i}-{backend}", backend=backend, scheduler=client,
-                             opencv_threads=1)
-                runs[label].append(cluster_once(plate, work / f"gpu-dask-{backend}-{i}", client, refs[backend],
-                                                backend=backend))
-            finally:
-                client.close()
-                c.close()
+            runs[label].append(time_cluster(plate, work, small, 1, workers, refs[backend], threads, backend))
     return runs
 
 
