@@ -10,7 +10,8 @@ import skimage
 
 from livedead_gpu import SegmentParams, get_backend, segment_frame, stages, synthetic
 from livedead_gpu.backends import CpuBackend
-from livedead_gpu.backends.gpu import ArrayBackend
+from livedead_gpu.backends.base import ellipse
+from livedead_gpu.backends.gpu import ArrayBackend, rectangles
 
 cpu = CpuBackend()
 
@@ -139,8 +140,34 @@ def test_standin_runs_the_gpu_code_path():
     be = standin()
     f = synthetic.make_frame(shape=(128, 128), n_cells=8, seed=4)
     segment_frame(f.brightfield, f.hoechst, f.draq7, backend=be)
-    assert {"sobel", "binary_dilation", "binary_erosion", "distance_transform_edt"} <= be.ndi.called
+    assert {"sobel", "maximum_filter", "minimum_filter", "distance_transform_edt"} <= be.ndi.called
     assert "measure.label" in be.ski.called
+
+
+@pytest.mark.parametrize("size", range(1, 100, 2))
+def test_ellipse_rectangles(size):
+    union = np.zeros((size, size), bool)
+    for height, width in rectangles(size):
+        top, left = (size - height) // 2, (size - width) // 2
+        union[top : top + height, left : left + width] = True
+    assert (union == ellipse(size)).all()
+
+
+@pytest.mark.parametrize("dead_fraction", [0.0, 0.5])
+def test_no_bincount_on_the_device(monkeypatch, dead_fraction):
+    # CuPy's bincount raises on an empty input (e.g. a field without Draq7) and reads two
+    # values back to the host: the stages count through Backend.votes/sums instead.
+    be = standin()
+    f = synthetic.make_frame(shape=(128, 128), n_cells=8, dead_fraction=dead_fraction, seed=6)
+    empty = np.zeros_like(f.draq7)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("xp.bincount called on the array backend")
+
+    monkeypatch.setattr(np, "bincount", refuse)
+    for params in (SegmentParams(), SegmentParams.from_preset("article"), SegmentParams(dead_call="touch")):
+        segment_frame(f.brightfield, f.hoechst, f.draq7, params, backend=be)
+        segment_frame(f.brightfield, empty, empty, params, backend=be)
 
 
 def test_cpu_fallbacks_transfer_only_what_they_need(be, monkeypatch):

@@ -86,8 +86,23 @@ class Backend(ABC):
         return (xp.ascontiguousarray(blocks.T).sum(axis=0) / xp.float32(c * c)).reshape(rows // c, -1)
 
     def votes(self, values, length: int):
-        """Counts (int64) of each integer value in ``values``, ``length`` bins."""
+        """Counts (int64) of each integer value in ``values`` (any shape, maybe empty), ``length`` bins.
+
+        Every value must lie in ``[0, length)``.
+        """
         return self.xp.bincount(values.ravel(), minlength=length).astype(self.xp.int64, copy=False)
+
+    def sums(self, index, weights, length: int):
+        """Sum (float64) of ``weights`` over each integer value of ``index``, ``length`` bins.
+
+        Parameters
+        ----------
+        index : (k,) integer array, values in ``[0, length)``; may be empty
+        weights : (k,) float array
+            Integer-valued weights (intensities) sum exactly in float64, so the
+            order of the additions (free on a GPU) does not change the result.
+        """
+        return self.xp.bincount(index, weights=weights, minlength=length)
 
     def peak(self, votes) -> int:
         """The most frequent value of a vote histogram, ignoring value 0, as a host int.

@@ -13,13 +13,28 @@ counted in `transfers`.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .base import Backend, ellipse
 from .cpu import CpuBackend
 
-_CONNECT8 = np.ones((3, 3), bool)
-_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+
+def rectangles(size: int) -> list[tuple[int, int]]:
+    """The OpenCV ellipse of odd ``size`` as a union of centred rectangles (height, width).
+
+    Row ``dy`` of the ellipse is a centred run of half-width ``w(dy)``, widest in the
+    middle row, so the ellipse is the union, over each distinct half-width ``w``, of
+    the rectangle ``2 h + 1`` high and ``2 w + 1`` wide, ``h`` the farthest row at
+    least that wide. Dilating by each rectangle is two 1-D maximum filters, with no
+    footprint for ndimage to check on the host (see `ArrayBackend._morph`).
+    """
+    rows = ellipse(size)
+    r = size // 2
+    half = [int(row.sum()) // 2 for row in rows]
+    return [(2 * max(abs(dy - r) for dy in range(size) if half[dy] >= w) + 1, 2 * w + 1)
+            for w in sorted(set(half))]
 
 
 class ArrayBackend(Backend):
@@ -36,14 +51,17 @@ class ArrayBackend(Backend):
     name : str
     scatter_add : callable, optional
         ``scatter_add(a, indices, value)`` adding in place with repeated indices
-        (``cupyx.scatter_add``); ``numpy.add.at`` by default.
+        (``cupy.add.at``); ``numpy.add.at`` by default.
     """
 
     def __init__(self, xp, ndi, ski, name="gpu", scatter_add=np.add.at):
         self.xp, self.ndi, self.ski, self.name = xp, ndi, ski, name
         self._scatter_add = scatter_add
         self._cpu = CpuBackend()
-        self._footprints = {}
+        self._rectangles = {}
+        # cupyx's transform returns float64 unless told otherwise (scipy's has no such option).
+        edt = inspect.signature(ndi.distance_transform_edt).parameters
+        self._edt_options = {"float64_distances": False} if "float64_distances" in edt else {}
         #: host<->device copies made so far (each `to_host`/`to_device` call counts one)
         self.transfers = 0
 
@@ -68,17 +86,34 @@ class ArrayBackend(Backend):
 
     def votes(self, values, length):
         # Not xp.bincount: CuPy's reads max(values) and any(values < 0) back to the host
-        # (two hidden syncs). The length is known, so add the votes in place: uint64
-        # counters (CUDA has a 64-bit unsigned atomicAdd), viewed as int64.
+        # (two hidden syncs), and raises on an empty input (the max of nothing). The
+        # length is known, so add the votes in place: uint64 counters (CUDA has a 64-bit
+        # unsigned atomicAdd), viewed as int64.
         counts = self.xp.zeros(length, self.xp.uint64)
         self._scatter_add(counts, values.ravel(), self.xp.uint64(1))
         return counts.view(self.xp.int64)
 
+    def sums(self, index, weights, length):
+        # As votes: no hidden sync, and an empty index gives zeros.
+        out = self.xp.zeros(length, self.xp.float64)
+        self._scatter_add(out, index, weights.astype(self.xp.float64, copy=False))
+        return out
+
     # -- filters -----------------------------------------------------------
-    def _footprint(self, size):
-        if size not in self._footprints:
-            self._footprints[size] = self.xp.asarray(ellipse(size))
-        return self._footprints[size]
+    def _morph(self, mask, size, iterations, filter_, combine, outside):
+        # Not ndi.binary_dilation/erosion: with a footprint that is not all ones they
+        # read it back to the host twice a call (count_nonzero, the centre). Each of the
+        # ellipse's rectangles is two 1-D filters instead, combined by OR (dilation) or
+        # AND (erosion): exact, as a union of footprints dilates to the union.
+        if size not in self._rectangles:
+            self._rectangles[size] = rectangles(size)
+        u = mask.view(self.xp.uint8)
+        for _ in range(iterations):
+            parts = [filter_(u, size=shape, mode="constant", cval=outside) for shape in self._rectangles[size]]
+            u = parts[0]
+            for part in parts[1:]:
+                combine(u, part, out=u)
+        return u.view(bool)
 
     def gaussian(self, image, sigma):
         return self.ndi.gaussian_filter(image.astype(self.xp.float32), sigma, mode="mirror", truncate=4.0)
@@ -93,17 +128,11 @@ class ArrayBackend(Backend):
         return xp.sqrt(gx * gx + gy * gy)
 
     def dilate(self, mask, size, iterations=1):
-        # One iteration per call: ndimage's iterations > 1 checks for convergence,
-        # which on CuPy is a device sync per iteration.
-        for _ in range(iterations):
-            mask = self.ndi.binary_dilation(mask, self._footprint(size), border_value=0)
-        return mask
+        return self._morph(mask, size, iterations, self.ndi.maximum_filter, self.xp.maximum, 0)
 
     def erode(self, mask, size, iterations=1):
-        # border_value=1: pixels outside the image do not erode, as in OpenCV.
-        for _ in range(iterations):
-            mask = self.ndi.binary_erosion(mask, self._footprint(size), border_value=1)
-        return mask
+        # Outside pixels count as 1: they do not erode, as in OpenCV.
+        return self._morph(mask, size, iterations, self.ndi.minimum_filter, self.xp.minimum, 1)
 
     def label(self, mask):
         # skimage's label: connectivity 2 is 8 neighbours, numbered in raster order of
@@ -120,14 +149,25 @@ class ArrayBackend(Backend):
         return self.ndi.uniform_filter(image, size=size, mode="nearest")
 
     def max_filter(self, labels, square=True):
-        footprint = self.xp.asarray(_CONNECT8 if square else _CROSS)
-        return self.ndi.maximum_filter(labels, footprint=footprint, mode="nearest")
+        # size=3 is separable and footprint-free; a footprint would cost two host reads a
+        # call (see _morph), and grow_labels calls this once a step.
+        if square:
+            return self.ndi.maximum_filter(labels, size=3, mode="nearest")
+        return self._cross(labels, self.xp.maximum)
 
     def min_filter(self, labels):
-        return self.ndi.minimum_filter(labels, footprint=self.xp.asarray(_CROSS), mode="nearest")
+        return self._cross(labels, self.xp.minimum)
+
+    def _cross(self, labels, combine):
+        """``combine`` over the pixel and its 4 neighbours, the edge replicated."""
+        framed = self.xp.pad(labels, 1, mode="edge")
+        out = combine(framed[1:-1, 1:-1], framed[:-2, 1:-1])
+        for shifted in (framed[2:, 1:-1], framed[1:-1, :-2], framed[1:-1, 2:]):
+            combine(out, shifted, out=out)
+        return out
 
     def distance_to(self, mask):
-        return self.ndi.distance_transform_edt(~mask).astype(self.xp.float32)
+        return self.ndi.distance_transform_edt(~mask, **self._edt_options).astype(self.xp.float32, copy=False)
 
     # -- CPU fallbacks (OpenCV), explicit transfers ------------------------------
     def fill_holes(self, mask):
@@ -169,7 +209,6 @@ def cupy_backend(device: int | None = None) -> ArrayBackend:
         if not 0 <= device < count:
             raise RuntimeError(f"backend='gpu:{device}': CuPy sees {count} device(s) (0..{count - 1})")
         cupy.cuda.Device(device).use()
-    import cupyx
-
     name = "gpu" if device is None else f"gpu:{device}"
-    return ArrayBackend(cupy, ndi, ski, name=name, scatter_add=cupyx.scatter_add)
+    # cupy.add.at, not cupyx.scatter_add (deprecated since CuPy 12): the same kernel.
+    return ArrayBackend(cupy, ndi, ski, name=name, scatter_add=cupy.add.at)

@@ -79,7 +79,7 @@ def _objects(mask, be):
     labels, n = be.label(mask)
     where = be.xp.flatnonzero(mask)
     owner = labels.ravel()[where]
-    return where, owner, be.xp.bincount(owner, minlength=n + 1)
+    return where, owner, be.votes(owner, n + 1)
 
 
 def _drop_small(mask, min_area, be):
@@ -283,7 +283,7 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
     if diameter is None:
         diameter = typical_diameter(mask, be)
     edge = ~mask
-    if not bool(edge.any()):  # a mask wall to wall: no edge to measure from
+    if not bool(be.to_host(edge.any())):  # a mask wall to wall: no edge to measure from (one bool back)
         return be.label(mask)
     radius = diameter / 2
     # Half-pixel steps, nudged up past OpenCV's one-ulp wobble under whole numbers
@@ -305,13 +305,13 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
     if seeds is not None:
         # A hill that touches a given region is that region's nucleus: dropped, and
         # the others renumbered 1..n (the region's label grows over it instead).
-        keep = xp.bincount(labels[seeds], minlength=n + 1) == 0  # a boolean index: a sync on CuPy
+        keep = be.votes(labels[seeds], n + 1) == 0  # a boolean index: a sync on CuPy
         keep[0] = False
         renumber = xp.cumsum(keep).astype(xp.int32) * keep
         flat = labels.ravel()
         where = xp.flatnonzero(flat)
         flat[where] = renumber[flat[where]]
-        n = int(renumber.max()) if n else 0
+        n = int(be.to_host(keep.sum()))  # the count kept, one int back
         extra, m = be.label(seeds)
         _paint(labels, extra, n, be)
         n += m
@@ -379,7 +379,7 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: Segme
         return Nuclei(labels, n, dead_by_ratio(labels, n, draq7, params.dead_ratio, be))
     # Any Draq7 pixel (the mask is already size-filtered) makes the whole nucleus dead.
     # The labels under Draq7 pixels only (a boolean index: a sync on CuPy).
-    dead = be.xp.bincount(labels[draq7_mask], minlength=n + 1) > 0
+    dead = be.votes(labels[draq7_mask], n + 1) > 0
     dead[0] = False
     return Nuclei(labels, n, dead)
 
@@ -397,7 +397,7 @@ def draq7_background(draq7, nucleus_mask, backend="cpu") -> float:
     if sample.size == 0:
         # The outside misses the grid (a few pixels between nuclei): all of its pixels;
         # or it is empty (nuclei wall to wall): every pixel of the grid.
-        sample = draq7[outside] if bool(outside.any()) else draq7[::2, ::2]
+        sample = draq7[outside] if bool(be.to_host(outside.any())) else draq7[::2, ::2]  # one bool back
     return max(be.order_statistic(sample, 0.5), 1.0)
 
 
@@ -423,8 +423,8 @@ def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
     # Each label's pixels are still summed in raster order: the same sums.
     where = xp.flatnonzero(labels)
     owner = labels.ravel()[where]
-    sums = xp.bincount(owner, weights=values.ravel()[where], minlength=n + 1)
-    means = sums / xp.maximum(xp.bincount(owner, minlength=n + 1), 1)
+    sums = be.sums(owner, values.ravel()[where], n + 1)
+    means = sums / xp.maximum(be.votes(owner, n + 1), 1)
     dead = means > ratio * floor
     dead[0] = False
     return dead
