@@ -181,6 +181,11 @@ class ArrayBackend(Backend):
 def cupy_backend(device: int | None = None) -> ArrayBackend:
     """The CuPy/cuCIM backend on ``device`` (the current device when None).
 
+    ``device`` is made current in the calling thread only (CuPy's current device is
+    per thread): from other threads, use the backend inside ``with
+    cupy.cuda.Device(device):``. Dask-CUDA workers need neither: each sees only its
+    own GPU, as device 0.
+
     Raises
     ------
     RuntimeError
