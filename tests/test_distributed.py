@@ -222,3 +222,21 @@ def test_cli_segment_on_workers_and_its_errors(source, tmp_path, monkeypatch, ca
     assert "tcp://127.0.0.1:9" in capsys.readouterr().err
     assert main(["segment", str(src), "-o", str(tmp_path / "x"), "--gpus", "zero"]) == 2
     assert "--gpus" in capsys.readouterr().err
+
+
+def _scheduler_has_stealing(dask_scheduler=None):
+    return "stealing" in dask_scheduler.extensions
+
+
+def _profiling():
+    import dask
+
+    return dask.config.get("distributed.worker.profile.enabled")
+
+
+def test_local_cluster_is_lean():
+    # The clusters the package starts leave the cores to the frames: no work stealing,
+    # no statistical profiler in the workers (see livedead_gpu.distributed.LEAN).
+    with connect("local", workers=1) as client:
+        assert client.run_on_scheduler(_scheduler_has_stealing) is False
+        assert set(client.run(_profiling).values()) == {False}
