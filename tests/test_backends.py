@@ -12,6 +12,7 @@ from livedead_gpu import SegmentParams, get_backend, segment_frame, stages, synt
 from livedead_gpu.backends import CpuBackend
 from livedead_gpu.backends.base import ellipse
 from livedead_gpu.backends.gpu import ArrayBackend, rectangles
+from livedead_gpu.mosaic import segment_mosaic
 
 cpu = CpuBackend()
 
@@ -269,3 +270,78 @@ def test_order_statistics_are_exact_ranks(be, dtype):
     assert be.order_statistics(be.to_device(values), fractions) == expected
     assert [be.order_statistic(be.to_device(values), f) for f in fractions] == expected
     assert cpu.order_statistics(values, fractions) == expected
+
+
+class ImplicitTransfer(AssertionError):
+    """A stand-in device array was read on the host without `Backend.to_host`."""
+
+
+class Strict(np.ndarray):
+    """A NumPy array standing in for a device array: reading it on the host raises.
+
+    ``bool()``, ``int()``, ``float()``, ``.item()`` or ``.tolist()`` of a CuPy array
+    each copy it to the host and wait for the device (an implicit sync); the stages
+    must say so with ``be.to_host``. Reductions stay 0-d arrays, as on CuPy.
+    """
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        return super().__array_wrap__(array, context, False)
+
+    def _refuse(self, *args, **kwargs):
+        raise ImplicitTransfer("a device array read on the host without Backend.to_host")
+
+    __bool__ = __int__ = __float__ = __index__ = item = tolist = _refuse
+
+
+def _strict(value):
+    if isinstance(value, np.ndarray):
+        return value.view(Strict)
+    if isinstance(value, tuple):
+        return tuple(_strict(v) for v in value)
+    return value
+
+
+class StrictModule(Spy):
+    """A module proxy whose functions return `Strict` arrays (cupyx/cuCIM return device arrays)."""
+
+    def __getattr__(self, name):
+        attr = super().__getattr__(name)
+        if isinstance(attr, Spy):
+            return StrictModule(attr._module, attr.called, attr._prefix)
+        if callable(attr) and not isinstance(attr, type):
+            return lambda *args, **kwargs: _strict(attr(*args, **kwargs))
+        return attr
+
+
+class StrictBackend(ArrayBackend):
+    def to_device(self, array):
+        return super().to_device(array).view(Strict)
+
+    def to_host(self, array):
+        return np.asarray(super().to_host(array)).view(np.ndarray)
+
+
+def strict():
+    return StrictBackend(np, StrictModule(scipy.ndimage), StrictModule(skimage), name="strict")
+
+
+@pytest.mark.parametrize("params", [
+    SegmentParams(), SegmentParams.from_preset("article"), SegmentParams(dead_call="touch"),
+    SegmentParams(separation="voronoi"), SegmentParams(cell_threshold="block-max", nucleus_threshold=300),
+], ids=["default", "article", "touch", "voronoi", "block-max"])
+def test_no_implicit_transfers(params):
+    # Every host read of a device array goes through Backend.to_host (explicit, counted, commented).
+    f = synthetic.make_frame(shape=(128, 128), n_cells=8, dead_fraction=0.5, seed=8)
+    empty = np.zeros_like(f.draq7)
+    for channels in ((f.brightfield, f.hoechst, f.draq7), (f.brightfield, empty, empty)):
+        got = segment_frame(*channels, params, backend=strict())
+        ref = segment_frame(*channels, params, backend=standin())
+        assert (got.classes == ref.classes).all()
+
+
+def test_no_implicit_transfers_in_mosaic_tiles():
+    f = synthetic.make_frame(shape=(512, 512), n_cells=80, dead_fraction=0.4, seed=9)
+    for params in (SegmentParams(), SegmentParams(nucleus_threshold="block-max", dead_call="touch")):
+        m = segment_mosaic(f.brightfield, f.hoechst, f.draq7, params, tile=256, backend=strict(), scheduler="sync")
+        ref = segment_mosaic(f.brightfield, f.hoechst, f.draq7, params, tile=256, backend=standin(), scheduler="sync")
+        assert (m.classes.compute(scheduler="sync") == ref.classes.compute(scheduler="sync")).all()
