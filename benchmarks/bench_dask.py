@@ -21,7 +21,11 @@ What it does:
    before the clock starts. ``--nanny-malloc`` adds clusters whose workers keep
    the malloc setting Dask's nanny starts them with and do not overlap writes
    (the code before issue 6's fix). Each timed Dask run is checked
-   byte-identical to the serial output.
+   byte-identical to the serial output. As the machine's own ceiling for one
+   core per worker, without Dask: one plain process pinned to one core
+   (``os.sched_setaffinity``) exporting the plate serially, and two such
+   processes on two cores, each exporting half of the wells (imports done before
+   the clock starts).
 3. One frame's phases (read, segment, write with its record; median over the
    plate's frames after the first) and minor page faults, in this process and in
    a worker process, tuned and (``--nanny-malloc``) not.
@@ -49,6 +53,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -147,6 +152,57 @@ def time_cluster(src, work, small, repeats, n, reference, threads=1, backend="cp
     finally:
         client.close()
         c.close()
+
+
+# A plain process: pinned to one core, OpenCV on one thread, warmed up (imports, a small
+# export) before "go".
+_PINNED = """
+import os, shutil, sys
+os.sched_setaffinity(0, {int(sys.argv[3])})
+import cv2
+cv2.setNumThreads(1)
+from livedead_gpu.export import export_plate
+export_plate(sys.argv[4], sys.argv[2] + "-warm")
+shutil.rmtree(sys.argv[2] + "-warm")
+print("ready", flush=True)
+sys.stdin.readline()
+export_plate(sys.argv[1], sys.argv[2])
+"""
+
+
+def halves(plate, work):
+    """The plate's wells in two plates of hard links (``work/half0``, ``work/half1``)."""
+    wells = sorted({p.name.split("_", 1)[0] for p in plate.iterdir()})
+    parts = []
+    for k, group in enumerate((wells[: len(wells) // 2], wells[len(wells) // 2 :])):
+        dest = work / f"half{k}"
+        dest.mkdir()
+        for p in plate.iterdir():
+            if p.name.split("_", 1)[0] in group:
+                os.link(p, dest / p.name)
+        parts.append(dest)
+    return parts
+
+
+def pinned_once(plates, small, work, tag):
+    """Seconds for plain processes, one per plate, each pinned to its own core, to export their plates
+    serially (no Dask): what the machine gives independent one-core workers."""
+    procs = [subprocess.Popen([sys.executable, "-c", _PINNED, str(src), str(work / f"{tag}-{k}"), str(k), str(small)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for k, src in enumerate(plates)]
+    for proc in procs:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("a pinned export process failed to start")
+    start = time.perf_counter()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    if any(proc.wait() for proc in procs):
+        raise RuntimeError("a pinned export process failed")
+    seconds = time.perf_counter() - start
+    for k in range(len(plates)):
+        shutil.rmtree(work / f"{tag}-{k}")
+    return seconds
 
 
 def _minflt():
@@ -262,21 +318,27 @@ def main(argv=None):
         a.size, a.times, a.repeats = 256, 4, 1
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
     load = os.getloadavg()
-    # name, label, None (serial) or (workers, nanny malloc, overlapped writes)
+    # name, label, None (serial), "pinned" (plain processes) or (workers, nanny malloc, overlapped writes)
     variants = [("serial", "serial, OpenCV threads default", None), ("serial1", "serial, OpenCV 1 thread", None),
                 ("dask1", "Dask 1 worker x 1 thread", (1, False, True)),
                 ("dask2", "Dask 2 workers x 1 thread", (2, False, True)),
                 ("dask1_flat", "Dask 1 worker x 1 thread, writes not overlapped", (1, False, False)),
                 ("dask2_flat", "Dask 2 workers x 1 thread, writes not overlapped", (2, False, False))]
+    pinning = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2 and a.wells >= 2
+    if pinning:
+        # The machine's own scaling: two independent one-core exporters, no Dask.
+        variants += [("pinned1", "1 plain process pinned to 1 core (no Dask)", "pinned"),
+                     ("pinned2", "2 plain processes, 1 core each (no Dask)", "pinned")]
     if a.nanny_malloc:
         variants += [("dask1_before", "Dask 1 worker x 1 thread, before (nanny malloc, no overlap)", (1, True, False)),
                      ("dask2_before", "Dask 2 workers x 1 thread, before (nanny malloc, no overlap)", (2, True, False))]
     secs = {name: [] for name, _, _ in variants}
-    specs = list(dict.fromkeys(spec[:2] for _, _, spec in variants if spec))   # (workers, nanny malloc)
+    specs = list(dict.fromkeys(spec[:2] for _, _, spec in variants if isinstance(spec, tuple)))   # (workers, malloc)
     loads = []
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp:
         work = Path(tmp)
         n = write_plate(work / "plate", a.size, a.wells, a.times, 0)
+        parts = halves(work / "plate", work) if pinning else []
         write_plate(work / "small", 128, 1, 2, 1)
         serial_once(work / "small", work / "warm-serial", 0)
         reference = None
@@ -293,6 +355,9 @@ def main(argv=None):
                     if reference is None:
                         reference = tree(dest)
                     shutil.rmtree(dest)
+            if pinning:
+                secs["pinned1"].append(pinned_once([work / "plate"], work / "small", work, f"pinned1-{i}"))
+                secs["pinned2"].append(pinned_once(parts, work / "small", work, f"pinned2-{i}"))
             if i == 0:
                 phases["this process (serial), OpenCV 1 thread"] = frame_phases(work / "plate", work / "ph", 1, False)
             for spec in specs:
@@ -300,7 +365,7 @@ def main(argv=None):
                 try:
                     export_plate(work / "small", work / f"warm-{i}-{spec}", scheduler=client, opencv_threads=1)
                     for name, _, vspec in variants:
-                        if vspec and vspec[:2] == spec:
+                        if isinstance(vspec, tuple) and vspec[:2] == spec:
                             secs[name].append(cluster_once(work / "plate", work / f"{name}-{i}", client, reference,
                                                            overlap=vspec[2]))
                     if i == 0 and spec[0] == 1:
@@ -321,7 +386,9 @@ def main(argv=None):
         "serial_fps": n / med["serial"], "serial_opencv1_fps": n / med["serial1"],
         "dask_1_worker_fps": n / med["dask1"], "dask_2_workers_fps": n / med["dask2"],
         "speedup_2_vs_1": med["dask1"] / med["dask2"],
-        "speedup_2_vs_1_not_overlapped": med["dask1_flat"] / med["dask2_flat"], "phases": phases, "memory": mem,
+        "speedup_2_vs_1_not_overlapped": med["dask1_flat"] / med["dask2_flat"],
+        "speedup_2_vs_1_plain_pinned": med["pinned1"] / med["pinned2"] if pinning else None,
+        "phases": phases, "memory": mem,
         "gpu_fps": {label: n / statistics.median(v) for label, v in gpu.items()},
     }
     res["load_average_after"] = os.getloadavg()
@@ -334,6 +401,9 @@ def main(argv=None):
         print(f"  {label + ':':62s} {n / med[name]:5.2f} frames/s  ({runs})")
     print(f"  2 workers / 1 worker: {res['speedup_2_vs_1']:.2f}x; writes not overlapped "
           f"(one core per worker): {res['speedup_2_vs_1_not_overlapped']:.2f}x")
+    if pinning:
+        print(f"  2 plain pinned processes / 1 (the machine's ceiling for one core per worker): "
+              f"{res['speedup_2_vs_1_plain_pinned']:.2f}x")
     print("  one frame (ms; page faults):")
     for label, ph in phases.items():
         total = ph["read_ms"] + ph["segment_ms"] + ph["write_ms"]
