@@ -345,3 +345,22 @@ def test_no_implicit_transfers_in_mosaic_tiles():
         m = segment_mosaic(f.brightfield, f.hoechst, f.draq7, params, tile=256, backend=strict(), scheduler="sync")
         ref = segment_mosaic(f.brightfield, f.hoechst, f.draq7, params, tile=256, backend=standin(), scheduler="sync")
         assert (m.classes.compute(scheduler="sync") == ref.classes.compute(scheduler="sync")).all()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_no_implicit_transfers_on_degenerate_frames(dtype):
+    # The fallback branches (no edge, no background sample, no nucleus) read nothing back implicitly either.
+    rng = np.random.default_rng(1)
+    shape = (48, 64)
+    frames = {
+        "zeros": np.zeros(shape, dtype),
+        "saturated": np.full(shape, np.iinfo(dtype).max, dtype),
+        "noise": rng.integers(0, np.iinfo(dtype).max, shape).astype(dtype),
+        "faint": rng.integers(0, 3, shape).astype(dtype),
+    }
+    for bf, ho, d7 in [("noise", "zeros", "zeros"), ("zeros", "saturated", "saturated"), ("faint", "noise", "noise"),
+                       ("saturated", "faint", "saturated"), ("noise", "noise", "faint")]:
+        for params in (SegmentParams(), SegmentParams(separation="voronoi", dead_call="touch")):
+            got = segment_frame(frames[bf], frames[ho], frames[d7], params, backend=strict())
+            ref = segment_frame(frames[bf], frames[ho], frames[d7], params, backend=standin())
+            assert (got.classes == ref.classes).all(), (bf, ho, d7)
