@@ -3,8 +3,12 @@
 # workplace; any CUDA machine with the GPU extras works the same). Logs and JSON go to
 # $OUT (default gpu-out/).
 #
-# Here, before the call: ../shared/gpu/fetch-wheels.sh   (cuCIM, Dask, distributed into .whl/)
+# Here, before the call: ../shared/gpu/fetch-wheels.sh   (cuCIM, Dask, distributed into .whl/;
+#                        it stops at once without .git/info: `mkdir -p .git/info` first)
 # The call:              run(command="bash benchmarks/gpu_session.sh", carry=[".whl"])
+# The wheels take ~42 MB of the call's 64 MiB carry, so imagecodecs (28 MB) stays behind: there
+# tifffile deflates with Python's zlib, ~2.3x slower writes (benchmarks/README.md), which the
+# plate benchmark's writer threads spread over the machine's 16 cores.
 #
 # 1. versions and devices; 2. the GPU tests with LIVEDEAD_REQUIRE_GPU=1 (a missing device
 # fails instead of skipping); 3. CPU vs GPU backend on 2048² frames, resident and end to
