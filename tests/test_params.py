@@ -33,6 +33,7 @@ def test_article_defaults():
         ("nucleus_threshold", 70000, "nucleus_threshold"),
         ("nucleus_kernel", 0, "nucleus_kernel"),
         ("min_nucleus_area", -5, r"min_nucleus_area must lie in \[0, 1000000\], got -5"),
+        ("nucleus_edge", 1.0, r"nucleus_edge must lie in \[0.0, 0.95\], got 1.0"),
     ],
 )
 def test_invalid_values_name_the_parameter(name, value, match):

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from livedead_gpu import SegmentParams
+from livedead_gpu import SegmentParams, synthetic
 from livedead_gpu.backends import CpuBackend
 from livedead_gpu.stages import (
     cell_area,
@@ -104,6 +104,42 @@ def test_fill_holes_is_border_connectivity():
     assert filled[4, 4] and filled[19, 19]
     assert not filled[29, 6]
     assert (filled >= mask).all()
+
+
+def _blob(shape, centre, peak, sigma):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return peak * np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * sigma**2))
+
+
+def test_cut_edges_gives_each_nucleus_its_own_half_height_edge():
+    from livedead_gpu.stages.nuclei import cut_edges
+
+    # Two blurred nuclei of one size, one 10x brighter: a threshold low enough for the dim
+    # one leaves the bright one a wide skirt; each is cut at half its own mean contrast.
+    contrast = (_blob((64, 128), (32, 32), 1000.0, 6) + _blob((64, 128), (32, 96), 100.0, 6)).astype(np.float32)
+    mask = contrast > 10
+    cut = cut_edges(mask, contrast, 10.0, 0.5)
+    assert cut.dtype == bool and not (cut & ~mask).any()
+    left, right = cut[:, :64].sum(), cut[:, 64:].sum()
+    assert mask[:, :64].sum() > 2 * left              # the bright nucleus lost its skirt
+    # thresholded, the bright nucleus is twice the dim one's area; cut, much closer to it
+    assert left / right < 1.5 < mask[:, :64].sum() / mask[:, 64:].sum()
+    for side in (slice(0, 64), slice(64, 128)):
+        c = contrast[:, side]
+        mean = c[mask[:, side]].mean()
+        assert (cut[:, side] == (mask[:, side] & (c > 0.5 * mean))).all()
+    # never below the threshold, and an empty mask stays empty
+    assert not cut_edges(mask, contrast, 2000.0, 0.5).any()
+    assert not cut_edges(np.zeros_like(mask), contrast, 10.0, 0.5).any()
+
+
+def test_nucleus_edge_zero_keeps_the_thresholded_mask():
+    from livedead_gpu.stages.nuclei import contrast_mask
+
+    f = synthetic.make_frame(shape=(192, 192), n_cells=14, seed=3)
+    plain, t0 = contrast_mask(f.hoechst, SegmentParams(nucleus_edge=0))
+    cut, t1 = contrast_mask(f.hoechst, SegmentParams())
+    assert t0 == t1 and not (cut & ~plain).any() and cut.sum() < plain.sum()
 
 
 def test_nucleus_mask_drops_small_objects_and_uses_a_fixed_threshold():
