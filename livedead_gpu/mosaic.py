@@ -145,7 +145,8 @@ def _background_reach(p, diameter) -> int:
     if p.nucleus_threshold != "contrast" or diameter is None:
         return 0
     w = max(3, int(_BACKGROUND_WIDTH * diameter) | 1)
-    return 3 * (w // 2)
+    # and the nucleus_edge cut, a window one nucleus wide over the subtracted image
+    return 3 * (w // 2) + (max(3, int(diameter) | 1) // 2 if p.nucleus_edge else 0)
 
 
 def tile_chunks(size: int, tile: int, depth: int) -> tuple:

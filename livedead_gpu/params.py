@@ -91,12 +91,11 @@ class SegmentParams:
         because hand-drawn outlines are drawn on the outside of the edge).
     nucleus_edge : float, optional
         For ``nucleus_threshold="contrast"``: each nucleus found is then cut at this
-        fraction of its own mean contrast over the background (and never below the
-        threshold), so a bright nucleus keeps its half-height edge instead of the
-        faint skirt a threshold set for the dim ones leaves around it, and a dim one
-        keeps its own; 0 to 0.95, 0.5 by default; 0 leaves the mask as thresholded.
-        Object F1 0.870 -> 0.882 on the Coelho set, 0.443 -> 0.497 on ADCC, 0.56 ->
-        0.66 on an image no parameter was chosen on (benchmarks/README.md).
+        fraction of its local mean contrast over the background (the mean over the
+        mask within one nucleus diameter; never below the threshold), so a bright
+        nucleus keeps its half-height edge instead of the faint skirt a threshold
+        set for the dim ones leaves around it, and a dim one keeps its own; 0 to
+        0.95, 0.5 by default; 0 leaves the mask as thresholded.
     pixel_size : float or None, optional
         Pixel size in µm (object side), 1e-3 to 100. Needed to give
         ``nucleus_diameter`` and ``min_nucleus_area_um2`` in µm.

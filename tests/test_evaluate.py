@@ -70,8 +70,10 @@ def test_find_pairs_and_read(tmp_path):
 # in 256^2 (45-47 placed), 60% of them in touching pairs. Nucleus diameters 6-16 px.
 # Measured with the "measured" preset (diameter measured on the image), seeds 0-3: F1 1.0
 # sparse and dense (touching cells keep separate nuclei: the synthetic nuclei never touch),
-# pixel IoU 0.90-0.96. Floors leave room for other seeds: F1 0.9 (2 of 20 nuclei lost),
-# 0.85 dense, pixel IoU 0.8.
+# pixel IoU 0.79-0.83 (0.90-0.96 with nucleus_edge=0: a synthetic nucleus is a dome whose
+# outer 1-2 px lie at 30-50 % of its plateau, and the half-height cut leaves them out; on
+# the real sets the cut raised pixel IoU). Floors leave room for other seeds: F1 0.9 (2 of
+# 20 nuclei lost), 0.85 dense, pixel IoU 0.75.
 @pytest.mark.parametrize("n_cells, touching, f1_floor", [(20, 0.3, 0.9), (60, 0.6, 0.85)], ids=["sparse", "dense"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_contrast_on_synthetic(n_cells, touching, f1_floor, seed):
@@ -80,7 +82,7 @@ def test_contrast_on_synthetic(n_cells, touching, f1_floor, seed):
         f = synthetic.make_frame((256, 256), n_cells=n_cells, touching=touching, seed=seed, dead_fraction=0.3)
     s = match_instances(f.nuclei, segment_nuclei(f.hoechst, SegmentParams.from_preset("measured")))
     assert s.f1 >= f1_floor
-    assert s.pixel_iou >= 0.8
+    assert s.pixel_iou >= 0.75
 
 
 def test_dead_call_by_ratio_ignores_bleed_through():

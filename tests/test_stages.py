@@ -115,22 +115,22 @@ def test_cut_edges_gives_each_nucleus_its_own_half_height_edge():
     from livedead_gpu.stages.nuclei import cut_edges
 
     # Two blurred nuclei of one size, one 10x brighter: a threshold low enough for the dim
-    # one leaves the bright one a wide skirt; each is cut at half its own mean contrast.
+    # one leaves the bright one a wide skirt; each is cut at half its own local mean contrast.
     contrast = (_blob((64, 128), (32, 32), 1000.0, 6) + _blob((64, 128), (32, 96), 100.0, 6)).astype(np.float32)
     mask = contrast > 10
-    cut = cut_edges(mask, contrast, 10.0, 0.5)
+    cut = cut_edges(mask, contrast, 10.0, 0.5, 25)
     assert cut.dtype == bool and not (cut & ~mask).any()
     left, right = cut[:, :64].sum(), cut[:, 64:].sum()
     assert mask[:, :64].sum() > 2 * left              # the bright nucleus lost its skirt
     # thresholded, the bright nucleus is twice the dim one's area; cut, much closer to it
     assert left / right < 1.5 < mask[:, :64].sum() / mask[:, 64:].sum()
-    for side in (slice(0, 64), slice(64, 128)):
-        c = contrast[:, side]
-        mean = c[mask[:, side]].mean()
-        assert (cut[:, side] == (mask[:, side] & (c > 0.5 * mean))).all()
-    # never below the threshold, and an empty mask stays empty
-    assert not cut_edges(mask, contrast, 2000.0, 0.5).any()
-    assert not cut_edges(np.zeros_like(mask), contrast, 10.0, 0.5).any()
+    # the level is local: each nucleus as if alone
+    alone = cut_edges(mask[:, :64], contrast[:, :64], 10.0, 0.5, 25)
+    assert (alone == cut[:, :64]).all()
+    # never below the threshold; an empty mask stays empty; edge 0 keeps the mask
+    assert not cut_edges(mask, contrast, 2000.0, 0.5, 25).any()
+    assert not cut_edges(np.zeros_like(mask), contrast, 10.0, 0.5, 25).any()
+    assert (cut_edges(mask, contrast, 10.0, 0.0, 25) == mask).all()
 
 
 def test_nucleus_edge_zero_keeps_the_thresholded_mask():

@@ -231,12 +231,40 @@ class Backend(ABC):
         size : int, odd
         """
 
-    @abstractmethod
     def box_mean(self, image, size: int):
-        """Mean over the centred ``size`` square (odd), edges replicated; float32 in and out.
+        """Mean over the centred ``size`` square (odd), edges replicated; float32 out.
 
-        Backends agree to float rounding (running sums in different orders).
+        Parameters
+        ----------
+        image : (M, N) uint8, uint16 or float32 array
+            Integers: the window sums are exact and the mean is rounded once (float64
+            division, then float32), so every backend, and any crop that holds the
+            window, gives the very same value (a mosaic's tile as the whole image).
+            float32: running sums, which backends and crops agree on to float rounding.
+        size : int, odd
         """
+        if image.dtype.kind in "ui":
+            return (self.box_sums(image, size) / float(size * size)).astype(self.xp.float32)
+        return self._float_box_mean(image, size)
+
+    def box_sums(self, image, size: int):
+        """Exact sums over the centred ``size`` square (odd) of an integer image, edges replicated.
+
+        Returned as float64, or as int32 where a backend's sums fit it: the same values.
+
+        A summed-area table: cumulative sums of integers stay exact in float64 up to
+        2**53 (a uint16 image of 35,000² pixels).
+        """
+        xp, r = self.xp, size // 2
+        table = xp.zeros((image.shape[0] + 2 * r + 1, image.shape[1] + 2 * r + 1), xp.float64)
+        table[1:, 1:] = xp.pad(image, r, mode="edge")
+        table = xp.cumsum(xp.cumsum(table, axis=0), axis=1)
+        rows, cols = image.shape
+        return (table[size:, size:] - table[:rows, size:] - table[size:, :cols]) + table[:rows, :cols]
+
+    @abstractmethod
+    def _float_box_mean(self, image, size: int):
+        """`box_mean` of a float32 image: running sums, backends agree to float rounding."""
 
     @abstractmethod
     def max_filter(self, labels, square: bool = True):

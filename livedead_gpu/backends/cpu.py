@@ -61,8 +61,14 @@ class CpuBackend(Backend):
         low = cv2.erode(image, kernel, borderType=cv2.BORDER_REPLICATE)
         return cv2.dilate(low, kernel, borderType=cv2.BORDER_REPLICATE)
 
-    def box_mean(self, image, size):
+    def _float_box_mean(self, image, size):
         return cv2.blur(image, (size, size), borderType=cv2.BORDER_REPLICATE)
+
+    def box_sums(self, image, size):
+        # Integer running sums are exact whatever their order: int32 while the largest
+        # window sum fits, else float64 (exact to 2**53).
+        depth = cv2.CV_32S if np.iinfo(image.dtype).max * size * size < 2**31 else cv2.CV_64F
+        return cv2.boxFilter(image, depth, (size, size), normalize=False, borderType=cv2.BORDER_REPLICATE)
 
     def max_filter(self, labels, square=True):
         kernel = _SQUARE if square else _CROSS

@@ -145,7 +145,7 @@ class ArrayBackend(Backend):
         low = self.ndi.minimum_filter(image, size=size, mode="nearest")
         return self.ndi.maximum_filter(low, size=size, mode="nearest")
 
-    def box_mean(self, image, size):
+    def _float_box_mean(self, image, size):
         return self.ndi.uniform_filter(image, size=size, mode="nearest")
 
     def max_filter(self, labels, square=True):
