@@ -80,6 +80,7 @@ from .stages.nuclei import (
     background,
     contrast_diameter,
     typical_diameter,
+    window,
 )
 from .stages.threshold import threshold_value
 
@@ -132,7 +133,7 @@ def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 
     morphology = (p.kernel_size // 2) * (p.dilations + p.erosions)
     nuclei = 2 * (p.nucleus_kernel // 2) + _RATIO_GROW // 2
     if diameter is not None:
-        nuclei += _background_reach(p, diameter)
+        nuclei += _background_reach(p, diameter) + _edge_reach(p, diameter)
         if p.split_nuclei:
             nuclei += max(1, round(p.split_spacing * diameter))
             if p.dead_call == "ratio" and p.dead_seeds:
@@ -144,9 +145,14 @@ def _background_reach(p, diameter) -> int:
     """How far the "contrast" background (`stages.nuclei.background`) reads: 0 for other thresholds."""
     if p.nucleus_threshold != "contrast" or diameter is None:
         return 0
-    w = max(3, int(_BACKGROUND_WIDTH * diameter) | 1)
-    # and the nucleus_edge cut, a window one nucleus wide over the subtracted image
-    return 3 * (w // 2) + (max(3, int(diameter) | 1) // 2 if p.nucleus_edge else 0)
+    return 3 * (window(_BACKGROUND_WIDTH * diameter) // 2)
+
+
+def _edge_reach(p, diameter) -> int:
+    """How far the ``nucleus_edge`` cut (`stages.nuclei.cut_edges`) reads past the background."""
+    if p.nucleus_threshold != "contrast" or diameter is None or not p.nucleus_edge:
+        return 0
+    return window(diameter) // 2
 
 
 def tile_chunks(size: int, tile: int, depth: int) -> tuple:

@@ -173,7 +173,7 @@ def cut_edges(mask, contrast, threshold, edge, diameter, backend="cpu"):
     """
     be = get_backend(backend)
     xp = be.xp
-    w = _edge_window(diameter, mask.shape)
+    w = window(diameter, mask.shape)
     if w < 3:
         return mask
     sums = be.box_sums(xp.rint(contrast * xp.float32(16)).astype(xp.int32) * mask, w)
@@ -187,9 +187,11 @@ def cut_edges(mask, contrast, threshold, edge, diameter, backend="cpu"):
     return out
 
 
-def _edge_window(diameter, shape) -> int:
-    """`cut_edges`' window: one nucleus diameter, odd, at most the image's shorter side."""
-    w = max(3, int(diameter) | 1)
+def window(width, shape=None) -> int:
+    """The odd side (>= 3) of a ``width``-px window, at most ``shape``'s shorter side (then maybe 1)."""
+    w = max(3, int(width) | 1)
+    if shape is None:
+        return w
     return min(w, 2 * (min(shape) // 2) - 1) if min(shape) > 2 else 1
 
 
@@ -276,8 +278,7 @@ def background(image, width, be):
     (M, N) float32 array
     """
     xp = be.xp
-    w = max(3, int(width) | 1)
-    w = min(w, 2 * (min(image.shape) // 2) - 1) if min(image.shape) > 2 else 1
+    w = window(width, image.shape)
     if w < 3:
         return xp.zeros(image.shape, xp.float32)
     # The opening in the image's own dtype (minima and maxima are exact in any, and
