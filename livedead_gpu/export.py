@@ -89,17 +89,60 @@ def unet_weights(classes, cells, w0: float = W0, sigma: float = SIGMA) -> np.nda
         raise ValueError(f"classes and cells must be one 2-D shape, got {classes.shape} and {cells.shape}")
     if not (w0 >= 0 and sigma > 0):
         raise ValueError(f"need w0 >= 0 and sigma > 0, got w0={w0}, sigma={sigma}")
-    counts = np.bincount(classes.ravel(), minlength=5).astype(np.float64)
+    counts = np.bincount(classes.ravel(), minlength=256).astype(np.float64)
     present = counts > 0
     wc = np.zeros_like(counts)
     wc[present] = classes.size / (present.sum() * counts[present])
-    w = wc.astype(np.float32)[classes]
+    wc = wc.astype(np.float32)
+    w = cv2.LUT(classes, wc[:256]) if classes.dtype == np.uint8 else wc[classes]
 
-    ys, xs = np.nonzero(cells)
-    labels = cells[ys, xs]
-    ids = np.unique(labels)
+    ids, y_lo, y_hi, x_lo, x_hi = _boxes(cells)
     if len(ids) < 2 or w0 == 0:
         return w
+    reach = int(math.ceil(sigma * math.sqrt(2 * math.log(max(w0, 1e-300) / _CUTOFF)))) if w0 > _CUTOFF else 0
+    m, n = cells.shape
+    # Squared distances to the nearest and second-nearest cell. OpenCV's exact
+    # transform is off by an ulp or so from run to run (it depends on what the heap
+    # held); its square is an integer (exact in float32 up to 2**24), so rounded it
+    # gives bit-identical reruns.
+    q1 = np.full(cells.shape, np.inf, np.float32)
+    q2 = np.full(cells.shape, np.inf, np.float32)
+    for i, a, b, c, d in zip(ids.tolist(), y_lo.tolist(), y_hi.tolist(), x_lo.tolist(), x_hi.tolist()):
+        win = (slice(max(a - reach, 0), min(b + reach + 1, m)),
+               slice(max(c - reach, 0), min(d + reach + 1, n)))
+        q = cv2.distanceTransform((cells[win] != i).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        np.multiply(q, q, out=q)
+        np.rint(q, out=q)
+        w1, w2 = q1[win], q2[win]
+        np.minimum(w2, np.maximum(w1, q), out=w2)   # the old nearest when cell i is nearer
+        np.minimum(w1, q, out=w1)
+    outside = np.flatnonzero(cells.ravel() == 0)
+    # inf where fewer than two cells are in reach
+    s = (np.sqrt(q1.ravel()[outside]) + np.sqrt(q2.ravel()[outside])).astype(np.float64)
+    border = w0 * np.exp(-(s * s) / (2 * sigma * sigma))
+    w.ravel()[outside] = (w.ravel()[outside] + border).astype(np.float32)
+    return w
+
+
+def _boxes(cells):
+    """The labels in ``cells`` (0 left out) and their bounding boxes, inclusive.
+
+    Returns
+    -------
+    ids, y_lo, y_hi, x_lo, x_hi : (K,) ndarray each
+    """
+    flat = cells.ravel()
+    at = np.flatnonzero(flat)
+    labels = flat[at]
+    order = np.argsort(labels, kind="stable")   # each label's pixels stay in raster order
+    at, labels = at[order], labels[order]
+    ys, xs = np.divmod(at, cells.shape[1])
+    if not labels.size:
+        return labels, ys, ys, xs, xs
+    starts = np.flatnonzero(np.diff(labels, prepend=labels[0] - 1))
+    ends = np.append(starts[1:], len(at)) - 1
+    return (labels[starts], ys[starts], ys[ends],
+            np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts))
     reach = int(math.ceil(sigma * math.sqrt(2 * math.log(max(w0, 1e-300) / _CUTOFF)))) if w0 > _CUTOFF else 0
     order = np.argsort(labels, kind="stable")
     starts = np.searchsorted(labels[order], ids)
