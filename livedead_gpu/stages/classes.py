@@ -27,7 +27,8 @@ def class_mask(cells, outlines, nucleus_labels, dead, backend="cpu"):
     """
     xp = get_backend(backend).xp
     out = (cells > 0).view(xp.uint8)  # CELL where a cell is, a fresh array
-    xp.copyto(out, OUTLINE, where=outlines)
+    # Outline wins over cell area (OUTLINE > CELL); faster than copyto(where=).
+    xp.maximum(out, outlines.view(xp.uint8) * xp.uint8(OUTLINE), out=out)
     # Nuclei cover a few % of a frame: paint just their pixels (flatnonzero syncs on CuPy).
     nucleus = xp.flatnonzero(nucleus_labels > 0)
     out.ravel()[nucleus] = xp.where(dead[nucleus_labels.ravel()[nucleus]], DRAQ7, HOECHST)
