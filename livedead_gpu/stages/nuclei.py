@@ -181,9 +181,9 @@ def cut_edges(mask, contrast, threshold, edge, diameter, backend="cpu"):
     # The level at the mask's pixels only (a few % of a frame; flatnonzero syncs on CuPy).
     where = xp.flatnonzero(mask)
     level = (edge / 16) * sums.ravel()[where].astype(xp.float64) / xp.maximum(counts.ravel()[where], 1)
-    keep = contrast.ravel()[where] > xp.maximum(level, threshold)
     out = xp.zeros_like(mask)
-    out.ravel()[where[keep]] = True
+    # Scattered whole: a boolean selection where[keep] would sync on CuPy.
+    out.ravel()[where] = contrast.ravel()[where] > xp.maximum(level, threshold)
     return out
 
 
@@ -241,7 +241,7 @@ def _contrast_level(y, level, be, *, sampled=False):
     centre = be.order_statistic(low, 0.5)
     # Robust sigma (MAD) of the darker half; at least one grey level (integer data).
     sigma = max(1.4826 * be.order_statistic(xp.abs(low - xp.float32(centre)), 0.5), 1.0)
-    bright = y[y > b + _NOISE_SIGMAS * sigma]
+    bright = y[y > b + _NOISE_SIGMAS * sigma]  # a sync for its size on CuPy, as above
     top = be.order_statistic(bright, 0.5) if bright.size else b + _NOISE_SIGMAS * sigma
     return float(b + level * (top - b))
 
