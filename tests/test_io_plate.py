@@ -274,3 +274,14 @@ def test_bad_arguments(tmp_path):
     tifffile.imwrite(tmp_path / "x.tif", np.zeros((4, 4), np.uint8))
     with pytest.raises(PlateError, match=r"no file .* matches the gen5 pattern \(1 TIFF file\(s\) found; e.g. 'x.tif'\)"):
         open_plate(tmp_path, layout="gen5")
+
+
+def test_upper_case_tif_extension(tmp_path, plate):
+    # MetaXpress and Windows tools write A01_s1_w1.TIF; the folder layouts must still see them
+    for root in (write_imagexpress(tmp_path / "ix", plate), write_gen5(tmp_path / "g5", plate)):
+        for f in list(root.rglob("*.tif")):
+            f.rename(f.with_suffix(".TIF"))
+        p = open_plate(root)
+        assert p.layout in ("imagexpress", "gen5") and not p.problems and not p.ignored
+        assert len(p) == len(plate)
+

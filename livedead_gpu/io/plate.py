@@ -53,22 +53,22 @@ LAYOUTS = ("auto", "gen5", "imagexpress", "stack")
 
 _WELL = r"[A-Za-z]{1,2}\d{1,3}"
 #: The built-in file-name patterns, matched (``re.search``) against the path
-#: relative to the plate folder.
+#: relative to the plate folder (the extension in any case: ``.tif``, ``.TIF``).
 PATTERNS = {
     "gen5": (
         # newer Gen5: B2_02_SP10Z10_C1_Bright Field_T001.tif (well, read step,
         # position and Z step, channel number, channel name, time point)
         rf"(?:^|/)(?P<well>{_WELL})_(?P<step>\d+)_(?:SP|P)?(?P<site>\d+)(?:Z(?P<z>\d+))?"
-        r"_C(?P<cindex>\d+)_(?P<channel>[^/]+?)_T(?P<time>\d+)\.tiff?$",
+        r"_C(?P<cindex>\d+)_(?P<channel>[^/]+?)_T(?P<time>\d+)\.(?i:tiff?)$",
         # older Gen5: A1_01_1_1_DAPI_001.tif (well, read step, channel number,
         # position, channel name, time point)
         rf"(?:^|/)(?P<well>{_WELL})_(?P<step>\d+)_(?P<cindex>\d+)_(?P<site>\d+)"
-        r"_(?P<channel>[^/]+?)_(?P<time>\d+)\.tiff?$",
+        r"_(?P<channel>[^/]+?)_(?P<time>\d+)\.(?i:tiff?)$",
     ),
     "imagexpress": (
         # TimePoint_3/A01_s1_w2.tif, the name optionally followed by a GUID
         r"(?:^|/)(?:TimePoint_(?P<time>\d+)/)?(?:ZStep_\d+/)?(?P<well>[A-Za-z]{1,2}\d{2})"
-        r"_s(?P<site>\d+)_(?P<channel>w\d+)(?:[0-9A-Fa-f-]{36})?\.tiff?$",
+        r"_s(?P<site>\d+)_(?P<channel>w\d+)(?:[0-9A-Fa-f-]{36})?\.(?i:tiff?)$",
     ),
 }
 _STACK_NAME = re.compile(rf"^(?P<well>{_WELL})(?:[_-]s?(?P<site>\d+))?(?:[_.-]|$)")
