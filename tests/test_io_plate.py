@@ -285,3 +285,11 @@ def test_upper_case_tif_extension(tmp_path, plate):
         assert p.layout in ("imagexpress", "gen5") and not p.problems and not p.ignored
         assert len(p) == len(plate)
 
+
+def test_pattern_group_that_matched_nothing(tmp_path, plate):
+    root = write_gen5(tmp_path / "g5", plate)
+    # an optional channel group that takes no part in the match, an empty well
+    with pytest.raises(ValueError, match=r"matched 'B2_02_1_1_Bright Field_001.tif' but its channel group is empty"):
+        open_plate(root, pattern=r"(?P<well>[A-Z]\d)_\d+_\d_(?P<site>\d)_(?:(?P<channel>DAPI)|[^_]+)_(?P<time>\d+)")
+    with pytest.raises(ValueError, match=r"matched '.*' but its well group is empty"):
+        open_plate(root, pattern=r"(?P<well>[a-z]*)_\d+_\d_(?P<site>\d)_(?P<channel>[^_]+)_(?P<time>\d+)")

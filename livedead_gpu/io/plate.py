@@ -299,6 +299,9 @@ def _folder_plate(root, layout, patterns, channel_map, defaults) -> FolderPlate:
             ignored.append(path)
             continue
         g = m.groupdict()
+        for group in ("well", "channel"):
+            if not g[group]:
+                raise ValueError(f"pattern matched {rel!r} but its {group} group is empty: {g}")
         try:
             key = FrameKey(g["well"].upper(), int(g.get("site") or 0), int(g.get("time") or 0))
         except ValueError:
