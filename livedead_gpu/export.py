@@ -298,10 +298,12 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     ----------
     plate : Plate or str or Path
         A `livedead_gpu.io.Plate`, or a path opened with
-        ``open_plate(plate, layout, pattern, channel_map)``.
+        ``open_plate(plate, layout, pattern, channel_map, exclude=[out])``.
     out : str or Path
         Output folder (see `livedead_gpu.io.training` for its layout). A rerun into
         the same folder resumes: frames done with the same parameters are skipped.
+        It may lie inside the plate folder (its files are not taken for the plate's),
+        but not be that folder.
     params : SegmentParams, optional
     backend : {"cpu", "auto", "gpu"}
     weights : bool or dict
@@ -351,15 +353,19 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     if weights:
         weight_opts = {"w0": W0, "sigma": SIGMA, **(weights if isinstance(weights, dict) else {})}
         weight_opts = {"w0": float(weight_opts["w0"]), "sigma": float(weight_opts["sigma"])}
+    out = Path(out)
+    root = plate.root if isinstance(plate, Plate) else Path(plate)
+    if root.is_dir() and out.resolve() == root.resolve():
+        raise ValueError(f"out {str(out)!r} is the plate folder itself; give the training set a folder of its own "
+                         "(a subfolder of the plate is fine)")
     if not isinstance(plate, Plate):
-        plate = open_plate(plate, layout=layout, pattern=pattern, channel_map=channel_map)
+        plate = open_plate(plate, layout=layout, pattern=pattern, channel_map=channel_map, exclude=[out])
     keys = plate.keys()
     if plate.problems and on_error == "raise":
         msgs = [plate.problems[k] for k in sorted(plate.problems)]
         more = f" (and {len(msgs) - 3} more)" if len(msgs) > 3 else ""
         raise PlateError("; ".join(msgs[:3]) + more + " — nothing written; on_error='skip' leaves such frames out")
 
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     digest = params.digest()
     options = {"weights": weight_opts, "patches": patch_opts}

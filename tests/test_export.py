@@ -331,3 +331,15 @@ def test_a_broken_stack_is_skipped_and_listed(tmp_path, plate):
     s = export_plate(src, tmp_path / "out", on_error="skip")
     assert [tuple(k) for k, _ in s.failed] == [("C3", 0, 0)] and len(s.written) == 2
     assert "C3_s0.ome.tif" in (tmp_path / "out" / "errors.csv").read_text()
+
+
+@pytest.mark.parametrize("layout", ["gen5", "stack"])
+def test_out_inside_the_plate_folder(tmp_path, plate, layout):
+    # the training set's own TIFFs (images/B2_s00_t0000.tif ...) are not frames of the plate: a rerun
+    # resumes instead of finding "two stacks for well B2"
+    src = write_gen5(tmp_path / "plate", plate) if layout == "gen5" else write_stacks(tmp_path / "plate", plate)
+    first = export_plate(src, src / "out")
+    again = export_plate(src, src / "out")
+    assert len(first.written) == len(again.resumed) == 4 and not again.written and not again.failed
+    with pytest.raises(ValueError, match="is the plate folder itself"):
+        export_plate(src, src / ".")

@@ -276,7 +276,7 @@ def _check_shapes(arrays, sources):
         raise PlateError(f"channels of one frame differ in shape: {detail}")
 
 
-def _folder_plate(root, layout, patterns, channel_map, defaults) -> FolderPlate:
+def _folder_plate(root, layout, patterns, channel_map, defaults, skip=()) -> FolderPlate:
     regexes = []
     for p in patterns:
         try:
@@ -292,7 +292,7 @@ def _folder_plate(root, layout, patterns, channel_map, defaults) -> FolderPlate:
     lookup = _role_lookup(channel_map, defaults)
     found = defaultdict(dict)   # key -> {channel name: [paths]}
     ignored = []
-    for path in _tiffs(root):
+    for path in _tiffs(root, skip):
         rel = path.relative_to(root).as_posix()
         m = next((m for m in (rx.search(rel) for rx in regexes) if m), None)
         if m is None:
@@ -357,9 +357,25 @@ def _key_text(key):
     return f"well {key.well} site {key.site} time {key.time}"
 
 
-def _tiffs(root):
+def _tiffs(root, skip=()):
+    """The TIFF files under ``root``, but for hidden ones and those under the folders ``skip``
+    (relative to ``root``)."""
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
-                  and not p.name.startswith("."))
+                  and not p.name.startswith(".")
+                  and not any(p.relative_to(root).is_relative_to(s) for s in skip))
+
+
+def _inside(root, folders):
+    """Those of ``folders`` that lie strictly inside the folder ``root``, relative to it."""
+    out = []
+    for folder in folders:
+        try:
+            rel = Path(folder).resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            continue
+        if rel.parts:
+            out.append(rel)
+    return out
 
 
 # --------------------------------------------------------------------------- stacks
@@ -532,9 +548,9 @@ def _pixel_size(tif) -> float | None:
     return None
 
 
-def _stack_plate(root, pattern, channel_map) -> StackPlate:
+def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
     root = Path(root)
-    paths = [root] if root.is_file() else _tiffs(root)
+    paths = [root] if root.is_file() else _tiffs(root, skip)
     if not paths:
         raise PlateError(f"no TIFF files in {str(root)!r}")
     rx = re.compile(pattern) if pattern else _STACK_NAME
@@ -582,7 +598,8 @@ def _stack_plate(root, pattern, channel_map) -> StackPlate:
 # --------------------------------------------------------------------------- entry
 
 
-def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_map=None) -> Plate:
+def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_map=None,
+               exclude=()) -> Plate:
     """Discover the frames of a plate; read nothing but names and stack headers.
 
     Parameters
@@ -604,6 +621,10 @@ def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_m
         stack, a name may also be the channel index ``"0"``, ``"1"`` ...). A stack
         with three unnamed or unmapped channels and no map is read in the order
         brightfield, Hoechst, Draq7.
+    exclude : iterable of str or Path, optional
+        Folders whose files are not part of the plate, e.g. a training set written
+        inside the plate folder (`livedead_gpu.export.export_plate` passes its
+        output folder).
 
     Returns
     -------
@@ -620,6 +641,7 @@ def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_m
     if not path.exists():
         raise FileNotFoundError(f"plate {str(path)!r} does not exist")
     parse_channel_map(channel_map)  # validate early
+    skip = _inside(path, [exclude] if isinstance(exclude, (str, Path)) else exclude) if path.is_dir() else []
     if pattern is not None:
         try:
             has_channel = "channel" in re.compile(pattern).groupindex
@@ -631,20 +653,20 @@ def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_m
         elif pattern is not None:
             layout = "pattern" if has_channel else "stack"
         else:
-            layout = _detect(path)
+            layout = _detect(path, skip)
     if layout == "stack":
-        return _stack_plate(path, pattern, channel_map)
+        return _stack_plate(path, pattern, channel_map, skip)
     if not path.is_dir():
         raise PlateError(f"plate {str(path)!r} is a file; layout {layout!r} needs a folder")
     defaults = dict(DEFAULT_CHANNEL_MAP)
     if layout == "imagexpress":
         defaults.update(IMAGEXPRESS_CHANNEL_MAP)
     patterns = (pattern,) if pattern is not None else PATTERNS.get(layout, ())
-    return _folder_plate(path, layout, patterns, channel_map, defaults)
+    return _folder_plate(path, layout, patterns, channel_map, defaults, skip)
 
 
-def _detect(root: Path) -> str:
-    names = [p.relative_to(root).as_posix() for p in _tiffs(root)]
+def _detect(root: Path, skip=()) -> str:
+    names = [p.relative_to(root).as_posix() for p in _tiffs(root, skip)]
     if not names:
         raise PlateError(f"no TIFF files in {str(root)!r}")
     for layout in ("imagexpress", "gen5"):
