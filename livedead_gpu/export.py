@@ -214,6 +214,7 @@ def split_wells(wells, fractions=(0.7, 0.15, 0.15), seed=0) -> dict:
     to val, the rest to test. No well is in two splits.
     """
     fr = _check_split(fractions)
+    _check_seed(seed)
     wells = sorted(set(wells))
     perm = np.random.default_rng(seed).permutation(len(wells))
     cuts = np.rint(np.cumsum(fr) * len(wells)).astype(int)
@@ -231,6 +232,12 @@ def _check_split(fractions):
     if len(fr) != 3 or any(not (f >= 0) for f in fr) or not math.isclose(sum(fr), 1.0, abs_tol=1e-6):
         raise ValueError(f"split must be three fractions >= 0 (train, val, test) summing to 1, got {fractions!r}")
     return fr
+
+
+def _check_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0 (the seed of the well split), got {seed!r}")
+    return int(seed)
 
 
 def _check_patches(patches):
@@ -348,6 +355,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     if not isinstance(params, SegmentParams):
         raise TypeError(f"params must be a SegmentParams, got {type(params).__name__}")
     fractions = _check_split(split)
+    _check_seed(seed)
     patch_opts = _check_patches(patches)
     weight_opts = None
     if weights:

@@ -343,3 +343,11 @@ def test_out_inside_the_plate_folder(tmp_path, plate, layout):
     assert len(first.written) == len(again.resumed) == 4 and not again.written and not again.failed
     with pytest.raises(ValueError, match="is the plate folder itself"):
         export_plate(src, src / ".")
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "a", True])
+def test_a_bad_seed_is_refused_before_anything_is_written(tmp_path, plate, seed):
+    src = write_gen5(tmp_path / "plate", plate)
+    with pytest.raises(ValueError, match=r"seed must be an int >= 0 .*, got"):
+        export_plate(src, tmp_path / "o", seed=seed)
+    assert not (tmp_path / "o").exists()
