@@ -76,13 +76,15 @@ def _cmd_segment(args) -> int:
     from .export import export_plate
 
     start = time.perf_counter()
+    if args.patch_size is not None and args.patch_size < 8:
+        raise ValueError(f"--patch-size must be an int >= 8, got {args.patch_size}")
     gpus = args.gpus if args.gpus in (None, "auto") else _positive_int(args.gpus, "--gpus")
     backend = "gpu" if gpus is not None and args.backend == "cpu" else args.backend
     with connect(args.scheduler, workers=args.workers, gpus=gpus, threads_per_worker=args.threads_per_worker,
                  memory_limit=args.memory_limit, timeout=args.scheduler_timeout) as scheduler:
         s = export_plate(
             args.plate, args.out, params=_params(args.config), backend=backend, weights=args.weights,
-            patches=(args.patch_size, args.min_foreground) if args.patch_size else None,
+            patches=(args.patch_size, args.min_foreground) if args.patch_size is not None else None,
             split=tuple(args.split), seed=args.seed, on_error=args.on_error, progress=_progress(args), resume=args.resume,
             layout=args.layout, pattern=args.pattern, channel_map=args.channel_map, scheduler=scheduler,
             opencv_threads=args.opencv_threads)

@@ -351,3 +351,12 @@ def test_a_bad_seed_is_refused_before_anything_is_written(tmp_path, plate, seed)
     with pytest.raises(ValueError, match=r"seed must be an int >= 0 .*, got"):
         export_plate(src, tmp_path / "o", seed=seed)
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_patch_size_zero_is_refused(tmp_path, plate):
+    # 0 used to be taken as "no patches" and the run went on without them
+    src = write_gen5(tmp_path / "plate", plate)
+    for size in ("0", "-5"):
+        proc = cli("segment", src, "-o", tmp_path / "o", "--patch-size", size)
+        assert proc.returncode == 2 and f"--patch-size must be an int >= 8, got {size}" in proc.stderr
+    assert not (tmp_path / "o").exists()
