@@ -303,7 +303,7 @@ def export_frames(plate, keys, out, params, backend, digest, options, summary, r
     Fills ``summary`` (written, resumed, failed) and ``records`` as the serial loop
     does; the caller holds the output folder's lock and writes the manifest.
     """
-    from .export import _forget, _is_done, _source_signature
+    from .export import _forget, _frame_error, _is_done, _source_signature
     from .io.training import frame_stem, read_record
 
     todo = []
@@ -336,7 +336,7 @@ def export_frames(plate, keys, out, params, backend, digest, options, summary, r
             report(key, "written")
             return
         if on_error == "raise":
-            raise error
+            raise _frame_error(plate, key, error) from error
         summary.failed.append((key, str(error)))
         _forget(out, frame_stem(*key))
         report(key, "failed")

@@ -422,7 +422,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
                                                    backend=backend)
                         except (PlateError, ValueError, TypeError, OSError) as e:
                             if on_error == "raise":
-                                raise
+                                raise _frame_error(plate, key, e) from e
                             summary.failed.append((key, str(e)))
                             _forget(out, stem)
                         else:
@@ -445,6 +445,15 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         summary.manifest = _write_manifests(out, records, splits, summary.failed)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _frame_error(plate, key, error):
+    """``error`` with its frame and files named: the pipeline's messages name only the channel
+    ("brightfield has shape ..."); a `PlateError` names its files already."""
+    if isinstance(error, PlateError):
+        return error
+    files = ", ".join(str(p) for p in plate.sources(key))
+    return PlateError(f"well {key.well} site {key.site} time {key.time} ({files}): {error}")
 
 
 def _as_uint16(stack, sources):

@@ -360,3 +360,16 @@ def test_cli_patch_size_zero_is_refused(tmp_path, plate):
         proc = cli("segment", src, "-o", tmp_path / "o", "--patch-size", size)
         assert proc.returncode == 2 and f"--patch-size must be an int >= 8, got {size}" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("scheduler", [None, "synchronous"])
+def test_a_frame_the_pipeline_refuses_is_named(tmp_path, plate, scheduler):
+    # a frame smaller than one threshold block: the pipeline's message names only "brightfield"
+    src = write_gen5(tmp_path / "plate", plate)
+    for f in src.glob("C3_02_*_002.tif"):
+        tifffile.imwrite(f, tifffile.imread(f)[:10, :10])
+    with pytest.raises(ValueError, match=r"well C3 site 1 time 2 \(.*C3_02_1_1_Bright Field_002.tif.*\): "
+                                         r"brightfield has shape \(10, 10\)"):
+        export_plate(src, tmp_path / "out", scheduler=scheduler)
+    summary = export_plate(src, tmp_path / "out", on_error="skip", scheduler=scheduler)
+    assert [k for k, _ in summary.failed] == [("C3", 1, 2)]
