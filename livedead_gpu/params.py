@@ -250,8 +250,8 @@ class SegmentParams:
         """Read parameters from a TOML file.
 
         The keys are the field names, at the top level or under a ``[segment]``
-        table; missing keys keep their defaults; ``offset = "none"`` means ``None``.
-        An unknown key is a ``ValueError`` naming it and the file.
+        table (not both); missing keys keep their defaults; ``offset = "none"``
+        means ``None``. An unknown key is a ``ValueError`` naming it and the file.
         """
         path = Path(path)
         try:
@@ -261,7 +261,14 @@ class SegmentParams:
             raise FileNotFoundError(f"parameter file {str(path)!r} does not exist") from None
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"parameter file {str(path)!r} is not valid TOML: {e}") from None
-        data = data.get("segment", data)
+        if "segment" in data:
+            if not isinstance(data["segment"], dict):
+                raise ValueError(f"{path}: segment must be a table ([segment]), got {data['segment']!r}")
+            outside = sorted(set(data) - {"segment"})
+            if outside:
+                raise ValueError(f"{path}: parameter(s) {', '.join(outside)} outside the [segment] table; "
+                                 "give every parameter under [segment] or none")
+            data = data["segment"]
         return cls.from_dict(data, source=str(path))
 
     @classmethod

@@ -68,3 +68,15 @@ def test_toml_errors(tmp_path):
         SegmentParams.from_toml(path)
     with pytest.raises(FileNotFoundError, match="missing.toml"):
         SegmentParams.from_toml(tmp_path / "missing.toml")
+
+
+def test_toml_segment_table_beside_top_level_keys(tmp_path):
+    path = tmp_path / "p.toml"
+    # the top-level coarseness used to be dropped without a word
+    path.write_text("coarseness = 8\n[segment]\nkernel_size = 7\n")
+    with pytest.raises(ValueError, match=r"p.toml: parameter\(s\) coarseness outside the \[segment\] table"):
+        SegmentParams.from_toml(path)
+    path.write_text("segment = 3\n")
+    with pytest.raises(ValueError, match=r"p.toml: segment must be a table \(\[segment\]\), got 3"):
+        SegmentParams.from_toml(path)
+
