@@ -259,7 +259,9 @@ class SegmentParams:
                 data = tomllib.load(f)
         except FileNotFoundError:
             raise FileNotFoundError(f"parameter file {str(path)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
+        except IsADirectoryError:
+            raise IsADirectoryError(f"parameter file {str(path)!r} is a folder; expected a TOML file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"parameter file {str(path)!r} is not valid TOML: {e}") from None
         if "segment" in data:
             if not isinstance(data["segment"], dict):

@@ -80,3 +80,11 @@ def test_toml_segment_table_beside_top_level_keys(tmp_path):
     with pytest.raises(ValueError, match=r"p.toml: segment must be a table \(\[segment\]\), got 3"):
         SegmentParams.from_toml(path)
 
+
+def test_toml_unreadable_file_is_named(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_bytes(b"\xff\xfe coarseness = 8\n")
+    with pytest.raises(ValueError, match=r"parameter file '.*p.toml' is not valid TOML"):
+        SegmentParams.from_toml(path)
+    with pytest.raises(OSError, match=r"parameter file '.*' is a folder"):
+        SegmentParams.from_toml(tmp_path)
