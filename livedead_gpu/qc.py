@@ -472,7 +472,11 @@ def _read_frame(root: Path, row: Mapping):
         p = root / rel
         if not p.is_file():
             raise FileNotFoundError(f"{where}: {column} file not found: {p}")
-        arrays.append(tifffile.imread(p))
+        try:
+            arrays.append(tifffile.imread(p))
+        except Exception as e:  # a damaged TIFF makes tifffile raise anything from TiffFileError to IndexError
+            raise ValueError(f"{where}: {column} file {str(p)!r} is not a readable TIFF "
+                             f"({type(e).__name__}: {e})") from None
     image, classes = arrays
     if image.ndim == 3 and image.shape[0] != 3 and image.shape[-1] == 3:
         image = np.moveaxis(image, -1, 0)

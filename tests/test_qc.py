@@ -142,3 +142,16 @@ def test_qc_bad_frames_name_the_row(tmp_path):
     tifffile.imwrite(root / rows[0]["image"], np.zeros((2, 96, 96), np.uint16))
     with pytest.raises(ValueError, match=r"\(3, Y, X\).*got shape \(2, 96, 96\)"):
         qc.qc_training_set(root, n_frames=1, gifs=False)
+
+
+def test_qc_corrupt_frame_file_names_it(tmp_path):
+    root = tmp_path / "ts"
+    write_training_set(root, make_plate(size=96, times=1, sites=1))
+    rows = readout.read_manifest(root)
+    path = root / rows[0]["classes"]
+    path.write_bytes(path.read_bytes()[:300])           # truncated, as by a full disk
+    with pytest.raises(ValueError, match=r"row A1 site 0 time 0: classes file .*A1.* is not a readable TIFF"):
+        qc.qc_training_set(root, n_frames=1, gifs=False)
+    path.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"row A1 site 0 time 0: classes file .*A1.* is not a readable TIFF"):
+        qc.qc_training_set(root, n_frames=1, gifs=False)
