@@ -32,6 +32,7 @@ from .io.training import (
     ERROR_COLUMNS,
     MANIFEST_COLUMNS,
     PATCH_COLUMNS,
+    SPLITS,
     frame_stem,
     read_record,
     write_csv,
@@ -46,7 +47,6 @@ __all__ = ["ExportSummary", "export_plate", "extract_patches", "split_wells", "u
 
 log = logging.getLogger("livedead_gpu")
 
-SPLITS = ("train", "val", "test")
 W0, SIGMA = 10.0, 5.0
 MIN_FOREGROUND = 0.05
 _CUTOFF = 1e-6   # border terms below this are left out (bounds the search radius)

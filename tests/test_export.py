@@ -373,3 +373,13 @@ def test_a_frame_the_pipeline_refuses_is_named(tmp_path, plate, scheduler):
         export_plate(src, tmp_path / "out", scheduler=scheduler)
     summary = export_plate(src, tmp_path / "out", on_error="skip", scheduler=scheduler)
     assert [k for k, _ in summary.failed] == [("C3", 1, 2)]
+
+
+def test_open_training_set_unknown_split(exported):
+    # a typo used to give an empty set: the training loop then ran on nothing
+    _, out, _ = exported
+    with pytest.raises(ValueError, match=r"split must be train, val or test \(or several\), got 'training'"):
+        open_training_set(out, split="training")
+    with pytest.raises(ValueError, match=r"got \['train', 'tset'\]"):
+        open_training_set(out, split=["train", "tset"])
+    assert len(open_training_set(out, split=("train", "val", "test"))) == 4

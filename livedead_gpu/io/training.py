@@ -51,6 +51,7 @@ __all__ = [
 
 INPUT_CHANNELS = ("brightfield", "hoechst", "draq7")
 CLASS_LABELS = ("background", "cell", "outline", "hoechst", "draq7")
+SPLITS = ("train", "val", "test")
 
 MANIFEST_COLUMNS = [
     "well", "site", "time", "image", "classes", "cells", "weights", "params_hash",
@@ -225,6 +226,9 @@ class TrainingSet(Sequence):
         rows = read_manifest(self.root / name)
         if split is not None:
             wanted = {split} if isinstance(split, str) else set(split)
+            if not wanted <= set(SPLITS):
+                raise ValueError(f"split must be {', '.join(SPLITS[:-1])} or {SPLITS[-1]} (or several), "
+                                 f"got {split if isinstance(split, str) else sorted(wanted)!r}")
             rows = [r for r in rows if r["split"] in wanted]
         has_weights = bool(rows) and all(r["weights"] for r in rows)
         if weights and not has_weights:
