@@ -317,11 +317,16 @@ def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend=
     Scores
         Pooled over the pairs; ``per_image`` maps each image's name to its own.
     """
+    if not 0 < iou_threshold <= 1:
+        raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
     total = Scores()
     for image_path, label_path in pairs:
         truth = read_image(label_path)
         found = segment_nuclei(read_image(image_path, channel), params, backend)
-        s = match_instances(truth, found, iou_threshold)
+        try:
+            s = match_instances(truth, found, iou_threshold)
+        except (TypeError, ValueError) as e:  # a label file of another shape, a bool mask ...
+            raise type(e)(f"{str(label_path)!r} (labels of {str(image_path)!r}): {e}") from None
         s.per_image = {Path(image_path).name: s.as_dict()}
         total = total + s
     return total

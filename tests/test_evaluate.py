@@ -168,3 +168,19 @@ def test_evaluate_command(tmp_path, capsys):
     assert report["total"]["images"] == 2 and report["total"]["f1"] >= 0.9
     assert report["params"]["preset"] == "measured"
     assert main(["evaluate", str(tmp_path / "im"), str(tmp_path / "nowhere")]) == 2
+
+
+def test_evaluate_pairs_names_the_label_file(tmp_path):
+    import tifffile
+
+    from livedead_gpu.evaluate import evaluate_pairs
+
+    f = synthetic.make_frame((64, 64), n_cells=3, seed=0)
+    tifffile.imwrite(tmp_path / "a.tif", f.hoechst)
+    for labels, why in ((f.nuclei[:50], r"truth has shape \(50, 64\) but found has shape \(64, 64\)"),
+                        (f.nuclei > 0, "bool mask"), (f.nuclei.astype(np.float32), "integer instance labels")):
+        tifffile.imwrite(tmp_path / "a_mask.tif", labels)
+        with pytest.raises((ValueError, TypeError), match=rf"a_mask.tif' \(labels of .*a.tif'\): .*{why}"):
+            evaluate_pairs([(tmp_path / "a.tif", tmp_path / "a_mask.tif")])
+    with pytest.raises(ValueError, match="iou_threshold"):   # refused before any image is segmented
+        evaluate_pairs([(tmp_path / "missing.tif", tmp_path / "a_mask.tif")], iou_threshold=0)
