@@ -363,6 +363,8 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         weight_opts = {"w0": float(weight_opts["w0"]), "sigma": float(weight_opts["sigma"])}
     out = Path(out)
     root = plate.root if isinstance(plate, Plate) else Path(plate)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"out {str(out)!r} is a file; expected a folder (new or a training set)")
     if root.is_dir() and out.resolve() == root.resolve():
         raise ValueError(f"out {str(out)!r} is the plate folder itself; give the training set a folder of its own "
                          "(a subfolder of the plate is fine)")

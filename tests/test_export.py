@@ -383,3 +383,11 @@ def test_open_training_set_unknown_split(exported):
     with pytest.raises(ValueError, match=r"got \['train', 'tset'\]"):
         open_training_set(out, split=["train", "tset"])
     assert len(open_training_set(out, split=("train", "val", "test"))) == 4
+
+
+def test_out_that_is_a_file(tmp_path, plate):
+    src = write_gen5(tmp_path / "plate", plate)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"out '.*f' is a file; expected a folder"):
+        export_plate(src, tmp_path / "f")
+
