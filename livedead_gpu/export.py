@@ -359,6 +359,9 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     patch_opts = _check_patches(patches)
     weight_opts = None
     if weights:
+        unknown = sorted(set(weights) - {"w0", "sigma"}) if isinstance(weights, dict) else []
+        if unknown:
+            raise ValueError(f"weights: unknown option(s) {', '.join(map(str, unknown))}; known: w0, sigma")
         weight_opts = {"w0": W0, "sigma": SIGMA, **(weights if isinstance(weights, dict) else {})}
         weight_opts = {"w0": float(weight_opts["w0"]), "sigma": float(weight_opts["sigma"])}
     out = Path(out)

@@ -391,3 +391,10 @@ def test_out_that_is_a_file(tmp_path, plate):
     with pytest.raises(NotADirectoryError, match=r"out '.*f' is a file; expected a folder"):
         export_plate(src, tmp_path / "f")
 
+
+def test_unknown_weight_options(tmp_path, plate):
+    # {"sgima": 3} used to be dropped and the default sigma used
+    src = write_gen5(tmp_path / "plate", plate)
+    with pytest.raises(ValueError, match=r"weights: unknown option\(s\) sgima; known: w0, sigma"):
+        export_plate(src, tmp_path / "o", weights={"sgima": 3})
+    assert not (tmp_path / "o").exists()
