@@ -175,7 +175,7 @@ def test_evaluate_pairs_names_the_label_file(tmp_path):
 
     from livedead_gpu.evaluate import evaluate_pairs
 
-    f = synthetic.make_frame((64, 64), n_cells=3, seed=0)
+    f = synthetic.make_frame((64, 64), n_cells=2, seed=0)
     tifffile.imwrite(tmp_path / "a.tif", f.hoechst)
     for labels, why in ((f.nuclei[:50], r"truth has shape \(50, 64\) but found has shape \(64, 64\)"),
                         (f.nuclei > 0, "bool mask"), (f.nuclei.astype(np.float32), "integer instance labels")):
