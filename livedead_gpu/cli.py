@@ -62,6 +62,9 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
 
 def _cmd_demo(args) -> int:
     start = time.perf_counter()
+    for flag, value, low in (("--size", args.size, 32), ("--times", args.times, 1), ("--seed", args.seed, 0)):
+        if value < low:
+            raise ValueError(f"{flag} must be an int >= {low}, got {value}")
     rows = demo(args.out, args.backend, args.config, args.size, args.times, args.seed)
     _say(args, f"{'well':<5}{'time':>5}{'live':>6}{'dead':>6}  (truth live/dead)")
     for r in rows:

@@ -134,6 +134,9 @@ def connect(scheduler=None, workers: int | None = None, gpus=None, threads_per_w
         raise TypeError(f"scheduler must be None, a name, an address or a distributed.Client, got {scheduler!r}")
     try:
         client = distributed.Client(scheduler, timeout=timeout)
+    except ValueError as e:  # not an address at all ("missing port number in address ...")
+        raise ValueError(f"scheduler {scheduler!r} is neither a local scheduler "
+                         f"({', '.join(sorted(LOCAL_SCHEDULERS))}, local) nor an address: {e}") from None
     except (OSError, TimeoutError) as e:
         raise RuntimeError(f"scheduler {scheduler!r} did not answer within {timeout:g} s ({e}); is a "
                            f"dask scheduler running there? (`dask scheduler` starts one)") from None

@@ -225,6 +225,8 @@ def read_image(path, channel=None) -> np.ndarray:
             raise OSError(f"cannot read image {str(path)!r}")
     image = np.squeeze(image)
     if image.ndim == 2:
+        if channel not in (None, 0, "0") and not isinstance(channel, str):
+            raise ValueError(f"channel {channel!r} given, but {str(path)!r} is a one-channel 2-D image")
         return image
     if image.ndim != 3:
         raise ValueError(f"{str(path)!r} has shape {image.shape}; expected a 2-D image or a channel stack")

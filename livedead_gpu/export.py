@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .backends import check_backend, get_backend
 from .io import atomic
 from .io.plate import Plate, PlateError, open_plate
 from .io.training import (
@@ -356,6 +357,10 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         raise TypeError(f"params must be a SegmentParams, got {type(params).__name__}")
     fractions = _check_split(split)
     _check_seed(seed)
+    # A bad name, or (serial runs) "gpu" without one, fails before anything is written;
+    # Dask workers resolve the name on their own devices.
+    backend = get_backend(backend) if scheduler is None else backend
+    check_backend(backend)
     patch_opts = _check_patches(patches)
     weight_opts = None
     if weights:

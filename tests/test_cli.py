@@ -48,3 +48,12 @@ def test_bad_config_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "kernel_size must be odd" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_demo_flags_are_checked_by_name(tmp_path):
+    for flag, value, message in (("--size", "10", "--size must be an int >= 32, got 10"),
+                                 ("--times", "0", "--times must be an int >= 1, got 0"),
+                                 ("--seed", "-1", "--seed must be an int >= 0, got -1")):
+        proc = run("demo", "--out", str(tmp_path / "o"), flag, value)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "o").exists()

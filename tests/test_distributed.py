@@ -187,6 +187,9 @@ def test_connect_errors():
     with pytest.raises(RuntimeError, match="tcp://127.0.0.1:9"):
         with connect("tcp://127.0.0.1:9", timeout=1):
             pass
+    with pytest.raises(ValueError, match="scheduler 'bogus' is neither a local scheduler"):
+        with connect("bogus", timeout=1):
+            pass
     with pytest.raises(ValueError, match="workers"):
         with connect(workers=0):
             pass

@@ -62,6 +62,9 @@ def test_find_pairs_and_read(tmp_path):
     assert [(i.name, l.name) for i, l in pairs] == [("a.png", "a.png"), ("b.tif", "b_labelled.tif")]
     assert (read_image(pairs[0][0]) == grey).all()
     assert (read_image(pairs[1][0], "nuclei") == grey + 1).all()
+    assert (read_image(pairs[0][1], 0) == grey).all()   # a 2-D image is its channel 0
+    with pytest.raises(ValueError, match="channel 2 given, but .* is a one-channel 2-D image"):
+        read_image(pairs[0][1], 2)
     with pytest.raises(ValueError, match="choose one"):
         read_image(pairs[1][0])
 

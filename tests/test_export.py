@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from test_io_plate import GEN5_NAMES, small_plate, write_gen5, write_stacks
 
-from livedead_gpu import SegmentParams, segment_frame
+from livedead_gpu import SegmentParams, get_backend, segment_frame
 from livedead_gpu.export import export_plate, extract_patches, split_wells, unet_weights
 from livedead_gpu.io import MANIFEST_COLUMNS, PlateError, open_plate, open_training_set, read_manifest
 
@@ -350,6 +350,20 @@ def test_a_bad_seed_is_refused_before_anything_is_written(tmp_path, plate, seed)
     src = write_gen5(tmp_path / "plate", plate)
     with pytest.raises(ValueError, match=r"seed must be an int >= 0 .*, got"):
         export_plate(src, tmp_path / "o", seed=seed)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("backend", ["cuda", "gpu"])
+def test_a_bad_backend_is_refused_before_anything_is_written(tmp_path, plate, backend):
+    # "gpu" on a machine without one (CI) fails at the first frame unless checked first
+    if backend == "gpu" and get_backend("auto").name != "cpu":
+        pytest.skip("this machine has a GPU")
+    src = write_gen5(tmp_path / "plate", plate)
+    with pytest.raises((ValueError, RuntimeError), match="backend|gpu|GPU|CuPy"):
+        export_plate(src, tmp_path / "o", backend=backend)
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="backend must be"):
+        export_plate(src, tmp_path / "o", backend="cuda", scheduler="synchronous")
     assert not (tmp_path / "o").exists()
 
 

@@ -11,7 +11,7 @@ import logging
 from .base import Backend
 from .cpu import CpuBackend
 
-__all__ = ["Backend", "CpuBackend", "get_backend"]
+__all__ = ["Backend", "CpuBackend", "check_backend", "get_backend"]
 
 log = logging.getLogger("livedead_gpu")
 
@@ -28,6 +28,20 @@ def _gpu_available() -> bool:
 
 
 _auto_logged = False
+
+
+def check_backend(backend):
+    """Refuse anything but a backend name `get_backend` knows or a `Backend`, loading nothing.
+
+    For code that resolves the backend elsewhere (on Dask workers, whose devices
+    the caller may not have).
+    """
+    if isinstance(backend, Backend):
+        return
+    if not isinstance(backend, str) or not (
+        backend in ("cpu", "auto", "gpu") or (backend.startswith("gpu:") and backend[4:].isdigit())
+    ):
+        raise ValueError(f"backend must be 'cpu', 'auto', 'gpu', 'gpu:N' or a Backend, got {backend!r}")
 
 
 def get_backend(backend="cpu") -> Backend:
@@ -49,10 +63,7 @@ def get_backend(backend="cpu") -> Backend:
     global _auto_logged
     if isinstance(backend, Backend):
         return backend
-    if not isinstance(backend, str) or not (
-        backend in ("cpu", "auto", "gpu") or (backend.startswith("gpu:") and backend[4:].isdigit())
-    ):
-        raise ValueError(f"backend must be 'cpu', 'auto', 'gpu', 'gpu:N' or a Backend, got {backend!r}")
+    check_backend(backend)
     if backend == "cpu":
         return CpuBackend()
     from .gpu import cupy_backend

@@ -25,6 +25,7 @@ in the file names (0 where a name carries none); in a stack, ``time`` is the
 from __future__ import annotations
 
 import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,6 +313,14 @@ def _folder_plate(root, layout, patterns, channel_map, defaults, skip=()) -> Fol
         eg = f"; e.g. {ignored[0].relative_to(root).as_posix()!r}" if ignored else ""
         raise PlateError(
             f"no file in {str(root)!r} matches the {layout} pattern ({n} TIFF file(s) found{eg})")
+
+    names = {_norm(n) for chans in found.values() for n in chans}
+    unused = [k for k in parse_channel_map(channel_map) if _norm(k) not in names]
+    if unused:
+        # A warning, not an error: one lab-wide map may name channels a plate lacks.
+        warnings.warn(f"channel map: {', '.join(map(repr, unused))} match no channel of {str(root)!r} "
+                      f"(its channels: {', '.join(sorted({n for c in found.values() for n in c}))})",
+                      UserWarning, stacklevel=3)
 
     files, problems = {}, {}
     for key, chans in found.items():
