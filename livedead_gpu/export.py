@@ -35,6 +35,7 @@ from .io.training import (
     PATCH_COLUMNS,
     SPLITS,
     frame_stem,
+    optional_files,
     read_record,
     write_csv,
     write_patches,
@@ -514,6 +515,11 @@ def _write_frame(out, stem, key, frame, image, result, digest, options, sig) -> 
     record = {"well": key.well, "site": key.site, "time": key.time, "params_hash": digest,
               "options": options, "sources": sig, "files": rel, "stats": stats, "patches": patch_rows}
     write_record(out, stem, record)
+    # A frame redone with other options (no weight map or patches now) drops such files
+    # of an earlier run; a kill before this leaves them, listed nowhere.
+    listed = {rel["weights"]} | {row[k] for row in patch_rows for k in ("image", "classes", "weights")}
+    for name in set(optional_files(stem)) - listed:
+        (out / name).unlink(missing_ok=True)
     return json_roundtrip(record)
 
 

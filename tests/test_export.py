@@ -233,8 +233,13 @@ def test_resume_skips_done_frames_and_redoes_changed_ones(tmp_path, plate):
     assert {r["params_hash"] for r in rows} == {params.digest()} != {SegmentParams().digest()}
     assert SegmentParams.from_toml(out / "params.toml") == params
     # and asking for weights now redoes the frames to add them
-    fifth = export_plate(src, out, params=params, weights=True)
+    fifth = export_plate(src, out, params=params, weights=True, patches=(32, 0.1))
     assert len(fifth.written) == 4 and all(r["weights"] for r in read_manifest(out))
+    assert list((out / "weights").glob("*.tif")) and list((out / "patches").glob("*.tif"))
+    # and without them again: the frames are redone and their old weight maps and patches go
+    export_plate(src, out, params=params, resume=False)
+    assert not any(r["weights"] for r in read_manifest(out))
+    assert not list((out / "weights").glob("*.tif")) and not list((out / "patches").glob("*.tif"))
 
 
 def test_no_resume_redoes_every_frame_identically(tmp_path, plate):

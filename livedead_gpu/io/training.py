@@ -41,6 +41,7 @@ __all__ = [
     "TrainingSet",
     "frame_stem",
     "open_training_set",
+    "optional_files",
     "read_manifest",
     "read_record",
     "write_csv",
@@ -122,7 +123,7 @@ def write_training_frame(out, stem, image, classes, cells, weights=None, pixel_s
         "image": f"images/{stem}.tif",
         "classes": f"classes/{stem}.tif",
         "cells": f"cells/{stem}.ome.tif",
-        "weights": f"weights/{stem}.tif" if weights is not None else "",
+        "weights": _weights_path(stem) if weights is not None else "",
     }
     _imagej(out / rel["image"], image, "CYX", INPUT_CHANNELS, pixel_size, **FAST)
     _imagej(out / rel["classes"], classes.astype(np.uint8, copy=False), "YX", ["classes"],
@@ -140,12 +141,26 @@ def write_training_frame(out, stem, image, classes, cells, weights=None, pixel_s
     return rel
 
 
+def _weights_path(stem):
+    return f"weights/{stem}.tif"
+
+
+def _patch_paths(stem):
+    return {k: f"patches/{stem}_{k}.tif" for k in ("image", "classes", "weights")}
+
+
+def optional_files(stem) -> tuple:
+    """The files a frame has or not by the export's options (weight map, patches), relative to the set."""
+    return (_weights_path(stem), *_patch_paths(stem).values())
+
+
 def write_patches(out, stem, image, classes, weights=None, pixel_size=None) -> dict:
     """Write a frame's patches, stacked: (K, 3, P, P), (K, P, P)[, (K, P, P)]."""
     out = Path(out)
     res, _ = _resolution(pixel_size)
-    rel = {"image": f"patches/{stem}_image.tif", "classes": f"patches/{stem}_classes.tif",
-           "weights": f"patches/{stem}_weights.tif" if weights is not None else ""}
+    rel = _patch_paths(stem)
+    if weights is None:
+        rel["weights"] = ""
     # minisblack: three channels are three pages, not one RGB-like planar page
     kw = {"photometric": "minisblack", **res}
     write_tiff(out / rel["image"], image, metadata={"axes": "QCYX"}, **kw, **FAST)
