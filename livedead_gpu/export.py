@@ -380,6 +380,9 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     if not isinstance(plate, Plate):
         plate = open_plate(plate, layout=layout, pattern=pattern, channel_map=channel_map, exclude=[out])
     keys = plate.keys()
+    if plate.ignored:  # thumbnails and the like, or a second layout's files: say so with -v
+        log.info("%d TIFF file(s) in %s match no %s name and are not read, e.g. %s", len(plate.ignored),
+                 plate.root, plate.layout, plate.ignored[0])
     if plate.problems and on_error == "raise":
         msgs = [plate.problems[k] for k in sorted(plate.problems)]
         more = f" (and {len(msgs) - 3} more)" if len(msgs) > 3 else ""

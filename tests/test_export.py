@@ -350,6 +350,14 @@ def test_out_inside_the_plate_folder(tmp_path, plate, layout):
         export_plate(src, src / ".")
 
 
+def test_unread_files_are_logged(tmp_path, plate, caplog):
+    src = write_gen5(tmp_path / "plate", plate)
+    tifffile.imwrite(src / "B2_thumb.tif", np.zeros((4, 4), np.uint8))
+    with caplog.at_level("INFO", logger="livedead_gpu"):
+        export_plate(src, tmp_path / "o")
+    assert "1 TIFF file(s) in" in caplog.text and "B2_thumb.tif" in caplog.text
+
+
 @pytest.mark.parametrize("seed", [-1, 1.5, "a", True])
 def test_a_bad_seed_is_refused_before_anything_is_written(tmp_path, plate, seed):
     src = write_gen5(tmp_path / "plate", plate)
