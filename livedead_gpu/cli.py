@@ -387,10 +387,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=level, format="%(message)s")
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as e:
+    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as e:
         if args.debug:
             raise
-        print(f"livedead-gpu: error: {e}", file=sys.stderr)
+        what = "out of memory: " if isinstance(e, MemoryError) else ""
+        print(f"livedead-gpu: error: {what}{e}", file=sys.stderr)
         return 2
 
 
