@@ -56,7 +56,8 @@ def test_demo_flags_are_checked_by_name(tmp_path):
                                  ("--seed", "-1", "--seed must be an int >= 0, got -1")):
         proc = run("demo", "--out", str(tmp_path / "o"), flag, value)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-    proc = run("demo", "--out", str(tmp_path / "o"), "--size", "1000000")   # 3.6 TiB of labels
+    # 364 TiB of labels: more than any address space, so refused even where memory is overcommitted
+    proc = run("demo", "--out", str(tmp_path / "o"), "--size", "10000000")
     assert proc.returncode == 2 and "error: out of memory: Unable to allocate" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
