@@ -138,7 +138,7 @@ def main(argv=None):
         s = r["scores"]
         print(f"{name:<14}{s.f1:>10.3f}{s.mean_iou:>6.3f}{s.pixel_iou:>6.3f}   live/dead {r['live_dead_correct']:.3f}"
               f" of {r['nuclei']} drawn nuclei ({r['dead']} dead by mean PI > 3x background)")
-        results["adcc"][name] = {**s.as_dict(), "live_dead_correct": round(r["live_dead_correct"], 4),
+        results["adcc"][name] = {**s.as_dict(), "live_dead_correct": round(r["live_dead_correct"], 6),
                                  "nuclei": r["nuclei"], "dead": r["dead"]}
     print(f"\n{time.perf_counter() - start:.1f} s")
     if args.json:

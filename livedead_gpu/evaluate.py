@@ -179,8 +179,8 @@ class Scores:
     def as_dict(self) -> dict:
         return {
             "images": self.images, "tp": self.tp, "fp": self.fp, "fn": self.fn,
-            "precision": round(self.precision, 4), "recall": round(self.recall, 4), "f1": round(self.f1, 4),
-            "mean_matched_iou": round(self.mean_iou, 4), "pixel_iou": round(self.pixel_iou, 4),
+            "precision": round(self.precision, 6), "recall": round(self.recall, 6), "f1": round(self.f1, 6),
+            "mean_matched_iou": round(self.mean_iou, 6), "pixel_iou": round(self.pixel_iou, 6),
         }
 
 
