@@ -291,7 +291,12 @@ class SegmentParams:
                     "min_nucleus_area_um2"):
             if isinstance(values.get(key), str) and values[key].lower() == "none":
                 values[key] = None
-        return cls.from_preset(preset, **values)
+        try:
+            return cls.from_preset(preset, **values)
+        except (TypeError, ValueError) as e:
+            if source == "parameters":
+                raise
+            raise type(e)(f"{source}: {e}") from None
 
     def to_dict(self) -> dict:
         """The parameters as a plain dict (JSON- and TOML-friendly but for ``None``)."""

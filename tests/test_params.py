@@ -64,7 +64,10 @@ def test_toml_errors(tmp_path):
     with pytest.raises(ValueError, match="not valid TOML"):
         SegmentParams.from_toml(path)
     path.write_text("[segment]\ncoarseness = 1\n")
-    with pytest.raises(ValueError, match="coarseness"):
+    with pytest.raises(ValueError, match=r"bad.toml: coarseness must lie in \[2, 1024\], got 1"):
+        SegmentParams.from_toml(path)
+    path.write_text('coarseness = "x"\n')
+    with pytest.raises(TypeError, match=r"bad.toml: coarseness must be an int"):
         SegmentParams.from_toml(path)
     with pytest.raises(FileNotFoundError, match="missing.toml"):
         SegmentParams.from_toml(tmp_path / "missing.toml")
