@@ -114,9 +114,15 @@ def _say(args, text: str) -> None:
         print(text)
 
 
+def _check_to(to):
+    if to is not None and to.exists() and not to.is_dir():
+        raise NotADirectoryError(f"--to {str(to)!r} is a file; expected a folder (new or existing)")
+
+
 def _cmd_readout(args) -> int:
     from . import readout
 
+    _check_to(args.to)
     if not args.out.is_dir():
         raise FileNotFoundError(f"training-set folder not found: {args.out}")
     frames = readout.manifest_readout(args.out)
@@ -139,6 +145,7 @@ def _cmd_qc(args) -> int:
 
     if args.frames < 0:
         raise ValueError(f"--frames must be >= 0, got {args.frames}")
+    _check_to(args.to)
     start = time.perf_counter()
     res = qc.qc_training_set(args.out, args.to, n_frames=args.frames, gifs=not args.no_gifs, log=log.info)
     _say(args, f"{len(res['panels'])} QC panels, {len(res['gifs'])} GIFs, readout in "

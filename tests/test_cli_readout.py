@@ -66,6 +66,10 @@ def test_readout_to_elsewhere_and_quiet(training_set, tmp_path, capsys):
     assert main(["--quiet", "readout", str(root), "--to", str(tmp_path)]) == 0
     assert capsys.readouterr().out == ""
     assert (tmp_path / "readout" / "wells.csv").is_file()
+    (tmp_path / "file").write_text("")
+    for command in ("readout", "qc"):
+        assert main([command, str(root), "--to", str(tmp_path / "file")]) == 2
+        assert "--to" in capsys.readouterr().err
 
 
 def test_qc_command_writes_panels_gifs_and_report(training_set, tmp_path):
