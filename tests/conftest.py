@@ -9,7 +9,7 @@ ADCC = DATA / "celldetective_adcc_livedead"
 
 def pytest_runtest_setup(item):
     """GPU tests skip without a GPU, but fail when LIVEDEAD_REQUIRE_GPU=1."""
-    if "gpu" not in item.keywords:
+    if item.get_closest_marker("gpu") is None:   # the marker, not a parameter id that reads "gpu"
         return
     from livedead_gpu.backends import _gpu_available
 
