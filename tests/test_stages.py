@@ -198,6 +198,55 @@ def test_separation_draws_no_outline_on_the_frame():
     assert outlines.any()
 
 
+def flood_case(shape, n_blobs, seed, levels=256):
+    """Watershed inputs: round blobs to flood (0), most with a nucleus (2, 3, ...), on 1s."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.indices(shape)
+    markers = np.ones(shape, np.int32)
+    for i in range(n_blobs):
+        y, x, r = rng.integers(0, shape[0]), rng.integers(0, shape[1]), rng.integers(2, 9)
+        blob = (yy - y) ** 2 + (xx - x) ** 2
+        markers[blob <= r * r] = 0
+        if rng.random() < 0.8:
+            markers[blob <= r * r // 9] = i + 2
+    # Random heights: every priority, or few of them and so many ties (FIFO order).
+    return rng.integers(0, levels, shape, dtype=np.uint8), markers
+
+
+def test_watershed_in_parts_is_the_single_call(monkeypatch):
+    import livedead_gpu.backends.cpu as cpu
+
+    calls = []
+    flood = cpu._flood
+    monkeypatch.setattr(cpu, "_flood", lambda *a, **k: calls.append(1) or flood(*a, **k))
+    cases = [flood_case((96, 80), 12, seed, levels) for seed in range(6) for levels in (256, 3)]
+    cases += [flood_case((101, 67), 20, 9), flood_case((7, 300), 10, 4)]
+    corners = flood_case((64, 64), 8, 2)
+    corners[1][[0, 0, -1, -1, 31], [0, -1, 0, -1, 0]] = 0  # blobs on the frame
+    tall = flood_case((90, 90), 12, 3)
+    tall[1][2:-2, 44:47] = 0  # a component spanning all the others' rows
+    tall[1][40:50, 45] = 50
+    boxes = flood_case((96, 96), 6, 5, 3)
+    for top in (8, 40, 72):  # flat tops and bottoms on block rows: rings in the next block
+        boxes[1][top : top + 16, top // 2 : top // 2 + 20] = 0
+        boxes[1][top + 8, top // 2 + 10] = top
+    cases += [corners, tall, boxes]
+    empty = (np.zeros((64, 64), np.uint8), np.ones((64, 64), np.int32))
+    confluent = flood_case((64, 64), 0, 0)
+    confluent[1][3:-3, 3:-3] = 0
+    confluent[1][[10, 50], [10, 50]] = [2, 3]
+    for i, (landscape, markers) in enumerate(cases + [empty, confluent]):
+        want = flood(landscape, markers)
+        for parts in (2, 3, 5):
+            for block in (4, 8):
+                calls.clear()
+                assert np.array_equal(cpu._watershed(landscape, markers, parts, block), want)
+                # Split (more than one call) but for the last two; always with 4 x 4 blocks.
+                assert len(calls) == 1 if i >= len(cases) else block == 8 or len(calls) > 1
+    big = [np.tile(a, (8, 8)) for a in flood_case((128, 128), 20, 1)]  # split in the method too
+    assert np.array_equal(be.watershed(*big), flood(*big))
+
+
 def test_class_mask_precedence():
     cells = np.array([[1, 1, 1, 0, 2, 2]], np.int32)
     outlines = np.array([[0, 0, 1, 1, 0, 0]], bool)
