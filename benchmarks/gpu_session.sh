@@ -13,8 +13,9 @@
 # 1. versions and devices; 2. the GPU tests with LIVEDEAD_REQUIRE_GPU=1 (a missing device
 # fails instead of skipping); 3. CPU vs GPU backend on 2048² frames, resident and end to
 # end (bench_gpu.py); 4. plate frames/s, one GPU with its cores vs CPU workers only
-# (bench_dask.py --gpu). Each step runs even if an earlier one failed; the exit status is
-# the first failure's.
+# (bench_dask.py --gpu); 5. the CPU table of issue 2 on that machine's 16 cores (the same
+# bench_frame.py as on the 2-core VM: which goals a bigger CPU meets). Each step runs even
+# if an earlier one failed; the exit status is the first failure's.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
@@ -39,4 +40,6 @@ step info bash -c "nvidia-smi; python3 -m livedead_gpu info"
 step gpu-tests env LIVEDEAD_REQUIRE_GPU=1 python3 -m pytest -q -m gpu tests
 step bench-gpu python3 benchmarks/bench_gpu.py --size 2048 --json "$OUT/bench_gpu.json"
 step bench-dask python3 benchmarks/bench_dask.py --gpu --no-memory --repeats 3 --json "$OUT/bench_dask.json"
+step bench-cpu16 python3 benchmarks/bench_frame.py --config benchmarks/configs/article-nuclei.toml --no-memory \
+    --json "$OUT/bench_cpu16.json"
 exit $status
