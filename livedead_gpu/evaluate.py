@@ -293,10 +293,10 @@ def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
     """
     from .backends import get_backend
     from .checks import as_intensity
-    from .params import SegmentParams
+    from .params import as_params
     from .stages.nuclei import _nucleus_mask, split_nuclei
 
-    p = params or SegmentParams()
+    p = as_params(params)
     be = get_backend(backend)
     image = be.to_device(as_intensity(image, "image", min_side=2))
     mask, _, diameter = _nucleus_mask(image, p, be)

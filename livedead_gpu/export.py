@@ -42,7 +42,7 @@ from .io.training import (
     write_record,
     write_training_frame,
 )
-from .params import SegmentParams
+from .params import SegmentParams, as_params
 from .pipeline import segment_frame
 
 __all__ = ["ExportSummary", "export_plate", "extract_patches", "split_wells", "unet_weights"]
@@ -353,9 +353,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     start = time.perf_counter()
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    params = params or SegmentParams()
-    if not isinstance(params, SegmentParams):
-        raise TypeError(f"params must be a SegmentParams, got {type(params).__name__}")
+    params = as_params(params)
     fractions = _check_split(split)
     _check_seed(seed)
     # A bad name, or (serial runs) "gpu" without one, fails before anything is written;

@@ -70,7 +70,7 @@ import numpy as np
 
 from . import stages
 from .backends import get_backend
-from .params import SegmentParams
+from .params import SegmentParams, as_params
 from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, noise_from_statistics
 from .stages.nuclei import (
     _BACKGROUND_WIDTH,
@@ -120,7 +120,7 @@ def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 
     -------
     int
     """
-    p = params or SegmentParams()
+    p = as_params(params)
     if isinstance(max_cell_diameter, bool) or not isinstance(max_cell_diameter, (int, np.integer)) \
             or max_cell_diameter < 1:
         raise ValueError(f"max_cell_diameter must be an int >= 1 (px), got {max_cell_diameter!r}")
@@ -252,9 +252,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     import dask
     import dask.array as da
 
-    p = params or SegmentParams()
-    if not isinstance(p, SegmentParams):
-        raise TypeError(f"params must be a SegmentParams, got {type(p).__name__}")
+    p = as_params(params)
     if p.nucleus_threshold == "contrast" and p.dead_call == "touch":
         raise ValueError("nucleus_threshold='contrast' with dead_call='touch' is not supported for mosaics (the "
                          "Draq7 mask would need contrast statistics and a diameter of its own); use "

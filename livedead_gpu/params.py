@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SegmentParams"]
+__all__ = ["SegmentParams", "as_params"]
 
 _BLOCK_MAX = "block-max"
 
@@ -313,6 +313,21 @@ class SegmentParams:
         """A short hash of the parameters, to tell outputs made with others apart."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def as_params(params) -> SegmentParams:
+    """``params`` checked: the defaults when None, else it must be a `SegmentParams`.
+
+    Raises
+    ------
+    TypeError
+        Anything else (a dict, even an empty one, is not taken for the defaults).
+    """
+    if params is None:
+        return SegmentParams()
+    if not isinstance(params, SegmentParams):
+        raise TypeError(f"params must be a SegmentParams or None, got {type(params).__name__} {params!r:.60}")
+    return params
 
 
 #: The named presets: field values that differ from the dataclass defaults.

@@ -11,7 +11,7 @@ import numpy as np
 from . import stages
 from .backends import get_backend
 from .checks import as_intensity, check_same_shape
-from .params import SegmentParams
+from .params import SegmentParams, as_params
 
 __all__ = ["FrameResult", "segment_frame"]
 
@@ -102,9 +102,7 @@ def segment_frame(
         When the GPU runs out of memory on this frame: the frame is redone on the
         CPU backend (``result.backend == "cpu"``) rather than failing.
     """
-    p = params or SegmentParams()
-    if not isinstance(p, SegmentParams):
-        raise TypeError(f"params must be a SegmentParams, got {type(p).__name__}")
+    p = as_params(params)
     be = get_backend(backend)
     images = {
         name: as_intensity(image, name, min_side=p.coarseness)

@@ -46,6 +46,14 @@ def test_match_edge_cases():
         match_instances(empty, np.zeros((5, 6), np.uint8))
 
 
+def test_segment_nuclei_refuses_a_dict_of_params():
+    image = np.zeros((32, 32), np.uint16)
+    # {} ran the defaults; {"split_nuclei": False} failed deep with AttributeError
+    for params in ({}, {"split_nuclei": False}):
+        with pytest.raises(TypeError, match="params must be a SegmentParams"):
+            segment_nuclei(image, params)
+
+
 def test_find_pairs_and_read(tmp_path):
     import cv2
     import tifffile

@@ -123,6 +123,10 @@ def test_errors_name_the_argument(frames):
         segment_mosaic(f.brightfield, f.hoechst[:512], f.draq7, block, tile=256)
     with pytest.raises(ValueError, match="dtype"):
         segment_mosaic(f.brightfield.astype(np.float32), f.hoechst, f.draq7, block, tile=256)
+    with pytest.raises(TypeError, match="params must be a SegmentParams"):
+        segment_mosaic(*args, {}, tile=256)
+    with pytest.raises(TypeError, match="params must be a SegmentParams"):
+        overlap_depth({})
 
 
 @pytest.mark.gpu

@@ -128,6 +128,13 @@ def test_bad_params_and_backend():
         segment_frame(GOOD, GOOD, GOOD, params=SegmentParams(coarseness=128))
 
 
+@pytest.mark.parametrize("params", [{}, 0, "", False])
+def test_falsy_params_are_refused_not_taken_for_the_defaults(params):
+    # `params or SegmentParams()` ran the defaults for params={} without a word
+    with pytest.raises(TypeError, match="params must be a SegmentParams"):
+        segment_frame(GOOD, GOOD, GOOD, params=params)
+
+
 def test_other_dtypes_are_converted():
     f = synthetic.make_frame(shape=(128, 128), n_cells=8, bit_depth=12, seed=3)
     ref = segment_frame(f.brightfield, f.hoechst, f.draq7)
