@@ -220,6 +220,10 @@ class SegmentParams:
         _check_number("split_spacing", self.split_spacing, 0.1, 3.0)
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {self.preset!r}")
+        # Equal parameters, one digest: a number field holds a float (1 -> 1.0, -0.0 -> 0.0).
+        for f in dataclasses.fields(self):
+            if f.type in ("float", "float | None") and getattr(self, f.name) is not None:
+                object.__setattr__(self, f.name, float(getattr(self, f.name)) + 0.0)
 
     @classmethod
     def from_preset(cls, name: str = "default", **overrides) -> SegmentParams:

@@ -55,6 +55,20 @@ def test_toml_round_trip(tmp_path):
     assert p.digest() != SegmentParams().digest()
 
 
+@pytest.mark.parametrize("given, same", [
+    ({"offset": 1}, {"offset": 1.0}),
+    ({"smoothing": -0.0}, {"smoothing": 0.0}),
+    ({"nucleus_diameter_px": 12, "dead_ratio": 3}, {"nucleus_diameter_px": 12.0, "dead_ratio": 3.0}),
+    ({"pixel_size": 1, "nucleus_diameter": 10}, {"pixel_size": 1.0, "nucleus_diameter": 10.0}),
+])
+def test_equal_params_have_one_digest(given, same):
+    # offset=1 and offset=1.0 compared equal but hashed apart (JSON "1" vs "1.0"): a --config
+    # with "smoothing = 1" redid every frame a run with the defaults had done
+    a, b = SegmentParams(**given), SegmentParams(**same)
+    assert a == b and a.digest() == b.digest() and a.to_toml() == b.to_toml()
+    assert all(type(getattr(a, k)) is float for k in given)
+
+
 def test_toml_errors(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("coarsenes = 8\n")
