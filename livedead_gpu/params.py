@@ -6,9 +6,12 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["SegmentParams", "as_params"]
 
@@ -214,16 +217,18 @@ class SegmentParams:
             raise ValueError(f"dead_call must be 'ratio' or 'touch', got {self.dead_call!r}")
         _check_number("dead_ratio", self.dead_ratio, 1.0, 100.0)
         for name in ("split_nuclei", "dead_seeds"):
-            if not isinstance(getattr(self, name), bool):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         _check_number("split_depth", self.split_depth, 0.0, 1.0)
         _check_number("split_spacing", self.split_spacing, 0.1, 3.0)
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {self.preset!r}")
-        # Equal parameters, one digest: a number field holds a float (1 -> 1.0, -0.0 -> 0.0).
+        # Equal parameters, one digest: a number field holds a float (1 -> 1.0, -0.0 -> 0.0), an
+        # integer field an int and a flag a bool (NumPy scalars become Python's).
         for f in dataclasses.fields(self):
-            if f.type in ("float", "float | None") and getattr(self, f.name) is not None:
-                object.__setattr__(self, f.name, float(getattr(self, f.name)) + 0.0)
+            value, kind = getattr(self, f.name), _KINDS.get(f.type)
+            if kind is not None and value is not None and not isinstance(value, str):
+                object.__setattr__(self, f.name, kind(value) + 0.0 if kind is float else kind(value))
 
     @classmethod
     def from_preset(cls, name: str = "default", **overrides) -> SegmentParams:
@@ -350,8 +355,12 @@ PRESETS = {
 }
 
 
+#: How each field's type stores its value (a str of "str | int" stays a str).
+_KINDS = {"float": float, "float | None": float, "int": int, "int | None": int, "str | int": int, "bool": bool}
+
+
 def _check_int(name, value, lo, hi, odd=False):
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int in [{lo}, {hi}], got {value!r} ({type(value).__name__})")
     if not lo <= value <= hi:
         raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")
@@ -360,7 +369,7 @@ def _check_int(name, value, lo, hi, odd=False):
 
 
 def _check_number(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number in [{lo}, {hi}], got {value!r} ({type(value).__name__})")
     if not math.isfinite(value) or not lo <= value <= hi:
         raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")

@@ -69,6 +69,21 @@ def test_equal_params_have_one_digest(given, same):
     assert all(type(getattr(a, k)) is float for k in given)
 
 
+def test_numpy_scalars_are_taken_as_python_numbers():
+    import numpy as np
+
+    # np.float64 passed but np.float32, np.int64 (a value from an array) and np.bool_ were refused
+    p = SegmentParams(coarseness=np.int64(8), smoothing=np.float32(0.5), offset=np.int32(2),
+                      nucleus_threshold=np.uint16(300), split_nuclei=np.bool_(False))
+    q = SegmentParams(coarseness=8, smoothing=0.5, offset=2.0, nucleus_threshold=300, split_nuclei=False)
+    assert p == q and p.digest() == q.digest()
+    assert [type(getattr(p, k)) for k in ("coarseness", "smoothing", "nucleus_threshold", "split_nuclei")] == \
+        [int, float, int, bool]
+    for name, value in (("coarseness", np.float64(8)), ("dilations", np.bool_(True)), ("split_nuclei", 1)):
+        with pytest.raises(TypeError, match=name):
+            SegmentParams(**{name: value})
+
+
 def test_toml_errors(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("coarsenes = 8\n")
