@@ -221,7 +221,7 @@ class SegmentParams:
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         _check_number("split_depth", self.split_depth, 0.0, 1.0)
         _check_number("split_spacing", self.split_spacing, 0.1, 3.0)
-        if self.preset not in PRESETS:
+        if not isinstance(self.preset, str) or self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {self.preset!r}")
         # Equal parameters, one digest: a number field holds a float (1 -> 1.0, -0.0 -> 0.0), an
         # integer field an int and a flag a bool (NumPy scalars become Python's).
@@ -243,7 +243,7 @@ class SegmentParams:
         nuclei), no nucleus size filter, no split of touching nuclei, the
         Draq7-mask dead rule.
         """
-        if name not in PRESETS:
+        if not isinstance(name, str) or name not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {name!r}")
         return cls(**{**PRESETS[name], **overrides, "preset": name})
 
@@ -294,7 +294,7 @@ class SegmentParams:
             )
         values = dict(data)
         preset = values.pop("preset", "default")
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise ValueError(f"{source}: preset must be one of {', '.join(map(repr, PRESETS))}, got {preset!r}")
         for key in ("offset", "gradient_levels", "pixel_size", "nucleus_diameter", "nucleus_diameter_px",
                     "min_nucleus_area_um2"):

@@ -84,6 +84,18 @@ def test_numpy_scalars_are_taken_as_python_numbers():
             SegmentParams(**{name: value})
 
 
+def test_a_preset_that_is_no_name_is_named(tmp_path):
+    # preset = ["article"] failed with the bare "unhashable type: 'list'", naming nothing
+    path = tmp_path / "p.toml"
+    path.write_text('preset = ["article"]\n')
+    with pytest.raises(ValueError, match=r"p.toml: preset must be one of .*got \['article'\]"):
+        SegmentParams.from_toml(path)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        SegmentParams.from_preset(["article"])
+    with pytest.raises(ValueError, match="preset must be one of"):
+        SegmentParams(preset={})
+
+
 def test_toml_errors(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("coarsenes = 8\n")
