@@ -57,7 +57,7 @@ def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
         bad = ~np.isfinite(a)
         if bad.any():
             raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite pixel(s)")
-    lo, hi = a.min(), a.max()
+    lo, hi = a.min().item(), a.max().item()  # Python numbers: 65535 is inf in float16
     if lo < 0 or hi > 65535:
         raise ValueError(f"{name} has values in [{lo}, {hi}]; expected intensities in [0, 65535]")
     if a.dtype.kind == "f":

@@ -143,6 +143,15 @@ def test_other_dtypes_are_converted():
     assert (as_float.classes == ref.classes).all() and (as_int.classes == ref.classes).all()
 
 
+@pytest.mark.filterwarnings("error")
+def test_float16_is_converted_without_overflow_warnings():
+    # comparing a float16 maximum with 65535 cast 65535 to float16 (inf): three
+    # "overflow encountered in cast" RuntimeWarnings per frame
+    image = np.full((32, 32), 1000, np.float16)
+    r = segment_frame(image, image, image)
+    assert (r.classes == segment_frame(*(image.astype(np.uint16),) * 3).classes).all()
+
+
 _DEGENERATE = {
     "zeros": lambda rng, shape, dtype: np.zeros(shape, dtype),
     "constant": lambda rng, shape, dtype: np.full(shape, 100, dtype),
