@@ -271,6 +271,8 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
             raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
         if a.dtype.name not in _BINS:
             raise ValueError(f"{name} has dtype {a.dtype}; mosaics take uint8 or uint16")
+        if not a.dtype.isnative:  # e.g. a big-endian TIFF's memmap: OpenCV reads its bytes as native
+            a = a.astype(a.dtype.newbyteorder("="))
         arrays[name] = a
     shape = arrays["brightfield"].shape
     if any(a.shape != shape for a in arrays.values()):

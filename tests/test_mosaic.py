@@ -129,6 +129,19 @@ def test_errors_name_the_argument(frames):
         overlap_depth({})
 
 
+def test_big_endian_mosaic_is_read_by_value():
+    # '>u2' (a big-endian TIFF's memmap) passed the dtype check ("uint16") and went to OpenCV
+    # byte-swapped: other thresholds (a saturated gradient one) and other classes, silently
+    f = synthetic.make_frame((192, 192), n_cells=8, bit_depth=16, seed=7)
+    channels = (f.brightfield, f.hoechst, f.draq7)
+    params = SegmentParams.from_preset("article")
+    whole = segment_frame(*channels, params)
+    m = segment_mosaic(*(c.astype(">u2") for c in channels), params, tile=96, max_cell_diameter=24,
+                       scheduler="sync")
+    assert m.thresholds == whole.thresholds
+    assert (m.classes.compute(scheduler="sync") == whole.classes).all()
+
+
 @pytest.mark.gpu
 def test_mosaic_on_the_gpu_backend_matches_whole_image(frames):
     f = frames[1024]
