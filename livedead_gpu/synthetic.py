@@ -345,6 +345,8 @@ def _place(shape, units, offsets, bound, margin, rng):
     for u, off in zip(units, offsets):
         lo = margin[u][:, None]
         hi = dims - 1 - margin[u][:, None]
+        if (hi < lo).any():  # a nucleus wider than the frame: no room at all
+            continue
         for _ in range(_TRIES):
             first = rng.uniform(lo[0], hi[0], (_CANDIDATES, 2))
             cand = first[:, None] + off                                   # (K, u, 2)
@@ -494,7 +496,7 @@ def _check_radius(cell_radius):
         lo, hi = (float(x) for x in cell_radius)
     except (TypeError, ValueError):
         lo = hi = np.nan
-    if not 0 < lo <= hi:
+    if not 0 < lo <= hi < np.inf:
         raise ValueError(
-            f"cell_radius must be (low, high) px with 0 < low <= high, got {cell_radius!r}")
+            f"cell_radius must be (low, high) px with 0 < low <= high < inf, got {cell_radius!r}")
     return lo, hi

@@ -199,6 +199,16 @@ def test_crowded_frame_warns_and_stays_consistent():
     check_classes(f)
 
 
+def test_cells_larger_than_the_frame_are_left_out_with_the_warning():
+    # cell_radius=(100, 100) in a 64 x 64 frame failed in numpy with "high - low < 0"
+    with pytest.warns(UserWarning, match="placed 0 of n_cells=5"):
+        f = make_frame((64, 64), n_cells=5, cell_radius=(100, 100))
+    assert f.cells.max() == 0
+    with pytest.warns(UserWarning, match="placed 1 of n_cells=3"):  # one fits: only its nucleus must lie inside
+        f = make_frame((64, 64), n_cells=3, touching=0, cell_radius=(40, 40))
+    check_classes(f)
+
+
 def test_timeseries():
     ts = make_timeseries(n_times=6, death_rate=0.3, seed=2)
     assert [f.time for f in ts] == list(range(6))
@@ -269,6 +279,7 @@ def test_plate_death_rates_override():
     (make_frame, {"dead_fraction": 1.5}, "dead_fraction"),
     (make_frame, {"bit_depth": 10}, "bit_depth"),
     (make_frame, {"cell_radius": (0, 5)}, "cell_radius"),
+    (make_frame, {"cell_radius": (5, float("inf"))}, "cell_radius"),
     (make_frame, {"touching": 2}, "touching"),
     (make_timeseries, {"n_times": 0}, "n_times"),
     (make_timeseries, {"death_rate": 1.5}, "death_rate"),
