@@ -452,7 +452,11 @@ def _camera(signal, full, rng):
 
 
 def _seq(seed):
-    return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    if isinstance(seed, np.random.SeedSequence):
+        # A copy: spawning from the caller's own would change what it gives the next time.
+        return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size,
+                                      n_children_spawned=seed.n_children_spawned)
+    return np.random.SeedSequence(seed)
 
 
 def _check_shape(shape):

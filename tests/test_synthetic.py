@@ -66,6 +66,17 @@ def test_deterministic_for_equal_seeds():
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
 
 
+def test_a_seed_sequence_gives_equal_frames_each_time():
+    # make_frame spawned from the caller's SeedSequence itself: the second call with the same
+    # object drew other frames (and the caller's sequence had changed)
+    seq = np.random.SeedSequence(7)
+    for make in (lambda s: [make_frame((64, 64), 2, seed=s)],
+                 lambda s: list(make_plate(("A1",), n_times=2, shape=(64, 64), n_cells=2, seed=s).values())):
+        a, b = make(seq), make(seq)
+        assert all(np.array_equal(x.brightfield, y.brightfield) for x, y in zip(a, b))
+    assert seq.n_children_spawned == 0
+
+
 def test_differs_for_different_seeds():
     a, b = make_frame(seed=3), make_frame(seed=4)
     assert not np.array_equal(a.cells, b.cells)
