@@ -456,7 +456,11 @@ def _seq(seed):
         # A copy: spawning from the caller's own would change what it gives the next time.
         return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size,
                                       n_children_spawned=seed.n_children_spawned)
-    return np.random.SeedSequence(seed)
+    try:
+        return np.random.SeedSequence(seed)
+    except (TypeError, ValueError):
+        raise ValueError(f"seed must be None, an int >= 0, a sequence of them or a numpy.random.SeedSequence, "
+                         f"got {seed!r}") from None
 
 
 def _check_shape(shape):

@@ -299,6 +299,9 @@ def test_plate_death_rates_override():
     (make_plate, {"wells": "A1"}, "wells"),
     (make_plate, {"sites": 0}, "sites"),
     (make_plate, {"n_times": 0}, "n_times"),
+    (make_frame, {"seed": -1}, "seed"),          # numpy's bare "expected non-negative integer"
+    (make_frame, {"seed": 1.5}, "seed"),
+    (make_timeseries, {"seed": "a"}, "seed"),
 ])
 def test_bad_arguments(func, kwargs, name):
     with pytest.raises(ValueError, match=name) as err:
