@@ -255,9 +255,11 @@ def make_plate(wells=("A1", "A2"), sites=1, n_times=3, shape=(256, 256), n_cells
     sites = _check_int(sites, "sites", 1)
     if death_rates is None:
         death_rates = np.linspace(0.02, 0.5, len(wells)) if len(wells) > 1 else [0.02]
-    elif len(death_rates) != len(wells):
+    elif np.ndim(death_rates) != 1 or len(death_rates) != len(wells):
         raise ValueError(
             f"death_rates must give one rate per well ({len(wells)}), got {death_rates!r}")
+    else:  # all checked before any frame is made
+        death_rates = [_check_fraction(r, f"death_rates[{i}]") for i, r in enumerate(death_rates)]
     seqs = iter(_seq(seed).spawn(len(wells) * sites))
     plate = {}
     for well, rate in zip(wells, death_rates):

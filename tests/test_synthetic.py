@@ -277,6 +277,11 @@ def test_plate_death_rates_override():
     assert plate["B1", 0, 1].n_dead == 0 and plate["B2", 0, 1].n_live == 0
     with pytest.raises(ValueError, match="death_rates"):
         make_plate(("B1", "B2"), death_rates=(0.1,))
+    # a scalar failed with "object of type 'float' has no len()"; a bad rate named death_rate
+    with pytest.raises(ValueError, match=r"death_rates must give one rate per well \(1\), got 0.1"):
+        make_plate(("B1",), death_rates=0.1)
+    with pytest.raises(ValueError, match=r"death_rates\[1\] must be a number in \[0, 1\], got 2.0"):
+        make_plate(("B1", "B2"), death_rates=[0.1, 2.0])
 
 
 @pytest.mark.parametrize("func, kwargs, name", [
