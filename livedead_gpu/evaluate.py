@@ -257,8 +257,9 @@ def find_pairs(images, labels) -> list[tuple[Path, Path]]:
 
     A label file belongs to image ``<stem>.<ext>`` when its stem is ``<stem>`` or
     ``<stem>`` plus one of ``_labelled``, ``_labels``, ``_mask(s)``, ``_gt``, ...
-    (see `LABEL_TAGS`). Images without a label file are skipped; no pair at all
-    is an error. Sorted by image name.
+    (see `LABEL_TAGS`). ``labels`` may be ``images`` (label files beside their
+    images): a file is never its own label file. Images without a label file are
+    skipped; no pair at all is an error. Sorted by image name.
     """
     images, labels = Path(images), Path(labels)
     for name, folder in (("images", images), ("labels", labels)):
@@ -270,8 +271,9 @@ def find_pairs(images, labels) -> list[tuple[Path, Path]]:
         if image.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         for tag in LABEL_TAGS:
-            if image.stem + tag in by_stem:
-                pairs.append((image, by_stem[image.stem + tag]))
+            label = by_stem.get(image.stem + tag)
+            if label is not None and label.resolve() != image.resolve():  # labels beside their images
+                pairs.append((image, label))
                 break
     if not pairs:
         raise ValueError(f"no image in {str(images)!r} has a label file in {str(labels)!r}")

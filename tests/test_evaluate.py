@@ -77,6 +77,21 @@ def test_find_pairs_and_read(tmp_path):
         read_image(pairs[1][0])
 
 
+def test_find_pairs_with_labels_beside_their_images(tmp_path):
+    import tifffile
+
+    # one folder for both (cellpose's x.tif + x_cp_masks.tif): every file was paired with itself,
+    # an intensity image scored as labels without a word
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((8, 8), np.uint16))
+    tifffile.imwrite(tmp_path / "x_cp_masks.tif", np.zeros((8, 8), np.uint16))
+    tifffile.imwrite(tmp_path / "y.tif", np.zeros((8, 8), np.uint16))
+    pairs = find_pairs(tmp_path, tmp_path)
+    assert [(i.name, l.name) for i, l in pairs] == [("x.tif", "x_cp_masks.tif")]
+    (tmp_path / "x_cp_masks.tif").unlink()
+    with pytest.raises(ValueError, match="no image in .* has a label file"):
+        find_pairs(tmp_path, tmp_path)
+
+
 # Synthetic floors. Sparse: 20 cells in 256^2 (~60% of blocks empty); dense: 60 cells
 # in 256^2 (45-47 placed), 60% of them in touching pairs. Nucleus diameters 6-16 px.
 # Measured with the "measured" preset (diameter measured on the image), seeds 0-3: F1 1.0
