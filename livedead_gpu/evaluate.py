@@ -28,6 +28,7 @@ Over a data set the counts and pixel sums are added before the ratios are taken
 from __future__ import annotations
 
 import json
+import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,8 +96,7 @@ def match_instances(truth, found, iou_threshold: float = 0.5) -> Scores:
     Scores
         Of this image alone (add `Scores` to pool images).
     """
-    if not 0 < iou_threshold <= 1:
-        raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
+    _check_iou(iou_threshold)
     truth, found = _labels(truth, "truth"), _labels(found, "found")
     t_ids, f_ids, iou = iou_matrix(truth, found)
     keep = iou >= iou_threshold
@@ -182,6 +182,12 @@ class Scores:
             "precision": round(self.precision, 6), "recall": round(self.recall, 6), "f1": round(self.f1, 6),
             "mean_matched_iou": round(self.mean_iou, 6), "pixel_iou": round(self.pixel_iou, 6),
         }
+
+
+def _check_iou(iou_threshold):
+    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, numbers.Real) \
+            or not 0 < iou_threshold <= 1:
+        raise ValueError(f"iou_threshold must be a number in (0, 1], got {iou_threshold!r}")
 
 
 def _labels(a, name):
@@ -321,8 +327,7 @@ def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend=
     Scores
         Pooled over the pairs; ``per_image`` maps each image's name to its own.
     """
-    if not 0 < iou_threshold <= 1:
-        raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
+    _check_iou(iou_threshold)
     total = Scores()
     for image_path, label_path in pairs:
         truth = read_image(label_path)

@@ -11,7 +11,7 @@ import skimage
 from livedead_gpu import SegmentParams, synthetic
 from livedead_gpu.backends import CpuBackend
 from livedead_gpu.backends.gpu import ArrayBackend
-from livedead_gpu.evaluate import Scores, find_pairs, match_instances, read_image, segment_nuclei
+from livedead_gpu.evaluate import Scores, evaluate_pairs, find_pairs, match_instances, read_image, segment_nuclei
 from livedead_gpu.stages import dead_by_ratio, find_nuclei, nucleus_mask
 from livedead_gpu.stages.nuclei import background
 
@@ -44,6 +44,12 @@ def test_match_edge_cases():
         match_instances(empty > 0, empty)
     with pytest.raises(ValueError, match="shape"):
         match_instances(empty, np.zeros((5, 6), np.uint8))
+    # "0.5" and None failed with "'<' not supported between instances of 'int' and 'str'"
+    for bad in ("0.5", None, True, float("nan"), 0):
+        with pytest.raises(ValueError, match=r"iou_threshold must be a number in \(0, 1\]"):
+            match_instances(empty, empty, bad)
+        with pytest.raises(ValueError, match="iou_threshold"):
+            evaluate_pairs([], iou_threshold=bad)
 
 
 def test_segment_nuclei_refuses_a_dict_of_params():
