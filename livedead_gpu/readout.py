@@ -450,6 +450,7 @@ def write_readout(frame_rows: Sequence[Mapping], out, title: str | None = None) 
         ``frames``, ``wells``, ``kill_curves``, ``plate_map``: the paths written.
     """
     out = Path(out)
+    frame_rows = list(frame_rows)  # read twice below: an iterator would leave frames.csv empty
     wells = well_readout(frame_rows)
     return {
         "frames": write_csv(frame_rows, out / "frames.csv", FRAME_COLUMNS),

@@ -182,6 +182,14 @@ def test_plots_refuse_no_rows(tmp_path):
         readout.plot_kill_curves([], tmp_path / "k.png")
 
 
+def test_write_readout_of_an_iterator(tmp_path):
+    rows = [{"well": "A1", "site": 0, "time": t, "n_live": 3, "n_dead": t, "dead_fraction": t / (3 + t),
+             "cell_fraction": 0.2} for t in range(3)]
+    paths = readout.write_readout(iter(rows), tmp_path / "r")   # frames.csv came out header-only
+    with paths["frames"].open() as fh:
+        assert len(list(csv.DictReader(fh))) == 3
+
+
 def test_plate_map_of_unplaced_wells(tmp_path):
     rows = [{"well": w, "time": t, "dead_fraction": 0.1 * t} for w in ("pos1", "pos2", "pos3") for t in range(3)]
     path = readout.plot_plate_map(rows, tmp_path / "m.png")
