@@ -451,6 +451,8 @@ def write_readout(frame_rows: Sequence[Mapping], out, title: str | None = None) 
     """
     out = Path(out)
     frame_rows = list(frame_rows)  # read twice below: an iterator would leave frames.csv empty
+    if not frame_rows:
+        raise ValueError("no readout rows to write")  # before any file: the plots would refuse them
     wells = well_readout(frame_rows)
     return {
         "frames": write_csv(frame_rows, out / "frames.csv", FRAME_COLUMNS),

@@ -182,6 +182,13 @@ def test_plots_refuse_no_rows(tmp_path):
         readout.plot_kill_curves([], tmp_path / "k.png")
 
 
+def test_write_readout_of_no_rows_writes_nothing(tmp_path):
+    # frames.csv and wells.csv were written, then the kill-curve plot refused the empty rows
+    with pytest.raises(ValueError, match="no readout rows"):
+        readout.write_readout([], tmp_path / "r")
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
 def test_write_readout_of_an_iterator(tmp_path):
     rows = [{"well": "A1", "site": 0, "time": t, "n_live": 3, "n_dead": t, "dead_fraction": t / (3 + t),
              "cell_fraction": 0.2} for t in range(3)]
