@@ -58,6 +58,7 @@ MANIFEST_REQUIRED = ("well", "site", "time", "n_live", "n_dead")
 _FOREGROUND_FRACTIONS = ("frac_cell", "frac_outline", "frac_hoechst", "frac_draq7")
 _WELL = re.compile(r"^([A-Za-z]{1,2})0*(\d{1,3})$")
 _MAX_LEGEND = 24
+_MAX_ROWS, _MAX_COLUMNS = 32, 48   # a 1536-well plate: the largest a plate map lays out
 
 
 def dead_fraction(n_live: int, n_dead: int) -> float:
@@ -275,13 +276,16 @@ def write_csv(rows: Iterable[Mapping], path, columns: Sequence[str]) -> Path:
 def parse_well(name: str) -> tuple[int, int] | None:
     """``"B03"`` -> ``(1, 3)``: 0-based row index (A = 0, ..., Z = 25, AA = 26) and column number.
 
-    None for a name that is not a plate position.
+    None for a name that is not a plate position: one outside a 1536-well plate (rows
+    A-AF, columns 1-48), such as ``"WT1"`` or ``"A0"``.
     """
     m = _WELL.match(name.strip())
     if not m:
         return None
     letters, column = m.group(1).upper(), int(m.group(2))
     row = ord(letters[-1]) - 65 + (26 * (ord(letters[0]) - 64) if len(letters) == 2 else 0)
+    if row >= _MAX_ROWS or not 1 <= column <= _MAX_COLUMNS:
+        return None
     return row, column
 
 

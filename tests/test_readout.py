@@ -103,6 +103,10 @@ def test_parse_well():
     assert readout.parse_well("B03") == (1, 3)
     assert readout.parse_well("AF48") == (31, 48)
     assert readout.parse_well("position3") is None
+    # names that are no position of a 1536-well plate: "WT1" was row 617, a plate map of
+    # 618 x 1 panels (10 minutes); "A0" column 0, drawn in the last column's panel
+    for name in ("WT1", "KO2", "AG1", "A0", "A49"):
+        assert readout.parse_well(name) is None, name
 
 
 def write_manifest(path, header, rows):
