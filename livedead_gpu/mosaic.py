@@ -509,7 +509,7 @@ def _merge_stats(stats, p, ho_dtype, d7_dtype):
         th["gradient_scale"] = scale
     if p.nucleus_threshold == "contrast":
         samples = np.concatenate([s["contrast"] for s in stats])
-        th["hoechst"] = _contrast_level(samples, p.nucleus_level, get_backend("cpu"), sampled=True)
+        th["hoechst"] = _contrast_level(samples, p.nucleus_level, get_backend("cpu"), sampled=True, final=True)
     elif p.nucleus_threshold == "block-max":
         th["hoechst"] = _block_max_threshold(_merge(stats, "hoechst_max"), ho_dtype, p.offset)
         if p.dead_call != "ratio":
