@@ -218,6 +218,8 @@ def _cmd_evaluate(args) -> int:
 
     from .evaluate import evaluate_pairs, find_pairs
 
+    if args.json is not None and args.json.is_dir():  # found now, not after every image is segmented
+        raise IsADirectoryError(f"--json {str(args.json)!r} is a folder; expected a file name")
     if args.config:
         params = SegmentParams.from_toml(args.config)
         if args.preset:

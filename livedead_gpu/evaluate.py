@@ -198,6 +198,9 @@ def _labels(a, name):
         raise TypeError(f"{name} is a bool mask; label its instances first (one id per object)")
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer instance labels, got dtype {a.dtype}")
+    if a.dtype.kind == "i" and a.size and a.min() < 0:
+        raise ValueError(f"{name} holds negative labels (min {a.min()}); expected 0 for background and "
+                         "1, 2, ... for objects (set ignored regions to 0)")
     return a
 
 

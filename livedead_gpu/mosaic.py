@@ -88,6 +88,7 @@ __all__ = ["MosaicResult", "overlap_depth", "segment_mosaic", "tile_chunks"]
 
 _BINS = {"uint8": 256, "uint16": 65536}
 _RATIO_GROW = 5   # draq7_background grows the nuclei by a 5-px footprint before taking the background
+_COMPUTE_KWARGS = {"scheduler", "num_workers", "pool", "optimize_graph"}
 _CONTRAST_STEP = 4  # _contrast_level's grid: every 4th row and column
 
 
@@ -233,7 +234,9 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         Side in pixels of the central crop the nucleus diameter is measured on when
         the parameters give none (see the module notes); read into one worker.
     **compute_kwargs
-        Passed to the `dask.compute` of the threshold passes (e.g. ``scheduler=``).
+        Passed to the `dask.compute` of the threshold passes: ``scheduler``,
+        ``num_workers``, ``pool`` or ``optimize_graph`` (any other name is refused:
+        dask would ignore a misspelt one without a word).
 
     Returns
     -------
@@ -253,6 +256,10 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     import dask.array as da
 
     p = as_params(params)
+    unknown = sorted(set(compute_kwargs) - _COMPUTE_KWARGS)
+    if unknown:
+        raise TypeError(f"segment_mosaic got unexpected keyword(s) {', '.join(unknown)}; besides its own "
+                        f"parameters it takes dask.compute's {', '.join(sorted(_COMPUTE_KWARGS))}")
     if p.nucleus_threshold == "contrast" and p.dead_call == "touch":
         raise ValueError("nucleus_threshold='contrast' with dead_call='touch' is not supported for mosaics (the "
                          "Draq7 mask would need contrast statistics and a diameter of its own); use "

@@ -203,7 +203,7 @@ def test_gpu_without_cupy_is_a_clear_error():
 def test_backend_names():
     assert get_backend("cpu").name == "cpu"
     assert get_backend("auto").name in ("cpu", "gpu")
-    for bad in ("GPU", "gpu:x", "cuda", 3):
+    for bad in ("GPU", "gpu:x", "gpu:²", "gpu:", "cuda", 3):
         with pytest.raises(ValueError, match="backend must be"):
             get_backend(bad)
 

@@ -42,6 +42,8 @@ def test_match_edge_cases():
     assert match_instances(empty, empty).f1 == 1.0
     with pytest.raises(TypeError, match="bool"):
         match_instances(empty > 0, empty)
+    with pytest.raises(ValueError, match=r"truth holds negative labels \(min -1\)"):
+        match_instances(np.full((5, 5), -1, np.int32), empty)   # -1 = "ignore" in some tools: not an object
     with pytest.raises(ValueError, match="shape"):
         match_instances(empty, np.zeros((5, 6), np.uint8))
     # "0.5" and None failed with "'<' not supported between instances of 'int' and 'str'"
@@ -200,6 +202,10 @@ def test_evaluate_command(tmp_path, capsys):
     assert report["total"]["images"] == 2 and report["total"]["f1"] >= 0.9
     assert report["params"]["preset"] == "measured"
     assert main(["evaluate", str(tmp_path / "im"), str(tmp_path / "nowhere")]) == 2
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "im"), str(tmp_path / "lab"), "--json", str(tmp_path)]) == 2
+    err = capsys.readouterr()
+    assert "--json" in err.err and "is a folder" in err.err and not err.out   # before any image is segmented
 
 
 def test_evaluate_pairs_names_the_label_file(tmp_path):

@@ -410,6 +410,13 @@ def test_open_training_set_unknown_split(exported):
     with pytest.raises(ValueError, match=r"got \['train', 'tset'\]"):
         open_training_set(out, split=["train", "tset"])
     assert len(open_training_set(out, split=("train", "val", "test"))) == 4
+    # the manifest's own path opens the set; patches of a set without them, an empty split: said so
+    assert len(open_training_set(out / "manifest.csv")) == 4
+    with pytest.raises(ValueError, match="has no patches"):
+        open_training_set(out, patches=True)
+    empty = [s for s in ("train", "val", "test") if not open_training_set(out, split=s)]
+    for s in empty:
+        assert len(open_training_set(out, split=s, weights=True)) == 0
 
 
 def test_out_that_is_a_file(tmp_path, plate):

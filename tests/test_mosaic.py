@@ -119,6 +119,8 @@ def test_errors_name_the_argument(frames):
         segment_mosaic(*args, SegmentParams(dead_call="touch"), tile=256)
     with pytest.raises(ValueError, match="diameter_crop"):
         segment_mosaic(*args, block, tile=256, diameter_crop=32)
+    with pytest.raises(TypeError, match="unexpected keyword.* tiles; .* num_workers"):
+        segment_mosaic(*args, block, tiles=256)   # dask.compute would have ignored it
     with pytest.raises(ValueError, match="one shape"):
         segment_mosaic(f.brightfield, f.hoechst[:512], f.draq7, block, tile=256)
     with pytest.raises(ValueError, match="dtype"):

@@ -38,8 +38,9 @@ def check_backend(backend):
     """
     if isinstance(backend, Backend):
         return
+    device = backend[4:] if isinstance(backend, str) and backend.startswith("gpu:") else ""
     if not isinstance(backend, str) or not (
-        backend in ("cpu", "auto", "gpu") or (backend.startswith("gpu:") and backend[4:].isdigit())
+        backend in ("cpu", "auto", "gpu") or (device.isascii() and device.isdigit())  # not "gpu:²"
     ):
         raise ValueError(f"backend must be 'cpu', 'auto', 'gpu', 'gpu:N' or a Backend, got {backend!r}")
 

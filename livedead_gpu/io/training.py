@@ -235,10 +235,13 @@ class TrainingSet(Sequence):
     """
 
     def __init__(self, root, split=None, weights=None, patches=False):
-        self.root = Path(root)
+        root = Path(root)
+        self.root = root.parent if root.name == "manifest.csv" and root.is_file() else root
         self.patches = bool(patches)
-        name = "patches.csv" if patches else "manifest.csv"
-        rows = read_manifest(self.root / name)
+        if patches and not (self.root / "patches.csv").is_file() and (self.root / "manifest.csv").is_file():
+            raise ValueError(f"{str(self.root)!r} has no patches (no patches.csv): export it with patches, "
+                             "or open its frames with patches=False")
+        rows = read_manifest(self.root / ("patches.csv" if patches else "manifest.csv"))
         if split is not None:
             wanted = {split} if isinstance(split, str) else set(split)
             if not wanted <= set(SPLITS):
@@ -246,7 +249,7 @@ class TrainingSet(Sequence):
                                  f"got {split if isinstance(split, str) else sorted(wanted)!r}")
             rows = [r for r in rows if r["split"] in wanted]
         has_weights = bool(rows) and all(r["weights"] for r in rows)
-        if weights and not has_weights:
+        if weights and rows and not has_weights:  # (an empty split lacks no weight map)
             raise ValueError(f"{str(self.root)!r}: weights requested but not every item has a "
                              "weight map (export with weights=True)")
         self.weights = has_weights if weights is None else bool(weights)
