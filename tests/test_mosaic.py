@@ -186,3 +186,15 @@ def test_real_field_in_tiles_matches_whole_image(adcc_dir, field):
     whole = segment_frame(bf, ho, d7, p)
     assert (np.asarray(tiled.classes) == whole.classes).mean() >= 0.999
     assert tiled.counts() == (whole.n_live, whole.n_dead)
+
+
+@pytest.mark.parametrize("n_cells", [0, 3])
+def test_empty_and_sparse_mosaics_equal_the_whole_frame(n_cells):
+    # The contrast threshold's noise fallback (too few bright pixels to be nuclei) is taken from
+    # the same samples in tiles as in the whole frame: the same threshold, the same masks.
+    f = synthetic.make_frame(shape=(1024, 1024), n_cells=n_cells, seed=3)
+    whole = segment_frame(f.brightfield, f.hoechst, f.draq7)
+    m = segment_mosaic(f.brightfield, f.hoechst, f.draq7, tile=512, scheduler="sync")
+    assert m.thresholds["hoechst"] == whole.thresholds["hoechst"]
+    assert (m.classes.compute(scheduler="sync") == whole.classes).all()
+    assert (whole.n_live + whole.n_dead) == n_cells
