@@ -186,3 +186,18 @@ def test_empty_and_sparse_fields_find_no_noise(be, shape, n_cells):
             assert (r.n_live, r.n_dead) == (f.n_live, f.n_dead), seed
             if n_cells == 0:
                 assert not r.classes.any()
+
+
+def test_small_nuclei_under_the_area_floor_are_not_dropped_silently():
+    # At low magnification the default min_nucleus_area (20 px) is most of a nucleus: say so.
+    from livedead_gpu import segment_frame
+
+    f = synthetic.make_frame(shape=(256, 256), n_cells=60, seed=2, cell_radius=(4.5, 6.0))
+    with pytest.warns(UserWarning, match="min_nucleus_area = 20 px drops over a quarter"):
+        segment_frame(f.brightfield, f.hoechst, f.draq7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        segment_frame(f.brightfield, f.hoechst, f.draq7, SegmentParams(min_nucleus_area=4))
+        for n_cells in (0, 20):   # an empty frame and the default nuclei: nothing to say
+            g = synthetic.make_frame(shape=(256, 256), n_cells=n_cells, seed=2)
+            segment_frame(g.brightfield, g.hoechst, g.draq7)

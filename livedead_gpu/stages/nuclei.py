@@ -28,6 +28,7 @@ Every step is generic ``be.xp`` code or a backend method, so it runs on every ba
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 from ..backends import get_backend
@@ -85,12 +86,27 @@ def _objects(mask, be):
     return where, owner, be.votes(owner, n + 1)
 
 
-def _drop_small(mask, min_area, be):
-    """Drop the 8-connected objects of fewer than ``min_area`` pixels."""
+def _drop_small(mask, min_area, be, relative=None):
+    """Drop the 8-connected objects of fewer than ``min_area`` pixels.
+
+    ``relative``, the size filter's area without the absolute ``min_nucleus_area``
+    floor: when that floor drops over a quarter of the objects the relative filter
+    keeps (nuclei under the floor, e.g. at low magnification), say so.
+    """
     if min_area <= 1:
         return mask
     where, owner, areas = _objects(mask, be)
     small = areas < min_area
+    if relative is not None and relative < min_area:
+        xp = be.xp
+        counted = areas >= relative
+        # Two counts to the host (one sync), only when the absolute floor is the filter.
+        kept, lost = (int(v) for v in be.to_host(xp.stack([counted.sum(), (counted & small).sum()])))
+        if lost >= 5 and lost > kept / 4:
+            # The text does not vary with the frame, so a plate run says it once.
+            warnings.warn(f"min_nucleus_area = {min_area} px drops over a quarter of the nuclei found (they are "
+                          "smaller): lower it, or give min_nucleus_area_um2 with pixel_size", UserWarning,
+                          stacklevel=4)
     mask = mask.copy()
     mask.ravel()[where[small[owner]]] = False
     return mask
@@ -143,11 +159,12 @@ def _contrast(image, p, be, threshold=None, diameter=None):
     y = x - background(image, _BACKGROUND_WIDTH * diameter, be)
     if threshold is None:
         threshold = _contrast_level(y, p.nucleus_level, be, final=True)
-    min_area = _min_area(p, diameter)
-    mask = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be)
+    min_area, relative = _min_area(p, diameter), _min_area(p, diameter, floor=False)
+    mask = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be,
+                       relative=None if p.nucleus_edge else relative)
     if p.nucleus_edge:
         mask = cut_edges(mask, y, threshold, p.nucleus_edge, diameter, be)
-        mask = _drop_small(be.fill_holes(mask), min_area, be)
+        mask = _drop_small(be.fill_holes(mask), min_area, be, relative=relative)
     return mask, threshold, diameter
 
 
@@ -216,13 +233,14 @@ def contrast_diameter(image, params: SegmentParams | None = None, backend="cpu",
     return typical_diameter(be.fill_holes(y > _contrast_level(y, p.nucleus_level, be)), be)
 
 
-def _min_area(p, diameter) -> int:
-    """The "contrast" size filter in pixels: ``min_nucleus_area_um2``, else a tenth of a nucleus."""
+def _min_area(p, diameter, floor=True) -> int:
+    """The "contrast" size filter in pixels: ``min_nucleus_area_um2``, else a tenth of a nucleus;
+    at least ``min_nucleus_area`` unless ``floor=False``."""
     if p.min_nucleus_area_um2 is not None:
         min_area = p.min_nucleus_area_um2 / p.pixel_size**2
     else:
         min_area = _MIN_FRACTION * math.pi * diameter**2 / 4
-    return max(p.min_nucleus_area, math.ceil(min_area))
+    return max(p.min_nucleus_area if floor else 1, math.ceil(min_area))
 
 
 def _contrast_level(y, level, be, *, sampled=False, final=False):
