@@ -36,6 +36,9 @@ def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
         raise TypeError(f"{name} must be a 2-D array, got {type(image).__name__}")
     if type(image).__module__.startswith("cupy"):
         raise TypeError(f"{name} is a CuPy array: pass host (NumPy) arrays; the backend moves them")
+    if isinstance(image, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; its mask would be ignored: fill the masked pixels "
+                        "(e.g. image.filled(0)) and pass a plain array")
     a = np.asarray(image)
     if a.dtype == bool:
         raise TypeError(f"{name} has dtype bool (a mask); expected an intensity image (uint8 or uint16)")

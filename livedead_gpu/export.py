@@ -390,6 +390,10 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     digest = params.digest()
     options = {"weights": weight_opts, "patches": patch_opts}
     splits = split_wells(plate.wells, fractions, seed)
+    empty = [name for name, fr in zip(SPLITS, fractions) if fr > 0 and name not in splits.values()]
+    if empty:  # a small plate: the loader's val or test split would be empty without a word
+        log.warning("%d well(s) split %s: %s get(s) no well", len(set(plate.wells)),
+                    "/".join(f"{f:g}" for f in fractions), " and ".join(empty))
     summary = ExportSummary(out=out, frames=len(keys), params_hash=digest)
     records = {}
     # One background thread writes frame i (zlib, fsync, weight map) while frame i + 1

@@ -264,8 +264,8 @@ class SegmentParams:
         """
         path = Path(path)
         try:
-            with path.open("rb") as f:
-                data = tomllib.load(f)
+            # utf-8-sig: a byte-order mark (Windows Notepad writes one) is not TOML's concern
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
         except FileNotFoundError:
             raise FileNotFoundError(f"parameter file {str(path)!r} does not exist") from None
         except IsADirectoryError:

@@ -125,6 +125,12 @@ def test_toml_segment_table_beside_top_level_keys(tmp_path):
         SegmentParams.from_toml(path)
 
 
+def test_toml_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "notepad.toml"
+    path.write_bytes(b"\xef\xbb\xbfcoarseness = 8\n")     # Windows Notepad's UTF-8
+    assert SegmentParams.from_toml(path).coarseness == 8
+
+
 def test_toml_unreadable_file_is_named(tmp_path):
     path = tmp_path / "p.toml"
     path.write_bytes(b"\xff\xfe coarseness = 8\n")

@@ -112,6 +112,7 @@ GOOD = np.zeros((64, 64), np.uint16)
         ((GOOD, GOOD, np.full((64, 64), 0.5)), ValueError, r"draq7 is a float image .* normalised"),
         ((GOOD, GOOD, np.zeros((64, 64), complex)), TypeError, r"draq7 has dtype complex"),
         (("image", GOOD, GOOD), TypeError, r"brightfield must be a 2-D array"),
+        ((GOOD, np.ma.masked_array(GOOD, GOOD == 0), GOOD), TypeError, r"hoechst is a masked array"),
     ],
 )
 def test_bad_input(channels, error, match):
