@@ -1,4 +1,4 @@
-"""The one parameter object of the segmentation, with the article's defaults."""
+"""The one parameter object of the segmentation: the article's values where they measured well, presets."""
 
 from __future__ import annotations
 

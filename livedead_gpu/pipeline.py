@@ -87,7 +87,9 @@ def segment_frame(
         `livedead_gpu.checks.as_intensity` for other dtypes. Each side must be at
         least ``params.coarseness`` pixels.
     params : SegmentParams, optional
-        The article's defaults when omitted.
+        ``SegmentParams()`` when omitted: this package's defaults, which differ from
+        the article's method where it measured poorly (``SegmentParams.from_preset(
+        "article")`` runs the article's method).
     backend : {"cpu", "auto", "gpu"} or Backend
     intermediates : bool
         Also return the gradient and the intermediate masks.
