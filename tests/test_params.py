@@ -96,33 +96,26 @@ def test_a_preset_that_is_no_name_is_named(tmp_path):
         SegmentParams(preset={})
 
 
-def test_toml_errors(tmp_path):
+@pytest.mark.parametrize("text, error, match", [
+    ("coarsenes = 8\n", ValueError, r"bad.toml: unknown parameter\(s\) coarsenes"),
+    ("coarseness = [\n", ValueError, "not valid TOML"),
+    ("[segment]\ncoarseness = 1\n", ValueError, r"bad.toml: coarseness must lie in \[2, 1024\], got 1"),
+    ('coarseness = "x"\n', TypeError, r"bad.toml: coarseness must be an int"),
+    # the top-level coarseness used to be dropped without a word
+    ("coarseness = 8\n[segment]\nkernel_size = 7\n", ValueError,
+     r"bad.toml: parameter\(s\) coarseness outside the \[segment\] table"),
+    ("segment = 3\n", ValueError, r"bad.toml: segment must be a table \(\[segment\]\), got 3"),
+])
+def test_toml_errors(tmp_path, text, error, match):
     path = tmp_path / "bad.toml"
-    path.write_text("coarsenes = 8\n")
-    with pytest.raises(ValueError, match=r"bad.toml: unknown parameter\(s\) coarsenes"):
+    path.write_text(text)
+    with pytest.raises(error, match=match):
         SegmentParams.from_toml(path)
-    path.write_text("coarseness = [\n")
-    with pytest.raises(ValueError, match="not valid TOML"):
-        SegmentParams.from_toml(path)
-    path.write_text("[segment]\ncoarseness = 1\n")
-    with pytest.raises(ValueError, match=r"bad.toml: coarseness must lie in \[2, 1024\], got 1"):
-        SegmentParams.from_toml(path)
-    path.write_text('coarseness = "x"\n')
-    with pytest.raises(TypeError, match=r"bad.toml: coarseness must be an int"):
-        SegmentParams.from_toml(path)
+
+
+def test_missing_toml_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.toml"):
         SegmentParams.from_toml(tmp_path / "missing.toml")
-
-
-def test_toml_segment_table_beside_top_level_keys(tmp_path):
-    path = tmp_path / "p.toml"
-    # the top-level coarseness used to be dropped without a word
-    path.write_text("coarseness = 8\n[segment]\nkernel_size = 7\n")
-    with pytest.raises(ValueError, match=r"p.toml: parameter\(s\) coarseness outside the \[segment\] table"):
-        SegmentParams.from_toml(path)
-    path.write_text("segment = 3\n")
-    with pytest.raises(ValueError, match=r"p.toml: segment must be a table \(\[segment\]\), got 3"):
-        SegmentParams.from_toml(path)
 
 
 def test_toml_with_a_byte_order_mark(tmp_path):
