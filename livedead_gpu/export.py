@@ -145,38 +145,6 @@ def _boxes(cells):
     ends = np.append(starts[1:], len(at)) - 1
     return (labels[starts], ys[starts], ys[ends],
             np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts))
-    reach = int(math.ceil(sigma * math.sqrt(2 * math.log(max(w0, 1e-300) / _CUTOFF)))) if w0 > _CUTOFF else 0
-    order = np.argsort(labels, kind="stable")
-    starts = np.searchsorted(labels[order], ids)
-    y_lo = np.minimum.reduceat(ys[order], starts)
-    y_hi = np.maximum.reduceat(ys[order], starts)
-    x_lo = np.minimum.reduceat(xs[order], starts)
-    x_hi = np.maximum.reduceat(xs[order], starts)
-    m, n = cells.shape
-    d1 = np.full(cells.shape, np.inf, np.float32)
-    d2 = np.full(cells.shape, np.inf, np.float32)
-    for i, a, b, c, d in zip(ids, y_lo, y_hi, x_lo, x_hi):
-        win = (slice(max(a - reach, 0), min(b + reach + 1, m)),
-               slice(max(c - reach, 0), min(d + reach + 1, n)))
-        other = (cells[win] != i).view(np.uint8)
-        dist = cv2.distanceTransform(other, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        # OpenCV's exact transform is off by an ulp or so from run to run (it depends
-        # on what the heap held). The squared distance is an integer (exact in float32
-        # up to 2**24), so round it and take the correctly rounded root: bit-identical
-        # reruns
-        np.square(dist, out=dist)
-        np.rint(dist, out=dist)
-        np.sqrt(dist, out=dist)
-        w1, w2 = d1[win], d2[win]
-        closer = dist < w1                  # cell i becomes the nearest: the old nearest is second
-        np.minimum(w2, dist, out=w2)
-        np.copyto(w2, w1, where=closer)
-        np.minimum(w1, dist, out=w1)
-    outside = cells == 0
-    s = (d1[outside] + d2[outside]).astype(np.float64)   # inf where fewer than two cells are in reach
-    border = w0 * np.exp(-(s * s) / (2 * sigma * sigma))
-    w[outside] = (w[outside] + border).astype(np.float32)
-    return w
 
 
 # --------------------------------------------------------------------------- patches, split
