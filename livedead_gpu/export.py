@@ -326,8 +326,10 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     _check_seed(seed)
     # A bad name, or (serial runs) "gpu" without one, fails before anything is written;
     # Dask workers resolve the name on their own devices.
-    backend = get_backend(backend) if scheduler is None else backend
-    check_backend(backend)
+    if scheduler is None:
+        backend = get_backend(backend)
+    else:
+        check_backend(backend)
     patch_opts = _check_patches(patches)
     weight_opts = None
     if weights:

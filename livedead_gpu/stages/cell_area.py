@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..backends import get_backend
-from ..params import SegmentParams
+from ..params import SegmentParams, as_params
 from .gradient import gradient_scale, noise_threshold, quantize, smoothed_gradient
 from .threshold import block_max_threshold
 
@@ -54,7 +54,7 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", t
     -------
     CellArea
     """
-    p = params or SegmentParams()
+    p = as_params(params)
     be = get_backend(backend)
     gradient = smoothed_gradient(brightfield, p.smoothing, be)
     noise = None

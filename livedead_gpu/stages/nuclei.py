@@ -32,7 +32,7 @@ import warnings
 from typing import NamedTuple
 
 from ..backends import get_backend
-from ..params import SegmentParams
+from ..params import SegmentParams, as_params
 from .threshold import block_max_threshold
 
 
@@ -51,7 +51,7 @@ def nucleus_mask(image, params: SegmentParams | None = None, backend="cpu"):
     mask : (M, N) bool array
     threshold : int
     """
-    mask, threshold, _ = _nucleus_mask(image, params or SegmentParams(), get_backend(backend))
+    mask, threshold, _ = _nucleus_mask(image, as_params(params), get_backend(backend))
     return mask, threshold
 
 
@@ -140,7 +140,7 @@ def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
     threshold : float
         Over the subtracted background (not a raw intensity).
     """
-    p = params or SegmentParams()
+    p = as_params(params)
     mask, threshold, _ = _contrast(image, p, get_backend(backend))
     return mask, threshold
 
@@ -225,7 +225,7 @@ def contrast_diameter(image, params: SegmentParams | None = None, backend="cpu",
     x : (M, N) float32 array, optional
         ``image`` as float32, when the caller has it already.
     """
-    p = params or SegmentParams()
+    p = as_params(params)
     be = get_backend(backend)
     x = image.astype(be.xp.float32) if x is None else x
     diameter = typical_diameter(be.fill_holes(x > _contrast_level(x, p.nucleus_level, be)), be)
@@ -357,7 +357,7 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
     labels : (M, N) int32 array, 0 background, 1..n
     n : int
     """
-    p = params or SegmentParams()
+    p = as_params(params)
     be = get_backend(backend)
     xp = be.xp
     if diameter is None:
@@ -523,7 +523,7 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     -------
     (M, N) bool array
     """
-    p = params or SegmentParams()
+    p = as_params(params)
     be = get_backend(backend)
     xp = be.xp
     smooth = be.gaussian(draq7, _DEAD_SMOOTHING)
@@ -562,7 +562,7 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     hoechst_mask, draq7_mask : (M, N) bool arrays
     thresholds : (float, float)
     """
-    p = params or SegmentParams()
+    p = as_params(params)
     be = get_backend(backend)
     xp = be.xp
     ho_mask, ho_thr, diameter = _nucleus_mask(hoechst, p, be, hoechst_threshold, diameter)
