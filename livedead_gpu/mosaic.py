@@ -41,7 +41,11 @@
    - the Draq7 background of the ``dead_call="ratio"`` rule: the median Draq7
      outside the (grown) nuclei on every other row and column, from the tiles'
      summed intensity histograms (a pass of its own: it needs the nucleus masks
-     at the global threshold).
+     at the global threshold); the Hoechst background likewise.
+   - the Hoechst bleed-through (``bleed="auto"``): measured, as the diameter, on
+     the central crop, at the global thresholds and backgrounds. A mosaic larger
+     than the crop is segmented as `segment_frame` segments it with ``bleed`` set
+     to ``thresholds["bleed"]``.
 
 2. **Tiles with a halo** (`dask.array.map_overlap`'s overlap, ``boundary="none"``:
    the image edge keeps its own border rule): each tile runs the stages with the
@@ -317,29 +321,33 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     chunks = _chunks(shape, tile, depth)
     tiles = _tiles(shape, chunks)
 
-    floor = None
+    floor = hoechst_floor = None
+    bleed = 0.0
     if p.dead_call == "ratio":
-        # The Draq7 background: the median Draq7 outside the grown nuclei, whole mosaic.
+        # The Draq7 (and Hoechst) background: the median outside the grown nuclei, whole mosaic.
         bg = dask.delayed(_tile_background, pure=True)
         parts = []
         for core in tiles:
             win, where = _window(shape, core, depth)
             parts.append(bg(ho[win], d7[win], where, p, backend, thresholds["hoechst"], diameter))
         (parts,) = dask.compute(parts, **compute_kwargs)
-        # As draq7_background: the outside pixels on the grid; all outside pixels when none
-        # is on the grid (each tile then sent them); the grid's pixels when none is outside.
-        if any(t["outside"][0].size for t in parts):
-            table = _merge(parts, "outside")
-        else:
-            table = _merge(parts, "outside_all" if any(t["any_outside"] for t in parts) else "all")
-        floor = float(max(_rank(table, 0.5), 1.0))
+        floor = _outside_median(parts, "draq7")
+        if p.bleed != 0:
+            hoechst_floor = _outside_median(parts, "hoechst")
+        bleed = p.bleed
+        if bleed == "auto":
+            # Measured, as the diameter, on the central crop: the whole mosaic when no larger.
+            (bleed,) = dask.compute(dask.delayed(_crop_bleed, pure=True)(
+                ho[crop], d7[crop], p, backend, thresholds, floor, hoechst_floor, diameter), **compute_kwargs)
+    thresholds["bleed"] = float(bleed)
 
     # -- pass 2: tiles with a halo, segmented at the global thresholds
     seg = dask.delayed(_tile_segment, pure=True, nout=2)
     blocks, counts = [], []
     for core in tiles:
         win, where = _window(shape, core, depth)
-        packed, count = seg(bf[win], ho[win], d7[win], where, p, backend, shape, thresholds, floor, diameter)
+        packed, count = seg(bf[win], ho[win], d7[win], where, p, backend, shape, thresholds, floor,
+                            hoechst_floor, diameter)
         (y0, y1), (x0, x1) = core
         blocks.append(da.from_delayed(packed, shape=(y1 - y0, x1 - x0), dtype=np.int64,
                                       meta=np.empty((0, 0), np.int64)))
@@ -459,22 +467,43 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
 
 
 def _tile_background(ho, d7, where, p, backend, threshold, diameter):
-    """Draq7 value counts of the core outside the nuclei grown by 5 px (and of the whole core)."""
+    """Draq7 and Hoechst value counts of the core outside the nuclei grown by 5 px (and of the whole core)."""
     be = get_backend(backend)
     core = where[0]
     ho_mask = _nucleus_mask(be.to_device(np.ascontiguousarray(ho)), p, be, threshold, diameter)[0]
     outside = be.to_host(~be.dilate(ho_mask, _RATIO_GROW))[core]
-    values = np.asarray(d7)[core]
     # `draq7_background` takes the median over the pixels of even row and column.
     (y0, x0) = where[2]
     sub = (slice(y0 % 2, None, 2), slice(x0 % 2, None, 2))
-    out = {"outside": _value_counts(values[sub][outside[sub]]), "all": _value_counts(values[sub]),
-           "any_outside": bool(outside.any())}
-    if out["any_outside"] and not out["outside"][0].size:
-        # Outside pixels, none on the grid: `draq7_background` then takes all of them
-        # when no tile has one on the grid.
-        out["outside_all"] = _value_counts(values[outside])
+    out = {"any_outside": bool(outside.any())}
+    for name, image in (("draq7", d7), ("hoechst", ho)):
+        values = np.asarray(image)[core]
+        out[name] = {"outside": _value_counts(values[sub][outside[sub]]), "all": _value_counts(values[sub])}
+        if out["any_outside"] and not out[name]["outside"][0].size:
+            # Outside pixels, none on the grid: `draq7_background` then takes all of them
+            # when no tile has one on the grid.
+            out[name]["outside_all"] = _value_counts(values[outside])
     return out
+
+
+def _outside_median(parts, channel):
+    """`draq7_background` of one channel over the mosaic, from the tiles' `_tile_background`."""
+    tables = [t[channel] for t in parts]
+    # The outside pixels on the grid; all outside pixels when none is on the grid (each
+    # tile then sent them); the grid's pixels when none is outside.
+    if any(t["outside"][0].size for t in tables):
+        table = _merge(tables, "outside")
+    else:
+        table = _merge(tables, "outside_all" if any(t["any_outside"] for t in parts) else "all")
+    return float(max(_rank(table, 0.5), 1.0))
+
+
+def _crop_bleed(ho, d7, p, backend, thresholds, floor, hoechst_floor, diameter):
+    """`find_nuclei`'s "auto" bleed on these (crop) images, at the mosaic's thresholds and backgrounds."""
+    be = get_backend(backend)
+    ho, d7 = (be.to_device(np.ascontiguousarray(a)) for a in (ho, d7))
+    return stages.find_nuclei(ho, d7, p, be, hoechst_threshold=thresholds["hoechst"], diameter=diameter,
+                              floor=floor, hoechst_floor=hoechst_floor)[0].bleed
 
 
 def _merge(stats, name):
@@ -528,7 +557,7 @@ def _merge_stats(stats, p, ho_dtype, d7_dtype):
     return th
 
 
-def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor, diameter):
+def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor, hoechst_floor, diameter):
     """The tile's core as ``classes + 8 * global cell label`` (int64), and its ``(n_live, n_dead)``."""
     be = get_backend(backend)
     core, origin, (y0, x0), (h, w) = where
@@ -536,7 +565,8 @@ def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor, diame
     bf_d, ho_d, d7_d = (be.to_device(np.ascontiguousarray(a)) for a in (bf, ho, d7))
     area = stages.cell_area(bf_d, p, be, threshold=thresholds["gradient"], scale=thresholds["gradient_scale"])
     nuc = stages.find_nuclei(ho_d, d7_d, p, be, hoechst_threshold=thresholds["hoechst"],
-                             draq7_threshold=thresholds["draq7"], diameter=diameter, floor=floor)[0]
+                             draq7_threshold=thresholds["draq7"], diameter=diameter, floor=floor,
+                             hoechst_floor=hoechst_floor, bleed=thresholds["bleed"])[0]
     labels, dead = nuc.labels, nuc.dead
     cells, outlines = stages.separate_cells(area.mask, labels, be, p.separation)
     classes = stages.class_mask(cells, outlines, labels, dead, be)

@@ -34,7 +34,8 @@ class FrameResult:
         ``gradient`` (see `stages.CellArea`), ``gradient_scale`` (its divisor, for
         ``cell_threshold="block-max"``; else None), ``gradient_noise`` (the
         background gradient's scale, for "noise"; else None), ``hoechst`` and
-        ``draq7`` (intensities).
+        ``draq7`` (intensities), ``bleed`` (the Hoechst bleed-through taken off the
+        Draq7 before the live/dead call; 0 with ``dead_call="touch"``).
     params : SegmentParams
     backend : str
     intermediates : dict
@@ -158,6 +159,7 @@ def segment_arrays(brightfield, hoechst, draq7, params: SegmentParams, backend) 
             "gradient_noise": area.noise,
             "hoechst": ho_thr,
             "draq7": d7_thr,
+            "bleed": nuc.bleed,
         },
     }
 

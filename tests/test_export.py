@@ -78,6 +78,7 @@ def test_written_frames_match_segment_frame(exported, plate):
             assert row["thr_draq7"] == ""
         else:
             assert float(row["thr_draq7"]) == pytest.approx(r.thresholds["draq7"], rel=1e-6)
+        assert float(row["bleed"]) == pytest.approx(r.thresholds["bleed"], rel=1e-6)
         assert row["channels"] == "Bright Field|DAPI|Cy5"
         assert float(row["pixel_size"]) == pytest.approx(0.65)
         assert "DAPI" in row["source"]

@@ -62,12 +62,14 @@ def test_default_params_match_whole_image():
 
 
 def test_diameter_measured_on_a_central_crop(frames):
-    # A mosaic larger than the crop is segment_frame's with the crop's diameter.
+    # A mosaic larger than the crop is segment_frame's with the crop's diameter and bleed-through.
     f = frames[1024]
     m = segment_mosaic(f.brightfield, f.hoechst, f.draq7, tile=256, diameter_crop=512, scheduler="sync")
     centre = (slice(256, 768),) * 2
     assert m.diameter == _contrast(f.hoechst[centre], SegmentParams(), get_backend("cpu"))[2]
-    check(f, SegmentParams(), 256, whole_params=SegmentParams(nucleus_diameter_px=m.diameter), diameter_crop=512)
+    assert m.thresholds["bleed"] != segment_frame(f.brightfield, f.hoechst, f.draq7).thresholds["bleed"]
+    whole = SegmentParams(nucleus_diameter_px=m.diameter, bleed=m.thresholds["bleed"])
+    check(f, SegmentParams(), 256, whole_params=whole, diameter_crop=512)
 
 
 def test_mosaic_from_a_dask_array_with_other_chunks(frames):

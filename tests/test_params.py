@@ -34,6 +34,9 @@ def test_article_defaults():
         ("nucleus_kernel", 0, "nucleus_kernel"),
         ("min_nucleus_area", -5, r"min_nucleus_area must lie in \[0, 1000000\], got -5"),
         ("nucleus_edge", 1.0, r"nucleus_edge must lie in \[0.0, 0.95\], got 1.0"),
+        ("bleed", "fit", r"bleed must be 'auto' or a number in \[0, 1\], got 'fit'"),
+        ("bleed", 1.5, r"bleed must lie in \[0.0, 1.0\], got 1.5"),
+        ("bleed", -0.01, "bleed"),
     ],
 )
 def test_invalid_values_name_the_parameter(name, value, match):
@@ -41,7 +44,8 @@ def test_invalid_values_name_the_parameter(name, value, match):
         SegmentParams(**{name: value})
 
 
-@pytest.mark.parametrize("name, value", [("coarseness", 16.0), ("dilations", True), ("offset", "1.2")])
+@pytest.mark.parametrize("name, value", [("coarseness", 16.0), ("dilations", True), ("offset", "1.2"),
+                                         ("bleed", True)])
 def test_wrong_types(name, value):
     with pytest.raises(TypeError, match=name):
         SegmentParams(**{name: value})
@@ -50,8 +54,9 @@ def test_wrong_types(name, value):
 def test_toml_round_trip(tmp_path):
     p = SegmentParams(offset=None, coarseness=8, nucleus_threshold=300, gradient_levels=None)
     path = tmp_path / "p.toml"
-    path.write_text(p.to_toml())
-    assert SegmentParams.from_toml(path) == p
+    for q in (p, SegmentParams(bleed=0.04)):
+        path.write_text(q.to_toml())
+        assert SegmentParams.from_toml(path) == q
     assert p.digest() != SegmentParams().digest()
 
 
@@ -60,6 +65,7 @@ def test_toml_round_trip(tmp_path):
     ({"smoothing": -0.0}, {"smoothing": 0.0}),
     ({"nucleus_diameter_px": 12, "dead_ratio": 3}, {"nucleus_diameter_px": 12.0, "dead_ratio": 3.0}),
     ({"pixel_size": 1, "nucleus_diameter": 10}, {"pixel_size": 1.0, "nucleus_diameter": 10.0}),
+    ({"bleed": 0}, {"bleed": 0.0}),
 ])
 def test_equal_params_have_one_digest(given, same):
     # offset=1 and offset=1.0 compared equal but hashed apart (JSON "1" vs "1.0"): a --config

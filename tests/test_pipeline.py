@@ -71,7 +71,7 @@ def test_result_contents(frame_and_result):
     assert (r.cells[inside] == r.nuclei[inside]).mean() > 0.99
     assert set(np.unique(r.cells)) - {0} <= set(range(1, r.nuclei.max() + 1))
     assert r.live_nuclei.max() > 0 and (r.live_nuclei > 0).sum() + (r.dead_nuclei > 0).sum() == inside.sum()
-    assert set(r.thresholds) == {"gradient", "gradient_scale", "gradient_noise", "hoechst", "draq7"}
+    assert set(r.thresholds) == {"gradient", "gradient_scale", "gradient_noise", "hoechst", "draq7", "bleed"}
     assert set(r.intermediates) == {"gradient", "cell_area", "hoechst_mask", "draq7_mask", "outlines"}
     assert r.intermediates["gradient"].dtype == np.float32
     assert r.backend == "cpu" and r.params == SegmentParams()

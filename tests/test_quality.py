@@ -12,6 +12,7 @@ from livedead_gpu import SegmentParams, synthetic
 from livedead_gpu.backends import CpuBackend
 from livedead_gpu.backends.gpu import ArrayBackend
 from livedead_gpu.stages import find_nuclei, split_nuclei
+from livedead_gpu.stages.nuclei import MAX_BLEED, bleed_coefficient
 
 cpu = CpuBackend()
 
@@ -201,3 +202,62 @@ def test_small_nuclei_under_the_area_floor_are_not_dropped_silently():
         for n_cells in (0, 20):   # an empty frame and the default nuclei: nothing to say
             g = synthetic.make_frame(shape=(256, 256), n_cells=n_cells, seed=2)
             segment_frame(g.brightfield, g.hoechst, g.draq7)
+
+
+def _calls_wrong(f, nuc, be):
+    """Drawn nuclei whose found nucleus (the one under most of it) gets the other call."""
+    labels, dead = be.to_host(nuc.labels), be.to_host(nuc.dead)
+    wrong = found = 0
+    for i in range(1, int(f.nuclei.max()) + 1):
+        under = labels[f.nuclei == i]
+        if under.any():
+            found += 1
+            wrong += int(dead[np.bincount(under[under > 0]).argmax()] != f.dead[i])
+    return wrong, found
+
+
+@pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
+@pytest.mark.parametrize("bit_depth", [12, 16])
+@pytest.mark.parametrize("bleed", [0.03, 0.05, 0.1])
+def test_hoechst_bleeding_into_draq7_kills_nobody(make, bit_depth, bleed):
+    # Draq7 + a share of the Hoechst (a filter set that leaks): each live nucleus then shows
+    # 3-10 % of its Hoechst in Draq7, over 3x the Draq7 background for the brighter ones.
+    be = make()
+    f = synthetic.make_frame((384, 384), n_cells=40, dead_fraction=0.3, bit_depth=bit_depth, seed=1)
+    draq7 = np.clip(f.draq7 + bleed * f.hoechst.astype(np.float32), 0, 2**bit_depth - 1).astype(np.uint16)
+    ho, d7 = be.to_device(f.hoechst), be.to_device(draq7)
+    nuc, *_ = find_nuclei(ho, d7, SegmentParams(), be)
+    wrong, found = _calls_wrong(f, nuc, be)
+    assert found >= 38 and wrong == 0
+    assert nuc.bleed == pytest.approx(bleed, abs=0.01)
+    # The plain ratio rule (bleed 0) calls live nuclei dead here; a known bleed does as well as "auto".
+    assert _calls_wrong(f, find_nuclei(ho, d7, SegmentParams(bleed=0), be)[0], be)[0] >= 4
+    assert _calls_wrong(f, find_nuclei(ho, d7, SegmentParams(bleed=bleed), be)[0], be)[0] == 0
+
+
+@pytest.mark.parametrize("dead_fraction", [0.0, 0.3, 0.9, 1.0])
+def test_bleed_estimate_without_bleed_changes_no_call(dead_fraction):
+    # No bleed-through: the estimate is ~0 with live nuclei to measure it on, and at most
+    # MAX_BLEED on a field of dead ones; either way every call is the plain rule's.
+    f = synthetic.make_frame((384, 384), n_cells=40, dead_fraction=dead_fraction, seed=4)
+    auto, *_ = find_nuclei(f.hoechst, f.draq7, SegmentParams())
+    plain, *_ = find_nuclei(f.hoechst, f.draq7, SegmentParams(bleed=0))
+    assert (auto.dead == plain.dead).all() and _calls_wrong(f, auto, cpu)[0] == 0
+    assert plain.bleed == 0
+    assert 0 <= auto.bleed <= (0.01 if dead_fraction <= 0.3 else MAX_BLEED)
+
+
+def test_bleed_coefficient():
+    rng = np.random.default_rng(0)
+    hoechst = np.r_[0, rng.uniform(500, 3000, 40)]
+    live = hoechst * 0.04 + rng.normal(0, 2, 41)
+    dead = hoechst * 1.5
+    for share_dead, expect in ((0.0, 0.04), (0.5, 0.04), (0.7, 0.04), (1.0, MAX_BLEED)):
+        k = round(share_dead * 40)
+        draq7 = np.r_[live[: 41 - k], dead[41 - k:]]
+        assert bleed_coefficient(hoechst, draq7) == pytest.approx(expect, abs=0.005), share_dead
+    assert bleed_coefficient(hoechst, -0.01 * hoechst) == 0          # never a gain
+    assert bleed_coefficient(hoechst[:5], 0.05 * hoechst[:5]) == 0   # 4 nuclei: too few to say
+    # nuclei with little Hoechst (dead ones, faded) do not count: their ratio is noise
+    faint = np.r_[0, np.full(10, 2000.0), np.full(10, 5.0)]
+    assert bleed_coefficient(faint, np.r_[0, np.full(10, 60.0), np.zeros(10)]) == pytest.approx(0.03)
