@@ -153,7 +153,9 @@ class SegmentParams:
         (Draq7 after a 1-px Gaussian above ``dead_ratio`` times its background, at
         least the nucleus size filter's area) is a nucleus of its own and joins the
         nucleus mask, so a dead nucleus pressed against a live one is not averaged
-        with it and one too dim in Hoechst is still found. True by default.
+        with it and one too dim in Hoechst is still found. A region with no
+        Hoechst-mask pixel must be a quarter of a nucleus' area (half its diameter):
+        smaller Draq7-bright specks are debris. True by default.
     preset : {"default", "measured", "article"}, optional
         The preset these values started from (see `SegmentParams.from_preset`),
         recorded with every output. A label: setting it on the constructor changes

@@ -261,3 +261,27 @@ def test_bleed_coefficient():
     # nuclei with little Hoechst (dead ones, faded) do not count: their ratio is noise
     faint = np.r_[0, np.full(10, 2000.0), np.full(10, 5.0)]
     assert bleed_coefficient(faint, np.r_[0, np.full(10, 60.0), np.zeros(10)]) == pytest.approx(0.03)
+
+
+@pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
+def test_draq7_debris_off_the_nuclei_is_no_nucleus(make):
+    # 40 Draq7-bright specks 3-4 px across (apoptotic bodies) on the background: each passed the
+    # 20-px size filter once blurred and was one more dead "nucleus" (58 dead for 18).
+    be = make()
+    f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, seed=1)
+    rng = np.random.default_rng(3)
+    specks = np.zeros(f.draq7.shape, np.float32)
+    yy, xx = np.mgrid[-3:4, -3:4]
+    placed = 0
+    for y, x in rng.integers(8, 504, (400, 2)):
+        box = (slice(y - 3, y + 4), slice(x - 3, x + 4))
+        # apart from the cells and from each other (two specks side by side make one bigger one)
+        if placed < 40 and not f.cells[y - 8:y + 9, x - 8:x + 9].any() and not specks[y - 8:y + 9, x - 8:x + 9].any():
+            specks[box] = np.maximum(specks[box], (yy**2 + xx**2 <= (1.5 + placed % 2 * 0.5) ** 2))
+            placed += 1
+    assert placed == 40
+    draq7 = np.clip(f.draq7 + 0.4 * 4095 * scipy.ndimage.gaussian_filter(specks, 0.8), 0, 4095).astype(np.uint16)
+    nuc, *_ = find_nuclei(be.to_device(f.hoechst), be.to_device(draq7), SegmentParams(), be)
+    dead = be.to_host(nuc.dead)
+    assert nuc.n == f.n_live + f.n_dead and dead.sum() == f.n_dead
+    assert _calls_wrong(f, nuc, be) == (0, 60)

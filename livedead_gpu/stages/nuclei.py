@@ -619,6 +619,23 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     return (smooth > xp.float32(p.dead_ratio * floor)) & (smooth >= level)
 
 
+#: A Draq7-bright region with no Hoechst under it is a nucleus only from this fraction of a
+#: nucleus' area up (half its diameter): smaller ones are debris (apoptotic bodies, nuclear
+#: fragments), which take up Draq7 but are no cell.
+_LONE_FRACTION = 0.25
+
+
+def _drop_debris(regions, ho_mask, min_area, lone_area, be):
+    """``regions`` less those under ``min_area`` px, and those off the Hoechst mask under ``lone_area``."""
+    where, owner, areas = _objects(regions, be)
+    # The regions with a Hoechst-mask pixel (a boolean index: a sync on CuPy).
+    stained = be.votes(owner[ho_mask.ravel()[where]], areas.shape[0]) > 0
+    drop = (areas < min_area) | (~stained & (areas < lone_area))
+    regions = regions.copy()
+    regions.ravel()[where[drop[owner]]] = False
+    return regions
+
+
 def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cpu", *,
                 hoechst_threshold=None, draq7_threshold=None, diameter=None, floor=None,
                 hoechst_floor=None, bleed=None):
@@ -629,9 +646,10 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     class mask is the dead nuclei. With ``split_nuclei`` (default) touching nuclei
     are split (`split_nuclei`), and with ``dead_seeds`` (default) the Draq7-bright
     regions -- Draq7 smoothed by a 1-px Gaussian over ``dead_ratio`` times its
-    background, of at least the nucleus size filter's area -- are nuclei of their
-    own and join the mask: a dead nucleus pressed against a live one is not
-    averaged with it, and one too dim in Hoechst is still found. With ``"touch"``
+    background, of at least the nucleus size filter's area, and a quarter of a
+    nucleus' area where no Hoechst is under them (smaller ones are debris) -- are
+    nuclei of their own and join the mask: a dead nucleus pressed against a live
+    one is not averaged with it, and one too dim in Hoechst is still found. With ``"touch"``
     the nuclei are the union of both masks, as in the article.
 
     Before the "ratio" call each nucleus' mean Draq7 is lowered by ``bleed``
@@ -671,7 +689,8 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     if p.split_nuclei and p.dead_seeds:
         if diameter is None:
             diameter = typical_diameter(ho_mask, be)
-        seeds = _drop_small(dead_regions(values, floor, diameter, p, be), _min_area(p, diameter), be)
+        seeds = _drop_debris(dead_regions(values, floor, diameter, p, be), ho_mask, _min_area(p, diameter),
+                             _LONE_FRACTION * math.pi * diameter**2 / 4, be)
         mask = ho_mask | seeds
     if p.split_nuclei:
         labels, n = split_nuclei(mask, diameter, p, be, seeds=seeds)
