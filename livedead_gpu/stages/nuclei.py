@@ -441,8 +441,9 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: Segme
     draq7 : (M, N) array, optional
         The Draq7 intensities. With it and ``params.dead_call == "ratio"`` a nucleus
         is dead when its mean Draq7 exceeds ``params.dead_ratio`` times the Draq7
-        background (`dead_by_ratio`). Otherwise (the article's rule) a nucleus
-        touching the Draq7 mask is dead.
+        background (`dead_by_ratio`; no bleed-through correction, which needs the
+        Hoechst image: `find_nuclei` makes it). Otherwise (the article's rule) a
+        nucleus touching the Draq7 mask is dead.
     params : SegmentParams, optional
         With ``params.split_nuclei`` touching nuclei are split (`split_nuclei`);
         without params the connected components are the nuclei.
