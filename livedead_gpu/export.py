@@ -381,7 +381,6 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     with _lock(out), ThreadPoolExecutor(1, thread_name_prefix="livedead-writer") as pool:
         for p in atomic.remove_partials(out):
             log.info("removed %s, left by an interrupted run", p)
-        atomic.atomic_write_text(out / "params.toml", params.to_toml())
         if not resume:
             for key in keys:
                 _forget(out, frame_stem(*key))
@@ -428,6 +427,9 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
 
             export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
                           progress, scheduler, opencv_threads)
+        # With the manifest, not before: a run stopped halfway leaves the last complete run's
+        # parameters beside its manifest (the records already written say their own).
+        atomic.atomic_write_text(out / "params.toml", params.to_toml())
         summary.manifest = _write_manifests(out, records, splits, summary.failed)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -444,3 +444,27 @@ def test_unknown_weight_options(tmp_path, plate):
     with pytest.raises(ValueError, match=r"weights: unknown option\(s\) sgima; known: w0, sigma"):
         export_plate(src, tmp_path / "o", weights={"sgima": 3})
     assert not (tmp_path / "o").exists()
+
+
+def test_a_run_stopped_halfway_keeps_the_last_runs_parameters_beside_its_manifest(tmp_path, plate, monkeypatch):
+    # params.toml was written at the start: a run with new parameters that then failed left
+    # them beside the old run's manifest, which they did not make.
+    src = write_gen5(tmp_path / "plate", plate)
+    out = tmp_path / "out"
+    export_plate(src, out)
+    manifest = (out / "manifest.csv").read_bytes()
+    import livedead_gpu.export as export
+
+    calls = []
+
+    def fail_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("stopped")
+        return segment_frame(*args, **kwargs)
+
+    monkeypatch.setattr(export, "segment_frame", fail_second)
+    with pytest.raises(PlateError, match="stopped"):
+        export_plate(src, out, params=SegmentParams(min_nucleus_area=5))
+    assert SegmentParams.from_toml(out / "params.toml") == SegmentParams()
+    assert (out / "manifest.csv").read_bytes() == manifest
