@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import dask
+
 from .io import atomic_write_text, write_tiff
 from .params import SegmentParams
 from .pipeline import segment_frame
@@ -394,6 +396,9 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s")
+    # Dask's own lines (cluster start and stop, ~30 at INFO for --workers 2) bury the run's;
+    # read by distributed when it is imported, so set before. --debug shows them.
+    dask.config.set({"logging.distributed": "info" if args.debug else "warning"})
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as e:

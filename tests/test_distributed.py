@@ -227,6 +227,23 @@ def test_cli_segment_on_workers_and_its_errors(source, tmp_path, monkeypatch, ca
     assert "--gpus" in capsys.readouterr().err
 
 
+def test_cli_on_workers_prints_the_runs_lines_not_dasks(source, tmp_path):
+    # A fresh process: distributed reads its log levels when first imported. It printed ~30
+    # lines of cluster start and stop (scheduler, nannies, workers) around the run's own.
+    import subprocess
+
+    src, _ = source
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "livedead_gpu", "segment", str(src), "-o", str(tmp_path / "out"),
+                           "--workers", "2", "--memory-limit", "1GiB"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "written" in proc.stdout
+    dask_lines = [line for line in proc.stderr.splitlines()
+                  if any(word in line for word in ("Nanny", "Scheduler", "scheduler", "worker", "Worker"))]
+    assert not dask_lines, proc.stderr
+
+
 def _scheduler_has_stealing(dask_scheduler=None):
     return "stealing" in dask_scheduler.extensions
 
