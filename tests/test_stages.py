@@ -247,6 +247,30 @@ def test_watershed_in_parts_is_the_single_call(monkeypatch):
     assert np.array_equal(be.watershed(*big), flood(*big))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gradient_in_bands_is_the_whole_image_call(monkeypatch, threads):
+    import livedead_gpu.backends.cpu as cpu
+    from livedead_gpu.backends.base import Backend
+
+    rng = np.random.default_rng(threads)
+    monkeypatch.setattr(cpu, "_BAND_MIN", 1)
+    monkeypatch.setattr(cpu, "_BAND_PIXELS", 1)  # bands of 16 rows: many band edges
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        for shape in [(100, 67), (7, 300), (257, 40), (33, 33)]:
+            for dtype, top in ((np.uint8, 256), (np.uint16, 65536), (np.float32, 4096)):
+                image = rng.integers(0, top, shape).astype(dtype)
+                # 1.0625: OpenCV's kernel (cvRound(8.5) | 1 = 11 taps) reaches a row past int(4 sigma + 0.5)
+                for sigma in (0.0, 0.5, 1.0, 1.0625, 2.6):
+                    assert np.array_equal(be.gradient(image, sigma), Backend.gradient(be, image, sigma)), (
+                        shape, dtype, sigma)
+    finally:
+        cv2.setNumThreads(before)
+    big = rng.integers(0, 4096, (1100, 1000)).astype(np.uint16)  # the default bands
+    assert np.array_equal(be.gradient(big, 1.0), Backend.gradient(be, big, 1.0))
+
+
 def test_class_mask_precedence():
     cells = np.array([[1, 1, 1, 0, 2, 2]], np.int32)
     outlines = np.array([[0, 0, 1, 1, 0, 0]], bool)

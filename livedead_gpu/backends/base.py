@@ -145,6 +145,15 @@ class Backend(ABC):
         """``image > value`` as a bool mask."""
         return image > value
 
+    def gradient(self, image, sigma: float):
+        """`sobel` of `gaussian` of the image (of the image itself when ``sigma`` is 0).
+
+        Returns
+        -------
+        (M, N) float32 array
+        """
+        return self.sobel(self.gaussian(image, sigma) if sigma > 0 else image)
+
     # -- the rest is backend-specific ------------------------------------
     @abstractmethod
     def gaussian(self, image, sigma: float):

@@ -17,6 +17,10 @@ def _kernel(size: int) -> np.ndarray:
 
 
 _SQUARE = np.ones((3, 3), np.uint8)
+#: `CpuBackend.gradient` works in bands of rows from this many pixels up, bands of about
+#: `_BAND_PIXELS` (a float32 band and its temporaries then fit in a core's L2 cache).
+_BAND_MIN = 1 << 20
+_BAND_PIXELS = 1 << 18
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
@@ -36,14 +40,37 @@ class CpuBackend(Backend):
         return cv2.GaussianBlur(image.astype(np.float32, copy=False), (0, 0), sigma)
 
     def sobel(self, image):
-        gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
-        # Not cv2.magnitude, which fuses the multiply-add: rounding each step the way
-        # the array backends do keeps the magnitude, and so the threshold, bit-identical.
-        np.multiply(gx, gx, out=gx)
-        np.multiply(gy, gy, out=gy)
-        np.add(gx, gy, out=gx)
-        return np.sqrt(gx, out=gx)
+        return _sobel(image)
+
+    def gradient(self, image, sigma):
+        # Band by band of rows, on OpenCV's threads: a band's Gaussian, Sobel and magnitude
+        # temporaries stay in cache, where the whole image takes five float32 passes through
+        # memory (2048²: 11.9 -> 6.2 ms on 2 cores, 14.4 -> 11.1 ms on one). Bit-identical to
+        # the whole-image calls: each band reads real rows past both filters' reach above and
+        # below, and a band keeps whole rows, so every row takes the same SIMD path.
+        rows, cols = image.shape
+        if image.size < _BAND_MIN:
+            return super().gradient(image, sigma)
+        step = max(16, _BAND_PIXELS // cols)
+        # Sobel's 1 row, and the Gaussian's radius (OpenCV's, from cvRound(8 sigma + 1) | 1,
+        # can be a row more than int(4 sigma + 0.5)).
+        reach = 1 + (int(4 * sigma) + 2 if sigma > 0 else 0)
+        out = np.empty(image.shape, np.float32)
+
+        def band(start):
+            stop = min(rows, start + step)
+            top, bottom = max(0, start - reach), min(rows, stop + reach)
+            part = image[top:bottom]
+            _sobel(self.gaussian(part, sigma) if sigma > 0 else part, (start - top, stop - top), out[start:stop])
+
+        threads = cv2.getNumThreads()
+        if threads > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(band, range(0, rows, step)))
+        else:
+            for start in range(0, rows, step):
+                band(start)
+        return out
 
     def dilate(self, mask, size, iterations=1):
         if iterations == 0:
@@ -133,6 +160,20 @@ class CpuBackend(Backend):
         # cost about what they save (measured).
         parts = cv2.getNumThreads() if markers.size >= 1 << 20 else 1
         return _watershed(landscape, markers, parts)
+
+
+def _sobel(image, rows=None, out=None):
+    """`Backend.sobel` of ``image``; with ``rows`` (start, stop) only those rows' magnitude, into ``out``."""
+    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
+    if rows is not None:
+        gx, gy = gx[rows[0] : rows[1]], gy[rows[0] : rows[1]]
+    # Not cv2.magnitude, which fuses the multiply-add: rounding each step the way
+    # the array backends do keeps the magnitude, and so the threshold, bit-identical.
+    np.multiply(gx, gx, out=gx)
+    np.multiply(gy, gy, out=gy)
+    np.add(gx, gy, out=gx)
+    return np.sqrt(gx, out=gx if out is None else out)
 
 
 def _flood(landscape, markers, hide=None, row=0):

@@ -36,8 +36,7 @@ def sobel_magnitude(image, backend="cpu"):
 
 def smoothed_gradient(image, smoothing: float, backend="cpu"):
     """`sobel_magnitude` of the image after a Gaussian of sigma ``smoothing`` (0: none)."""
-    be = get_backend(backend)
-    return be.sobel(be.gaussian(image, smoothing) if smoothing > 0 else image)
+    return get_backend(backend).gradient(image, smoothing)
 
 
 def sobel_noise_gain(smoothing: float) -> float:
