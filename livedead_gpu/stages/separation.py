@@ -42,9 +42,8 @@ def separate_cells(area, nucleus_labels, backend="cpu", method: str = "watershed
     xp = be.xp
     is_nucleus = nucleus_labels > 0
     outside = ~(area | is_nucleus)
-    # int32 throughout, in place: label + 1 on nuclei, 1 outside, 0 to flood.
-    markers = nucleus_labels + is_nucleus
-    markers += outside
+    # int32, one pass: label + 1 on nuclei, 1 outside (the two are disjoint), 0 to flood.
+    markers = nucleus_labels + (is_nucleus | outside)
     distance = be.distance_to(is_nucleus)
     # Distances are square roots of integers; the cast below floors them. OpenCV's
     # exact transform can land one ulp under a whole number (varying from run to run),
@@ -55,7 +54,7 @@ def separate_cells(area, nucleus_labels, backend="cpu", method: str = "watershed
     xp.minimum(distance, 255, out=distance)
     flooded = be.watershed(distance.astype(xp.uint8), markers)
     outlines = flooded == -1
-    cells = flooded - 1  # -2 on lines, 0 background, i on cell i
+    cells = xp.subtract(flooded, 1, out=flooded)  # in place: -2 on lines, 0 background, i on cell i
     xp.maximum(cells, 0, out=cells)
     return cells, outlines
 
