@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from livedead_gpu import SegmentParams, synthetic
+from livedead_gpu import SegmentParams, segment_frame, synthetic
 from livedead_gpu.backends import CpuBackend
 from livedead_gpu.stages import (
     cell_area,
@@ -269,6 +269,25 @@ def test_gradient_in_bands_is_the_whole_image_call(monkeypatch, threads):
         cv2.setNumThreads(before)
     big = rng.integers(0, 4096, (1100, 1000)).astype(np.uint16)  # the default bands
     assert np.array_equal(be.gradient(big, 1.0), Backend.gradient(be, big, 1.0))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_separation_in_bands_is_the_whole_image_pass(monkeypatch, threads):
+    import livedead_gpu.backends.cpu as cpu
+
+    f = synthetic.make_frame((192, 160), n_cells=14, seed=4)
+    r = segment_frame(f.brightfield, f.hoechst, f.draq7, intermediates=True)
+    area = r.intermediates["cell_area"]
+    want = separate_cells(area, r.nuclei)  # one band: under _BAND_MIN pixels
+    monkeypatch.setattr(cpu, "_BAND_MIN", 1)
+    monkeypatch.setattr(cpu, "_BAND_PIXELS", 1)  # bands of 16 rows
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        got = separate_cells(area, r.nuclei)
+    finally:
+        cv2.setNumThreads(before)
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got, want))
 
 
 def test_class_mask_precedence():

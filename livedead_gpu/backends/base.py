@@ -154,6 +154,15 @@ class Backend(ABC):
         """
         return self.sobel(self.gaussian(image, sigma) if sigma > 0 else image)
 
+    def by_rows(self, fn, shape):
+        """Call ``fn(rows)`` for row slices that cover an image of ``shape`` (M, N) once each.
+
+        For work done row by row (elementwise, or reading its own halo): a backend
+        may run the slices in parallel, so ``fn`` writes only its own rows. Here
+        one call, every row.
+        """
+        fn(slice(0, shape[0]))
+
     # -- the rest is backend-specific ------------------------------------
     @abstractmethod
     def gaussian(self, image, sigma: float):

@@ -41,22 +41,36 @@ def separate_cells(area, nucleus_labels, backend="cpu", method: str = "watershed
         raise ValueError(f"method must be 'watershed' or 'voronoi', got {method!r}")
     xp = be.xp
     is_nucleus = nucleus_labels > 0
-    outside = ~(area | is_nucleus)
-    # int32, one pass: label + 1 on nuclei, 1 outside (the two are disjoint), 0 to flood.
-    markers = nucleus_labels + (is_nucleus | outside)
     distance = be.distance_to(is_nucleus)
-    # Distances are square roots of integers; the cast below floors them. OpenCV's
-    # exact transform can land one ulp under a whole number (varying from run to run),
-    # so nudge up by 1e-3: less than the gap between any non-square root below 256
-    # and the next integer (> 1 / 512), so no other value changes its floor.
-    distance += xp.float32(1e-3)
-    xp.copyto(distance, 0, where=outside)
-    xp.minimum(distance, 255, out=distance)
-    flooded = be.watershed(distance.astype(xp.uint8), markers)
-    outlines = flooded == -1
-    cells = xp.subtract(flooded, 1, out=flooded)  # in place: -2 on lines, 0 background, i on cell i
-    xp.maximum(cells, 0, out=cells)
-    return cells, outlines
+    markers = xp.empty(nucleus_labels.shape, xp.int32)
+    landscape = xp.empty(nucleus_labels.shape, xp.uint8)
+
+    def prepare(rows):
+        nucleus = is_nucleus[rows]
+        outside = ~(area[rows] | nucleus)
+        # label + 1 on nuclei, 1 outside (the two are disjoint), 0 to flood
+        xp.add(nucleus_labels[rows], nucleus | outside, out=markers[rows])
+        # Distances are square roots of integers; the cast below floors them. OpenCV's
+        # exact transform can land one ulp under a whole number (varying from run to run),
+        # so nudge up by 1e-3: less than the gap between any non-square root below 256
+        # and the next integer (> 1 / 512), so no other value changes its floor.
+        d = distance[rows]
+        d += xp.float32(1e-3)
+        xp.copyto(d, 0, where=outside)
+        xp.minimum(d, 255, out=d)
+        landscape[rows] = d
+
+    be.by_rows(prepare, nucleus_labels.shape)
+    flooded = be.watershed(landscape, markers)
+    outlines = xp.empty(flooded.shape, bool)
+
+    def finish(rows):
+        xp.equal(flooded[rows], -1, out=outlines[rows])
+        cells = xp.subtract(flooded[rows], 1, out=flooded[rows])  # -2 on lines, 0 background, i on cell i
+        xp.maximum(cells, 0, out=cells)
+
+    be.by_rows(finish, flooded.shape)
+    return flooded, outlines
 
 
 def voronoi_cells(area, nucleus_labels, backend="cpu"):
