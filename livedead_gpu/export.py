@@ -431,6 +431,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         # parameters beside its manifest (the records already written say their own).
         atomic.atomic_write_text(out / "params.toml", params.to_toml())
         summary.manifest = _write_manifests(out, records, splits, summary.failed)
+        _report_strays(out, keys)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -537,6 +538,16 @@ def _is_done(out, rec, digest, options, sig) -> bool:
     files = [f for f in rec.get("files", {}).values() if f]
     files += [r[k] for r in rec.get("patches", []) for k in ("image", "classes", "weights") if r.get(k)]
     return all((out / f).is_file() for f in files)
+
+
+def _report_strays(out, keys):
+    """Say so when OUT holds frames of an earlier run that this plate no longer has: their
+    files stay (deleting a user's files is not an export's call), in no manifest."""
+    stems = {frame_stem(*key) for key in keys}
+    strays = sorted(p.stem for p in (out / "records").glob("*.json") if p.stem not in stems)
+    if strays:
+        log.warning("%d frame(s) in %s are not in this plate (%s%s): their files stay, listed in no manifest",
+                    len(strays), out, ", ".join(strays[:3]), ", ..." if len(strays) > 3 else "")
 
 
 def _forget(out, stem):

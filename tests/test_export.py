@@ -468,3 +468,19 @@ def test_a_run_stopped_halfway_keeps_the_last_runs_parameters_beside_its_manifes
         export_plate(src, out, params=SegmentParams(min_nucleus_area=5))
     assert SegmentParams.from_toml(out / "params.toml") == SegmentParams()
     assert (out / "manifest.csv").read_bytes() == manifest
+
+
+def test_frames_gone_from_the_plate_are_reported(tmp_path, plate, caplog):
+    src = write_gen5(tmp_path / "plate", plate)
+    out = tmp_path / "out"
+    export_plate(src, out)
+    for f in src.glob("C3_*"):
+        f.unlink()
+    with caplog.at_level("WARNING", logger="livedead_gpu"):
+        export_plate(src, out)
+    assert "2 frame(s)" in caplog.text and "C3_s01_t0001" in caplog.text and "listed in no manifest" in caplog.text
+    assert {r["well"] for r in read_manifest(out)} == {"B2"}
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="livedead_gpu"):
+        export_plate(src, tmp_path / "fresh")
+    assert "not in this plate" not in caplog.text
