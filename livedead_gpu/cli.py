@@ -6,11 +6,10 @@ import argparse
 import csv
 import io
 import logging
+import os
 import sys
 import time
 from pathlib import Path
-
-import dask
 
 from .io import atomic_write_text, write_tiff
 from .params import SegmentParams
@@ -396,9 +395,10 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s")
-    # Dask's own lines (cluster start and stop, ~30 at INFO for --workers 2) bury the run's;
-    # read by distributed when it is imported, so set before. --debug shows them.
-    dask.config.set({"logging.distributed": "info" if args.debug else "warning"})
+    # Dask's own lines (cluster start and stop, ~30 at INFO for --workers 2) bury the run's.
+    # Through the environment, read when dask is first imported (only by the commands that
+    # use it), and by the workers it starts; a user's own setting wins. --debug shows them.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if args.debug else "warning")
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as e:
