@@ -329,7 +329,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         parts = []
         for core in tiles:
             win, where = _window(shape, core, depth)
-            parts.append(bg(ho[win], d7[win], where, p, backend, thresholds["hoechst"], diameter))
+            parts.append(bg(ho[win], d7[win], where, p, backend, thresholds["hoechst"], diameter, p.bleed != 0))
         (parts,) = dask.compute(parts, **compute_kwargs)
         floor = _outside_median(parts, "draq7")
         if p.bleed != 0:
@@ -466,8 +466,9 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
     return out
 
 
-def _tile_background(ho, d7, where, p, backend, threshold, diameter):
-    """Draq7 and Hoechst value counts of the core outside the nuclei grown by 5 px (and of the whole core)."""
+def _tile_background(ho, d7, where, p, backend, threshold, diameter, hoechst=True):
+    """Draq7 (and with ``hoechst`` Hoechst) value counts of the core outside the nuclei grown by 5 px
+    (and of the whole core)."""
     be = get_backend(backend)
     core = where[0]
     ho_mask = _nucleus_mask(be.to_device(np.ascontiguousarray(ho)), p, be, threshold, diameter)[0]
@@ -476,7 +477,7 @@ def _tile_background(ho, d7, where, p, backend, threshold, diameter):
     (y0, x0) = where[2]
     sub = (slice(y0 % 2, None, 2), slice(x0 % 2, None, 2))
     out = {"any_outside": bool(outside.any())}
-    for name, image in (("draq7", d7), ("hoechst", ho)):
+    for name, image in (("draq7", d7), ("hoechst", ho))[: 1 + hoechst]:
         values = np.asarray(image)[core]
         out[name] = {"outside": _value_counts(values[sub][outside[sub]]), "all": _value_counts(values[sub])}
         if out["any_outside"] and not out[name]["outside"][0].size:

@@ -35,9 +35,9 @@ def check(frame, params, tile, whole_params=None, **kw):
     return m, classes, whole
 
 
-@pytest.mark.parametrize("dead_call", ["ratio", "touch"])
-def test_tiled_mosaic_matches_whole_image(frames, dead_call):
-    params = SegmentParams(nucleus_threshold="block-max", dead_call=dead_call)
+@pytest.mark.parametrize("dead_call, bleed", [("ratio", "auto"), ("ratio", 0.0), ("touch", "auto")])
+def test_tiled_mosaic_matches_whole_image(frames, dead_call, bleed):
+    params = SegmentParams(nucleus_threshold="block-max", dead_call=dead_call, bleed=bleed)
     _, _, whole = check(frames[1024], params, 256)
     assert whole.n_live > 100 and whole.n_dead > 30
 
