@@ -17,11 +17,12 @@ def _kernel(size: int) -> np.ndarray:
 
 
 _SQUARE = np.ones((3, 3), np.uint8)
-#: `CpuBackend.gradient` works in bands of rows from this many pixels up, bands of about
-#: `_BAND_PIXELS` (a float32 band and its temporaries then fit in a core's L2 cache).
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+#: `CpuBackend.by_rows` (and so `CpuBackend.gradient`) splits images from this many pixels
+#: up into bands of about `_BAND_PIXELS` (a float32 band and its temporaries then fit in
+#: a core's L2 cache).
 _BAND_MIN = 1 << 20
 _BAND_PIXELS = 1 << 18
-_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def _u8(mask: np.ndarray) -> np.ndarray:
