@@ -41,7 +41,13 @@
    - the Draq7 background of the ``dead_call="ratio"`` rule: the median Draq7
      outside the (grown) nuclei on every other row and column, from the tiles'
      summed intensity histograms (a pass of its own: it needs the nucleus masks
-     at the global threshold); the Hoechst background likewise.
+     at the global threshold); the Hoechst background likewise. With
+     ``draq7_background="local"`` the same pass sends the samples of
+     `~livedead_gpu.stages.nuclei.local_background` (every ``box / 16``-th row and
+     column of the core, outside the nuclei, with their mesh block: a 256th of the
+     mosaic at 6 bytes a sample for 64-px blocks); the driver takes each block's median,
+     smooths the mesh, and each tile interpolates the blocks around its window,
+     bit for bit the whole image's.
    - the Hoechst bleed-through (``bleed="auto"``): measured, as the diameter, on
      the central crop, at the global thresholds and backgrounds. A mosaic larger
      than the crop is segmented as `segment_frame` segments it with ``bleed`` set
@@ -79,10 +85,14 @@ from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, noise_from_statistic
 from .stages.nuclei import (
     _BACKGROUND_WIDTH,
     _DEAD_SMOOTHING,
+    _MESH_SAMPLES,
     _contrast_level,
     _nucleus_mask,
     background,
     contrast_diameter,
+    mesh_box,
+    mesh_image,
+    mesh_values,
     typical_diameter,
     window,
 )
@@ -313,8 +323,10 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         parts.append(stat(bf[win], ho[win], d7[win], where, p, backend, shape, diameter))
     (parts,) = dask.compute(parts, **compute_kwargs)
     thresholds = _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
-    if diameter is None and p.split_nuclei:
-        # The split's diameter, measured (as segment_frame would) on the masks at the global thresholds.
+    local = p.dead_call == "ratio" and p.draq7_background == "local"
+    if diameter is None and (p.split_nuclei or local):
+        # The split's (and the local background's) diameter, measured (as segment_frame
+        # would) on the masks at the global thresholds.
         (diameter,) = dask.compute(measure(ho[crop], d7[crop], p, backend, thresholds), **compute_kwargs)
         depth = overlap_depth(p, max_cell_diameter, diameter)
         _check_tile(tile, depth, max_cell_diameter, diameter)
@@ -324,21 +336,27 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     floor = hoechst_floor = None
     bleed = 0.0
     if p.dead_call == "ratio":
-        # The Draq7 (and Hoechst) background: the median outside the grown nuclei, whole mosaic.
+        # The Draq7 (and Hoechst) background: the median outside the grown nuclei, whole
+        # mosaic; and with "local" the mesh of block medians of `local_background`.
+        box = mesh_box(diameter) if local else None
         bg = dask.delayed(_tile_background, pure=True)
         parts = []
         for core in tiles:
             win, where = _window(shape, core, depth)
-            parts.append(bg(ho[win], d7[win], where, p, backend, thresholds["hoechst"], diameter, p.bleed != 0))
+            parts.append(bg(ho[win], d7[win], where, p, backend, thresholds["hoechst"], diameter, p.bleed != 0,
+                            shape, box))
         (parts,) = dask.compute(parts, **compute_kwargs)
         floor = _outside_median(parts, "draq7")
         if p.bleed != 0:
             hoechst_floor = _outside_median(parts, "hoechst")
+        if local:
+            floor = (_mesh_grid(parts, shape, box, floor), box)
         bleed = p.bleed
         if bleed == "auto":
             # Measured, as the diameter, on the central crop: the whole mosaic when no larger.
             (bleed,) = dask.compute(dask.delayed(_crop_bleed, pure=True)(
-                ho[crop], d7[crop], p, backend, thresholds, floor, hoechst_floor, diameter), **compute_kwargs)
+                ho[crop], d7[crop], (crop[0].start, crop[1].start), p, backend, thresholds, floor,
+                hoechst_floor, diameter), **compute_kwargs)
     thresholds["bleed"] = float(bleed)
 
     # -- pass 2: tiles with a halo, segmented at the global thresholds
@@ -466,9 +484,9 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
     return out
 
 
-def _tile_background(ho, d7, where, p, backend, threshold, diameter, hoechst=True):
+def _tile_background(ho, d7, where, p, backend, threshold, diameter, hoechst=True, shape=None, box=None):
     """Draq7 (and with ``hoechst`` Hoechst) value counts of the core outside the nuclei grown by 5 px
-    (and of the whole core)."""
+    (and of the whole core); with ``box``, the core's `local_background` samples outside them."""
     be = get_backend(backend)
     core = where[0]
     ho_mask = _nucleus_mask(be.to_device(np.ascontiguousarray(ho)), p, be, threshold, diameter)[0]
@@ -484,7 +502,31 @@ def _tile_background(ho, d7, where, p, backend, threshold, diameter, hoechst=Tru
             # Outside pixels, none on the grid: `draq7_background` then takes all of them
             # when no tile has one on the grid.
             out[name]["outside_all"] = _value_counts(values[outside])
+    if box:
+        # The mesh's samples on the image's every step-th row and column, and their blocks.
+        step = box // _MESH_SAMPLES
+        (h, w) = where[3]
+        rows = np.arange((-y0) % step, h, step)
+        cols = np.arange((-x0) % step, w, step)
+        keep = outside[np.ix_(rows, cols)]
+        block = ((y0 + rows) // box)[:, None] * -(-shape[1] // box) + ((x0 + cols) // box)[None, :]
+        out["mesh"] = (block[keep].astype(np.int32), np.asarray(d7)[core][np.ix_(rows, cols)][keep])
     return out
+
+
+def _mesh_grid(parts, shape, box, fill):
+    """`local_background`'s smoothed block values over the mosaic, from the tiles' samples."""
+    block = np.concatenate([t["mesh"][0] for t in parts])
+    values = np.concatenate([t["mesh"][1] for t in parts])
+    order = np.lexsort((values, block))
+    block, values = block[order], values[order]
+    rows, cols = -(-shape[0] // box), -(-shape[1] // box)
+    count = np.bincount(block, minlength=rows * cols)
+    median = np.full(rows * cols, np.nan)
+    have = count > 0
+    # The lower median of each block's samples, as `local_background` takes it.
+    median[have] = values[(np.cumsum(count) - count)[have] + (count[have] - 1) // 2]
+    return mesh_values(median.reshape(rows, cols), count.reshape(rows, cols), fill)
 
 
 def _outside_median(parts, channel):
@@ -499,10 +541,11 @@ def _outside_median(parts, channel):
     return float(max(_rank(table, 0.5), 1.0))
 
 
-def _crop_bleed(ho, d7, p, backend, thresholds, floor, hoechst_floor, diameter):
+def _crop_bleed(ho, d7, origin, p, backend, thresholds, floor, hoechst_floor, diameter):
     """`find_nuclei`'s "auto" bleed on these (crop) images, at the mosaic's thresholds and backgrounds."""
     be = get_backend(backend)
     ho, d7 = (be.to_device(np.ascontiguousarray(a)) for a in (ho, d7))
+    floor = _floor(floor, ho.shape, origin, be)
     return stages.find_nuclei(ho, d7, p, be, hoechst_threshold=thresholds["hoechst"], diameter=diameter,
                               floor=floor, hoechst_floor=hoechst_floor)[0].bleed
 
@@ -564,6 +607,7 @@ def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor, hoech
     core, origin, (y0, x0), (h, w) = where
     m, n = shape
     bf_d, ho_d, d7_d = (be.to_device(np.ascontiguousarray(a)) for a in (bf, ho, d7))
+    floor = _floor(floor, ho_d.shape, origin, be)
     area = stages.cell_area(bf_d, p, be, threshold=thresholds["gradient"], scale=thresholds["gradient_scale"])
     nuc = stages.find_nuclei(ho_d, d7_d, p, be, hoechst_threshold=thresholds["hoechst"],
                              draq7_threshold=thresholds["draq7"], diameter=diameter, floor=floor,
@@ -585,3 +629,11 @@ def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor, hoech
     lut[ids] = gy.astype(np.int64) * n + gx + 1
     packed = lut[be.to_host(cells)[core]] * 8 + be.to_host(classes)[core]
     return packed, (int((~is_dead).sum()), int(is_dead.sum()))
+
+
+def _floor(floor, shape, origin, be):
+    """The Draq7 background for `find_nuclei`: a number, or a ``(grid, box)`` mesh as the window's image."""
+    if isinstance(floor, tuple):
+        grid, box = floor
+        return mesh_image(grid, box, shape, origin, be)
+    return floor

@@ -116,7 +116,7 @@ class SegmentParams:
     dead_call : {"ratio", "touch"}, optional
         How a nucleus is called dead (`livedead_gpu.stages.find_nuclei`).
         ``"ratio"`` (default): its mean Draq7 is above ``dead_ratio`` times the
-        Draq7 background (the median Draq7 outside every nucleus), so dim Draq7 still
+        Draq7 background (``draq7_background``), so dim Draq7 still
         counts and Hoechst bleed-through does not. ``"touch"``: the article's rule, a
         nucleus touching the thresholded Draq7 mask is dead.
     dead_ratio : float, optional
@@ -130,6 +130,14 @@ class SegmentParams:
         nuclei whose Draq7 follows their Hoechst most closely, at most
         ``MAX_BLEED`` (0.1): live nuclei otherwise turn "dead" once their Hoechst
         bleeds into Draq7 (at 3 % bleed, 9 of 42 on a synthetic frame).
+    draq7_background : {"local", "field"}, optional
+        For ``dead_call="ratio"``: what "the Draq7 background" is.
+        ``"local"`` (default): the background where each nucleus lies, from a mesh
+        of blocks about four nucleus diameters wide, each the median Draq7 outside
+        the nuclei, smoothed and interpolated
+        (`livedead_gpu.stages.nuclei.local_background`), so a glow or a vignetted
+        corner neither kills the live nuclei under it nor hides the dead ones on the
+        dark side. ``"field"``: one median for the whole field.
     split_nuclei : bool, optional
         Split touching nuclei so the labels are one per nucleus (True by default;
         the article has no split): seeds at the hills of the distance to the
@@ -185,6 +193,7 @@ class SegmentParams:
     dead_call: str = "ratio"
     dead_ratio: float = 3.0
     bleed: float | str = "auto"
+    draq7_background: str = "local"
     split_nuclei: bool = True
     split_depth: float = 0.2
     split_spacing: float = 0.5
@@ -233,6 +242,8 @@ class SegmentParams:
                 raise ValueError(f"bleed must be 'auto' or a number in [0, 1], got {self.bleed!r}")
         else:
             _check_number("bleed", self.bleed, 0.0, 1.0)
+        if self.draq7_background not in ("local", "field"):
+            raise ValueError(f"draq7_background must be 'local' or 'field', got {self.draq7_background!r}")
         for name in ("split_nuclei", "dead_seeds"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")

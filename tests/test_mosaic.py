@@ -1,5 +1,7 @@
 """Mosaics in tiles: the global thresholds exactly, the class masks as whole-image processing."""
 
+import dataclasses
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -47,6 +49,19 @@ def test_uneven_mosaic_and_the_block_max_cell_threshold(frames):
     params = SegmentParams(nucleus_threshold="block-max", dead_call="touch", cell_threshold="block-max")
     check(frames[1000], params, 96)
     check(frames[1000], SegmentParams(nucleus_threshold=300, dead_call="touch"), 96)
+
+
+def test_local_draq7_background_in_tiles_matches_whole_image(frames):
+    # A glow over one corner makes the mesh uneven; 160-px tiles cut its 64-px blocks, whose
+    # samples then come from two or four tiles.
+    f = frames[1000]
+    yy, xx = np.mgrid[:1000, :1000]
+    glow = 300 * np.exp(-(yy**2 + xx**2) / (2 * 200.0**2))
+    d7 = np.clip(f.draq7 + glow, 0, 4095).astype(np.uint16)
+    frame = dataclasses.replace(f, draq7=d7)
+    params = SegmentParams(nucleus_threshold="block-max")
+    _, _, whole = check(frame, params, 160)
+    assert whole.n_dead > 30
 
 
 def test_default_params_match_whole_image():

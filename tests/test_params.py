@@ -37,6 +37,7 @@ def test_article_defaults():
         ("bleed", "fit", r"bleed must be 'auto' or a number in \[0, 1\], got 'fit'"),
         ("bleed", 1.5, r"bleed must lie in \[0.0, 1.0\], got 1.5"),
         ("bleed", -0.01, "bleed"),
+        ("draq7_background", "median", "draq7_background must be 'local' or 'field', got 'median'"),
     ],
 )
 def test_invalid_values_name_the_parameter(name, value, match):

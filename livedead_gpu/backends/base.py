@@ -281,6 +281,24 @@ class Backend(ABC):
         return (table[size:, size:] - table[:rows, size:] - table[size:, :cols]) + table[:rows, :cols]
 
     @abstractmethod
+    def upsample(self, grid, factor: int):
+        """Bilinear enlargement of a small grid by a whole ``factor``.
+
+        Pixel centres line up (as ``cv2.resize`` and ``ndimage.zoom(grid_mode=True)``):
+        output row ``y`` reads grid row ``(y + 0.5) / factor - 0.5``; past the outer
+        centres the edge value holds. Backends agree to float32 rounding.
+
+        Parameters
+        ----------
+        grid : (H, W) float32 array
+        factor : int
+
+        Returns
+        -------
+        (H * factor, W * factor) float32 array
+        """
+
+    @abstractmethod
     def _float_box_mean(self, image, size: int):
         """`box_mean` of a float32 image: running sums, backends agree to float rounding."""
 

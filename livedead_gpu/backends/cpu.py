@@ -99,6 +99,10 @@ class CpuBackend(Backend):
     def _float_box_mean(self, image, size):
         return cv2.blur(image, (size, size), borderType=cv2.BORDER_REPLICATE)
 
+    def upsample(self, grid, factor):
+        rows, cols = grid.shape
+        return cv2.resize(grid, (cols * factor, rows * factor), interpolation=cv2.INTER_LINEAR)
+
     def box_sums(self, image, size):
         # Integer running sums are exact whatever their order: int32 while the largest
         # window sum fits, else float64 (exact to 2**53).

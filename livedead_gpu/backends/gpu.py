@@ -148,6 +148,9 @@ class ArrayBackend(Backend):
     def _float_box_mean(self, image, size):
         return self.ndi.uniform_filter(image, size=size, mode="nearest")
 
+    def upsample(self, grid, factor):
+        return self.ndi.zoom(grid, factor, order=1, mode="nearest", grid_mode=True)
+
     def max_filter(self, labels, square=True):
         # size=3 is separable and footprint-free; a footprint would cost two host reads a
         # call (see _morph), and grow_labels calls this once a step.

@@ -495,6 +495,115 @@ def backgrounds(images, nucleus_mask, backend="cpu") -> list[float]:
     return [max(be.order_statistic(sample, 0.5), 1.0) for sample in samples]
 
 
+#: `local_background`'s mesh: square blocks of the smallest power of two of pixels at least
+#: this many nucleus diameters wide (a few cells: wider than a cluster of dead nuclei, narrower
+#: than a glow or a vignetted corner), and at least `_MESH_MIN_BOX`.
+_MESH_DIAMETERS = 4
+_MESH_MIN_BOX = 32
+_MESH_SAMPLES = 16    # a block's median is over a 16 x 16 grid of its pixels
+_MESH_OUTSIDE = 0.1   # of which this share must lie outside the nuclei, else the block borrows
+
+
+def mesh_box(diameter) -> int:
+    """The side (px) of `local_background`'s blocks for nuclei ``diameter`` px across."""
+    return max(_MESH_MIN_BOX, 1 << math.ceil(math.log2(max(1.0, _MESH_DIAMETERS * diameter))))
+
+
+def local_background(image, nucleus_mask, diameter, backend="cpu", *, fill=1.0):
+    """The background of ``image`` at every pixel, from a mesh of block medians outside the nuclei.
+
+    The mesh method of SExtractor and photutils' ``Background2D``: the image is cut
+    into square blocks of `mesh_box` px from the top left; each block's value is the
+    (lower) median of a 16 x 16 grid of its pixels, those outside every nucleus grown
+    by 2 px (as `draq7_background`). Then `mesh_values` smooths the block values and
+    `mesh_image` interpolates them.
+
+    Parameters
+    ----------
+    image : (M, N) float32 array
+    nucleus_mask : (M, N) bool array
+    diameter : float, the nucleus diameter (px)
+    fill : float
+        The value when no block has one (nuclei wall to wall).
+
+    Returns
+    -------
+    (M, N) float32 array, at least 1 (as `backgrounds`)
+    """
+    be = get_backend(backend)
+    xp = be.xp
+    box = mesh_box(diameter)
+    step, side = box // _MESH_SAMPLES, _MESH_SAMPLES
+    outside = ~be.dilate(nucleus_mask, 5)
+    samples = xp.where(outside[::step, ::step], image[::step, ::step], xp.float32(xp.nan))
+    rows, cols = -(-samples.shape[0] // side), -(-samples.shape[1] // side)
+    blocks = xp.full((rows * side, cols * side), xp.nan, xp.float32)
+    blocks[: samples.shape[0], : samples.shape[1]] = samples
+    blocks = xp.sort(blocks.reshape(rows, side, cols, side).transpose(0, 2, 1, 3).reshape(rows, cols, -1))
+    count = side * side - xp.isnan(blocks).sum(axis=-1)  # NaN sorts last
+    median = xp.take_along_axis(blocks, (xp.maximum(count, 1) - 1)[..., None] // 2, axis=-1)[..., 0]
+    # The rows x cols block values to the host on purpose (one transfer; a sync on CuPy).
+    grid = mesh_values(be.to_host(median), be.to_host(count), fill)
+    return mesh_image(grid, box, image.shape, backend=be)
+
+
+def mesh_values(median, count, fill=1.0):
+    """`local_background`'s block values, smoothed: host arithmetic on a small grid.
+
+    A block with under a tenth of its 16 x 16 samples outside the nuclei has no value
+    of its own. Each block then takes the median of the values in its 3 x 3
+    neighbourhood (a block lit by a dead cell's blur is outvoted, an empty one
+    borrows its neighbours'); a block with none near takes the median of all
+    values, and with no value anywhere every block is ``fill``.
+
+    Parameters
+    ----------
+    median : (H, W) float array, each block's median outside the nuclei
+    count : (H, W) int array, its samples outside the nuclei
+
+    Returns
+    -------
+    (H, W) float32 ndarray, at least 1
+    """
+    rows, cols = median.shape
+    grid = np.where(np.asarray(count) >= _MESH_OUTSIDE * _MESH_SAMPLES**2, np.asarray(median, np.float64), np.nan)
+    valid = grid[~np.isnan(grid)]
+    if valid.size == 0:
+        return np.full((rows, cols), max(fill, 1.0), np.float32)
+    neighbours = np.pad(grid, 1, mode="edge")
+    stack = np.sort([neighbours[i : i + rows, j : j + cols] for i in range(3) for j in range(3)], axis=0)
+    have = (~np.isnan(stack)).sum(axis=0)  # NaN sorts last
+    grid = np.take_along_axis(stack, (np.maximum(have, 1) - 1)[None] // 2, axis=0)[0]
+    grid[have == 0] = np.median(valid)
+    return np.maximum(grid, 1.0).astype(np.float32)
+
+
+def mesh_image(grid, box, shape, origin=(0, 0), backend="cpu"):
+    """Block values interpolated bilinearly between block centres, over one window of the image.
+
+    Parameters
+    ----------
+    grid : (H, W) float32 ndarray (host), `mesh_values`
+    box : int, the block side (a power of two)
+    shape : (int, int), the window's shape
+    origin : (int, int), the window's top-left pixel in the image the grid covers
+
+    Returns
+    -------
+    shape float32 array on the backend's device: the window of the whole image's
+    interpolation, bit for bit (a mosaic's tile), as only the blocks around the
+    window are enlarged.
+    """
+    be = get_backend(backend)
+    (y0, x0), (h, w) = origin, shape
+    # One block more on each side than the window touches: no window pixel reads past them.
+    r0, c0 = max(y0 // box - 1, 0), max(x0 // box - 1, 0)
+    r1, c1 = min(-(-(y0 + h) // box) + 1, grid.shape[0]), min(-(-(x0 + w) // box) + 1, grid.shape[1])
+    part = be.to_device(np.ascontiguousarray(grid[r0:r1, c0:c1]))  # a few blocks to the device
+    top, left = y0 - r0 * box, x0 - c0 * box
+    return be.upsample(part, box)[top : top + h, left : left + w]
+
+
 def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
     """Dead where a nucleus' mean Draq7 is above ``ratio`` times the Draq7 background.
 
@@ -599,7 +708,8 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     ``floor`` and above ``nucleus_level`` of the way from the background to the
     brightest Draq7 within a nucleus radius (an octagon of 3x3 maxima): the edge
     of a bright nucleus at the same level as the Hoechst edge, not the halo its
-    blur spreads over its neighbours.
+    blur spreads over its neighbours. ``floor`` is a number or an (M, N) float32
+    image (`local_background`).
 
     Returns
     -------
@@ -614,8 +724,12 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     top = xp.minimum(smooth, xp.float32(65535)).astype(xp.uint16)
     for step in range(max(1, round(diameter / 2))):
         top = be.max_filter(top, square=step % 2 == 0)
-    level = xp.float32(floor) + xp.float32(p.nucleus_level) * (top.astype(xp.float32) - xp.float32(floor))
-    return (smooth > xp.float32(p.dead_ratio * floor)) & (smooth >= level)
+    if getattr(floor, "ndim", 0) == 2:
+        over = xp.float32(p.dead_ratio) * floor
+    else:
+        floor, over = xp.float32(floor), xp.float32(p.dead_ratio * floor)
+    level = floor + xp.float32(p.nucleus_level) * (top.astype(xp.float32) - floor)
+    return (smooth > over) & (smooth >= level)
 
 
 #: A Draq7-bright region with no Hoechst under it is a nucleus only from this fraction of a
@@ -651,12 +765,17 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     one is not averaged with it, and one too dim in Hoechst is still found. With ``"touch"``
     the nuclei are the union of both masks, as in the article.
 
+    The Draq7 background of the "ratio" call and of the Draq7-bright regions is
+    `local_background` (``draq7_background="local"``; each nucleus is compared with
+    the mean of it over its pixels) or the field's median (`draq7_background`).
+
     Before the "ratio" call each nucleus' mean Draq7 is lowered by ``bleed``
     (``params.bleed``; `bleed_coefficient` when "auto") times its mean Hoechst over
     the Hoechst background: the Hoechst that bleeds into the Draq7 channel.
 
     ``hoechst_threshold``, ``draq7_threshold`` (for "touch"), ``diameter`` (px),
-    ``floor`` (the Draq7 background, for "ratio"), ``hoechst_floor`` (the Hoechst
+    ``floor`` (the Draq7 background, for "ratio": a number, or an image of the
+    local background, `local_background`), ``hoechst_floor`` (the Hoechst
     background, measured as the Draq7's) and ``bleed`` (a number), when given, were
     computed elsewhere (e.g. over a whole mosaic of which these images are one
     tile) and replace the values measured on the images. The "contrast" threshold is over
@@ -679,19 +798,24 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     values = draq7.astype(xp.float32)
     if bleed is None:
         bleed = p.bleed
+    # A given ``floor`` is a number (the field's background) or an image (a mosaic
+    # tile's window of the local background).
+    local = getattr(floor, "ndim", 0) == 2 or (floor is None and p.draq7_background == "local")
     # The backgrounds not given, from one grown mask; Hoechst's only for the bleed.
-    if bleed != 0 and hoechst_floor is None:
-        if floor is None:
-            floor, hoechst_floor = backgrounds([values, hoechst], ho_mask, be)
-        else:
-            (hoechst_floor,) = backgrounds([hoechst], ho_mask, be)
+    if floor is None and bleed != 0 and hoechst_floor is None:
+        floor, hoechst_floor = backgrounds([values, hoechst], ho_mask, be)
     elif floor is None:
         floor = draq7_background(values, ho_mask, be)
+    elif bleed != 0 and hoechst_floor is None:
+        (hoechst_floor,) = backgrounds([hoechst], ho_mask, be)
+    if diameter is None and (local or (p.split_nuclei and p.dead_seeds)):
+        diameter = typical_diameter(ho_mask, be)
+    if local and getattr(floor, "ndim", 0) != 2:
+        # The field's median fills the mesh where nuclei cover every block.
+        floor = local_background(values, ho_mask, diameter, be, fill=floor)
     seeds = None
     mask = ho_mask
     if p.split_nuclei and p.dead_seeds:
-        if diameter is None:
-            diameter = typical_diameter(ho_mask, be)
         seeds = _drop_debris(dead_regions(values, floor, diameter, p, be), ho_mask, _min_area(p, diameter),
                              _LONE_FRACTION * math.pi * diameter**2 / 4, be)
         mask = ho_mask | seeds
@@ -699,14 +823,20 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
         labels, n = split_nuclei(mask, diameter, p, be, seeds=seeds)
     else:
         labels, n = be.label(mask)
-    if bleed == 0:
-        (means,) = nucleus_means(labels, n, [values], be)
+    images = [values] + ([hoechst] if bleed != 0 else []) + ([floor] if local else [])
+    means, *rest = nucleus_means(labels, n, images, be)
+    # Each nucleus' own background: the mean of the local one over its pixels.
+    if local:
+        *rest, floor = rest
+        over = xp.float32(p.dead_ratio) * floor
     else:
-        means, lit = nucleus_means(labels, n, [values, hoechst], be)
+        floor, over = xp.float32(floor), p.dead_ratio * floor
+    if bleed != 0:
+        (lit,) = rest
         lit -= xp.float32(hoechst_floor)
         if bleed == "auto":
-            bleed = bleed_coefficient(lit, means - xp.float32(floor), be)
+            bleed = bleed_coefficient(lit, means - floor, be)
         # A nucleus dimmer than the Hoechst background gets no correction, not a gain.
         means -= xp.float32(bleed) * xp.maximum(lit, 0)
-    dead = _above(means, p.dead_ratio * floor)
+    dead = _above(means, over)
     return Nuclei(labels, n, dead, float(bleed)), ho_mask, dead[labels], (ho_thr, None)
