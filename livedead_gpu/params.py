@@ -373,7 +373,7 @@ PRESETS = {
     # The best measured on the real sets (benchmarks/README.md, "Label quality"): the
     # dataclass defaults since segment_frame runs `stages.find_nuclei`.
     "measured": {"nucleus_threshold": "contrast", "nucleus_edge": 0.5, "dead_call": "ratio", "split_nuclei": True,
-                 "dead_seeds": True},
+                 "dead_seeds": True, "draq7_background": "local"},
     "article": {
         "offset": 1.2, "coarseness": 16, "kernel_size": 5, "dilations": 2, "erosions": 2,
         "cell_threshold": _BLOCK_MAX, "smoothing": 0.0, "gradient_levels": None,
