@@ -93,6 +93,7 @@ from .stages.nuclei import (
     mesh_box,
     mesh_image,
     mesh_values,
+    smoothed_stain,
     typical_diameter,
     window,
 )
@@ -146,7 +147,7 @@ def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 
         raise ValueError(f"diameter must be a number > 0 (px), got {diameter!r}")
     gradient = (math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 1
     morphology = (p.kernel_size // 2) * (p.dilations + p.erosions)
-    nuclei = 2 * (p.nucleus_kernel // 2) + _RATIO_GROW // 2
+    nuclei = 2 * (p.nucleus_kernel // 2) + _RATIO_GROW // 2 + _smoothing_reach(p)
     if diameter is not None:
         nuclei += _background_reach(p, diameter) + _edge_reach(p, diameter)
         if p.split_nuclei:
@@ -154,6 +155,11 @@ def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 
             if p.dead_call == "ratio" and p.dead_seeds:
                 nuclei += int(4 * _DEAD_SMOOTHING + 0.5) + max(1, round(diameter / 2))
     return int(gradient + morphology + nuclei + 2 + max_cell_diameter)
+
+
+def _smoothing_reach(p) -> int:
+    """The reach of the ``nucleus_smoothing`` Gaussian (OpenCV's radius can be a pixel past 4 sigma)."""
+    return math.ceil(4 * p.nucleus_smoothing) + 1 if p.nucleus_smoothing > 0 else 0
 
 
 def _background_reach(p, diameter) -> int:
@@ -313,7 +319,8 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         _check_tile(tile, depth, max_cell_diameter, diameter)
 
     # -- pass 1: per-tile statistics, merged into the global thresholds
-    stat_depth = max((math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 2, _background_reach(p, diameter))
+    stat_depth = max((math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 2,
+                     _background_reach(p, diameter) + _smoothing_reach(p))
     stat = dask.delayed(_tile_stats, pure=True)
     parts = []
     # Every statistic is of whole blocks or of global grid points, so the tiling (set
@@ -399,7 +406,7 @@ def _crop_diameter(ho, d7, p, backend, thresholds):
     be = get_backend(backend)
     ho = be.to_device(np.ascontiguousarray(ho))
     if thresholds is None:
-        return float(contrast_diameter(ho, p, be))
+        return float(contrast_diameter(smoothed_stain(ho, p, be), p, be))
     mask = _nucleus_mask(ho, p, be, thresholds["hoechst"])[0]
     if p.dead_call == "touch":
         mask = mask | _nucleus_mask(be.to_device(np.ascontiguousarray(d7)), p, be, thresholds["draq7"])[0]
@@ -473,14 +480,14 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
         out["gradient_max"] = _value_counts(host(be.block_max(gradient, c)))
     if p.nucleus_threshold == "contrast":
         # `_contrast`'s background-subtracted image, exact in the core, on the global 4-px grid.
-        image = be.to_device(np.ascontiguousarray(ho))
+        image = smoothed_stain(be.to_device(np.ascontiguousarray(ho)), p, be)
         y = (image.astype(be.xp.float32) - background(image, _BACKGROUND_WIDTH * diameter, be))[core]
         step = _CONTRAST_STEP
         out["contrast"] = host(y[(-y0) % step::step, (-x0) % step::step]).ravel()
     elif p.nucleus_threshold == "block-max":
-        out["hoechst_max"] = _value_counts(host(be.block_max(be.to_device(np.ascontiguousarray(ho[core])), c)))
-        if p.dead_call != "ratio":
-            out["draq7_max"] = _value_counts(host(be.block_max(be.to_device(np.ascontiguousarray(d7[core])), c)))
+        for name, stain in (("hoechst_max", ho), ("draq7_max", d7))[: 1 + (p.dead_call != "ratio")]:
+            stain = smoothed_stain(be.to_device(np.ascontiguousarray(stain)), p, be)[core]
+            out[name] = _value_counts(host(be.block_max(stain, c)))
     return out
 
 

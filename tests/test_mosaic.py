@@ -64,6 +64,14 @@ def test_local_draq7_background_in_tiles_matches_whole_image(frames):
     assert whole.n_dead > 30
 
 
+@pytest.mark.parametrize("nucleus_threshold", ["contrast", "block-max"])
+def test_smoothed_nuclear_stains_in_tiles_match_whole_image(frames, nucleus_threshold):
+    # nucleus_smoothing: the tiles' statistics and masks read the smoothed stains, with its halo.
+    params = SegmentParams(nucleus_threshold=nucleus_threshold, nucleus_smoothing=1.5)
+    _, _, whole = check(frames[1000], params, 160)
+    assert whole.n_live > 100
+
+
 def test_default_params_match_whole_image():
     # The defaults: "contrast" nucleus threshold, split nuclei, Draq7-bright seeds, ratio call.
     f = synthetic.make_frame((1536, 1536), n_cells=675, seed=2)

@@ -38,6 +38,8 @@ def test_article_defaults():
         ("bleed", 1.5, r"bleed must lie in \[0.0, 1.0\], got 1.5"),
         ("bleed", -0.01, "bleed"),
         ("draq7_background", "median", "draq7_background must be 'local' or 'field', got 'median'"),
+        ("nucleus_smoothing", 11, r"nucleus_smoothing must lie in \[0.0, 10.0\], got 11"),
+        ("nucleus_smoothing", -1.0, "nucleus_smoothing"),
     ],
 )
 def test_invalid_values_name_the_parameter(name, value, match):

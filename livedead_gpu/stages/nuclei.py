@@ -63,6 +63,7 @@ def _nucleus_mask(image, p, be, threshold=None, diameter=None):
     ``threshold`` and ``diameter``, when given, were computed elsewhere (e.g. over a
     whole mosaic of which ``image`` is one tile) and replace the image's own.
     """
+    image = smoothed_stain(image, p, be)
     if p.nucleus_threshold == "contrast":
         return _contrast(image, p, be, threshold, diameter)
     if threshold is None and p.nucleus_threshold == "block-max":
@@ -71,6 +72,20 @@ def _nucleus_mask(image, p, be, threshold=None, diameter=None):
         threshold = p.nucleus_threshold
     mask = be.close(be.greater(image, threshold), p.nucleus_kernel)
     return _drop_small(mask, p.min_nucleus_area, be), threshold, p.diameter_px if diameter is None else diameter
+
+
+def smoothed_stain(image, p, be):
+    """A nuclear stain after the Gaussian of ``p.nucleus_smoothing`` (``image`` when 0).
+
+    Rounded back to the image's integer type, so every statistic after it (exact
+    window sums, block-max histograms) stays exact, on every backend and in every
+    tile of a mosaic.
+    """
+    if not p.nucleus_smoothing:
+        return image
+    xp = be.xp
+    top = xp.float32(xp.iinfo(image.dtype).max)
+    return xp.rint(xp.minimum(be.gaussian(image, p.nucleus_smoothing), top)).astype(image.dtype)
 
 
 def _objects(mask, be):
@@ -143,7 +158,8 @@ def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
         Over the subtracted background (not a raw intensity).
     """
     p = as_params(params)
-    mask, threshold, _ = _contrast(image, p, get_backend(backend))
+    be = get_backend(backend)
+    mask, threshold, _ = _contrast(smoothed_stain(image, p, be), p, be)
     return mask, threshold
 
 
@@ -224,6 +240,8 @@ def contrast_diameter(image, params: SegmentParams | None = None, backend="cpu",
     Parameters
     ----------
     image : (M, N) uint8 or uint16 array
+        The stain as the threshold sees it: after `smoothed_stain` when
+        ``params.nucleus_smoothing`` is set.
     x : (M, N) float32 array, optional
         ``image`` as float32, when the caller has it already.
     """
