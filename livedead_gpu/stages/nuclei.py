@@ -560,8 +560,10 @@ def local_background(image, nucleus_mask, diameter, backend="cpu", *, fill=1.0):
     blocks = xp.sort(blocks.reshape(rows, side, cols, side).transpose(0, 2, 1, 3).reshape(rows, cols, -1))
     count = side * side - xp.isnan(blocks).sum(axis=-1)  # NaN sorts last
     median = xp.take_along_axis(blocks, (xp.maximum(count, 1) - 1)[..., None] // 2, axis=-1)[..., 0]
-    # The rows x cols block values to the host on purpose (one transfer; a sync on CuPy).
-    grid = mesh_values(be.to_host(median), be.to_host(count), fill)
+    # The rows x cols block values and counts to the host on purpose (one transfer; a
+    # sync on CuPy). A count of at most 256 is exact in float32.
+    median, count = be.to_host(xp.stack([median, count.astype(xp.float32)]))
+    grid = mesh_values(median, count, fill)
     return mesh_image(grid, box, image.shape, backend=be)
 
 
