@@ -410,7 +410,7 @@ def _crop_diameter(ho, d7, p, backend, thresholds):
     mask = _nucleus_mask(ho, p, be, thresholds["hoechst"])[0]
     if p.dead_call == "touch":
         mask = mask | _nucleus_mask(be.to_device(np.ascontiguousarray(d7)), p, be, thresholds["draq7"])[0]
-    return float(typical_diameter(mask, be))
+    return float(typical_diameter(mask, be, p.min_nucleus_area))
 
 
 # --------------------------------------------------------------------------- tiles
