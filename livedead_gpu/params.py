@@ -82,9 +82,9 @@ class SegmentParams:
         thresholded (rounded back to the stain's integer type); the live/dead call
         still reads the raw Draq7 and Hoechst. 0 to 10, 0 (none) by default. For
         dim, noisy Hoechst (nucleus mean under ~4 noise sigmas over the
-        background): 1, with ``nucleus_diameter_px`` given, found the nuclei with
-        object F1 0.9-1.0 at 3.0-3.8 sigmas, ~0.8 at 2.3, where the defaults find
-        none (benchmarks/README.md).
+        background): 1 found the nuclei with object F1 0.9-1.0 at 3.0-3.8 sigmas
+        and 0.73-0.96 at 2.7, where the defaults find few or none; below that give
+        ``nucleus_diameter_px`` too (~0.8 at 2.3) (benchmarks/README.md).
     separation : {"watershed", "voronoi"}, optional
         How the cell area is split among the nuclei: ``"watershed"`` is the
         article's OpenCV marker watershed (on the CPU even in GPU runs);
