@@ -368,11 +368,13 @@ def test_nucleus_smoothing_finds_nuclei_in_noise():
     hoechst = np.clip(np.rint(0.04 * f.hoechst + rng.normal(0, noise, f.hoechst.shape)) + 40, 0, 4095)
     hoechst = hoechst.astype(np.uint16)
     assert 2.9 < (0.04 * f.hoechst[f.nuclei > 0]).mean() / noise < 3.1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the size filter drops the noise's specks
+    # The defaults say so (the size filter also warns: it drops the noise's specks).
+    with pytest.warns(UserWarning, match="too dim to threshold pixel by pixel: nucleus_smoothing = 1"):
         plain, *_ = find_nuclei(hoechst, f.draq7, SegmentParams())
     assert match_instances(f.nuclei, plain.labels).f1 < 0.6
-    smooth, *_ = find_nuclei(hoechst, f.draq7, SegmentParams(nucleus_smoothing=1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        smooth, *_ = find_nuclei(hoechst, f.draq7, SegmentParams(nucleus_smoothing=1.0))
     assert match_instances(f.nuclei, smooth.labels).f1 >= 0.9
     assert _calls_wrong(f, smooth, cpu) == (0, 60)
 
@@ -401,3 +403,15 @@ def test_specks_the_size_filter_drops_do_not_vote_for_the_diameter(make):
             mask[y : y + 3, x : x + 4] = True
     assert typical_diameter(be.to_device(mask), be) < 5
     assert typical_diameter(be.to_device(mask), be, min_area=20) == pytest.approx(11, abs=0.5)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0])
+def test_no_dim_warning_on_noise_alone_or_bright_nuclei(scale):
+    # Noise alone stands 6.3-6.5 sigmas "over" itself, smoothed or not; bright nuclei far over 9.
+    f = synthetic.make_frame((384, 384), n_cells=30, seed=2)
+    rng = np.random.default_rng(0)
+    hoechst = np.clip(np.rint(scale * f.hoechst + rng.normal(0, 12, f.hoechst.shape)) + 40, 0, 4095)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        nuc, *_ = find_nuclei(hoechst.astype(np.uint16), f.draq7, SegmentParams(dead_seeds=False))
+    assert (nuc.n == 0) if scale == 0 else (nuc.n >= 28)

@@ -27,6 +27,7 @@ Every step is generic ``be.xp`` code or a backend method, so it runs on every ba
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import NamedTuple
@@ -176,7 +177,10 @@ def _contrast(image, p, be, threshold=None, diameter=None):
         diameter = contrast_diameter(image, p, be, x)
     y = x - background(image, _BACKGROUND_WIDTH * diameter, be)
     if threshold is None:
-        threshold = _contrast_level(y, p.nucleus_level, be, final=True)
+        b, sigma, top = _contrast_statistics(y, be)
+        threshold = _level(b, sigma, top, p.nucleus_level, final=True)
+        if not p.nucleus_smoothing and top - b < _DIM * sigma and image.size >= _DIM_MIN_PIXELS:
+            _warn_if_dim(image, p, be)  # a second look, on dim or empty fields only
     min_area, relative = _min_area(p, diameter), _min_area(p, diameter, floor=False)
     mask = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be,
                        relative=None if p.nucleus_edge else relative)
@@ -269,12 +273,29 @@ def _contrast_level(y, level, be, *, sampled=False, final=False):
     With ``final=True`` (the nucleus threshold itself, not a diameter estimate's)
     ``b + 8 sigma`` when L lies under that: see below.
 
-    The statistics are taken over every 4th row and column (65,536 pixels of a 1024²
-    frame): a sixteenth of the sorting, and for these robust statistics no
-    real difference (label-quality figures moved by at most 0.013). With
-    ``sampled=True`` ``y`` is those pixels already (any shape and order, e.g.
-    gathered from the tiles of a mosaic).
+    The statistics (`_contrast_statistics`) are taken over every 4th row and column
+    (65,536 pixels of a 1024² frame): a sixteenth of the sorting, and for these
+    robust statistics no real difference (label-quality figures moved by at most
+    0.013). With ``sampled=True`` ``y`` is those pixels already (any shape and
+    order, e.g. gathered from the tiles of a mosaic).
     """
+    return _level(*_contrast_statistics(y, be, sampled), level, final)
+
+
+def _level(b, sigma, top, level, final):
+    """`_contrast_level` from its statistics."""
+    if final and top - b < _POPULATION * sigma:
+        # The bright pixels are the noise's own tail (no nuclei, or too few to outnumber
+        # it): cut above that tail, not 0.35 of the way into it, where the noise makes
+        # hundreds of specks. Real fields measured 9.3 sigma and up, noise 6.2-6.5. (The
+        # diameter's rounds keep the plain level: on raw, unflattened images it can sit lower.)
+        return float(b + _POPULATION * sigma)
+    return float(b + level * (top - b))
+
+
+def _contrast_statistics(y, be, sampled=False):
+    """``(b, sigma, L)`` of `_contrast_level`: the 25th percentile, the robust noise sigma
+    of the darker half, the median of the pixels over ``b + 6 sigma``."""
     xp = be.xp
     if not sampled:
         y = y[::4, ::4]
@@ -285,13 +306,28 @@ def _contrast_level(y, level, be, *, sampled=False, final=False):
     sigma = max(1.4826 * be.order_statistic(xp.abs(low - xp.float32(centre)), 0.5), 1.0)
     bright = y[y > b + _NOISE_SIGMAS * sigma]  # a sync for its size on CuPy, as above
     top = be.order_statistic(bright, 0.5) if bright.size else b + _NOISE_SIGMAS * sigma
-    if final and top - b < _POPULATION * sigma:
-        # The bright pixels are the noise's own tail (no nuclei, or too few to outnumber
-        # it): cut above that tail, not 0.35 of the way into it, where the noise makes
-        # hundreds of specks. Real fields measured 9.3 sigma and up, noise 6.2-6.5. (The
-        # diameter's rounds keep the plain level: on raw, unflattened images it can sit lower.)
-        return float(b + _POPULATION * sigma)
-    return float(b + level * (top - b))
+    return b, sigma, top
+
+
+#: `_contrast` warns when the nuclei stand under `_DIM` noise sigmas over the background
+#: (real fields measured 9.3 and up) but a 1-px Gaussian lifts them `_DIM_SMOOTHED` over
+#: its own (noise alone: 6.3-6.5 either way; nuclei of 3 sigmas a pixel: 7.9 raw, 13 smoothed).
+_DIM = 9.0
+_DIM_SMOOTHED = 10.0
+_DIM_MIN_PIXELS = 128 * 128  # smaller fields: too few samples to tell (16 x 16 uniform noise read 10+)
+_DIM_WARNING = ("Hoechst nuclei stand under 9 noise sigmas over the background, too dim to threshold pixel by "
+                "pixel: nucleus_smoothing = 1 finds them (benchmarks/README.md, 'Dim, noisy Hoechst')")
+
+
+def _warn_if_dim(image, p, be):
+    """`_DIM_WARNING` when a 1-px Gaussian shows nuclei the raw ``image`` hides in its noise."""
+    trial = dataclasses.replace(p, nucleus_smoothing=1.0)
+    smooth = smoothed_stain(image, trial, be)
+    diameter = p.diameter_px if p.diameter_px is not None else contrast_diameter(smooth, trial, be)
+    y = smooth.astype(be.xp.float32) - background(smooth, _BACKGROUND_WIDTH * diameter, be)
+    b, sigma, top = _contrast_statistics(y, be)
+    if top - b >= _DIM_SMOOTHED * sigma:
+        warnings.warn(_DIM_WARNING, UserWarning, stacklevel=4)
 
 
 def typical_diameter(mask, be, min_area=9) -> float:
