@@ -12,7 +12,7 @@ import skimage
 from livedead_gpu import SegmentParams, synthetic
 from livedead_gpu.backends import CpuBackend
 from livedead_gpu.backends.gpu import ArrayBackend
-from livedead_gpu.stages import find_nuclei, split_nuclei
+from livedead_gpu.stages import find_nuclei, nuclei, split_nuclei
 from livedead_gpu.evaluate import match_instances
 from livedead_gpu.stages.nuclei import (
     MAX_BLEED,
@@ -319,6 +319,17 @@ def test_draq7_glow_kills_nobody_with_the_local_background(make):
     wrong, found = _calls_wrong(f, find_nuclei(ho, d7, SegmentParams(), be)[0], be)
     assert found == 60 and wrong == 0
     assert _calls_wrong(f, find_nuclei(ho, d7, SegmentParams(draq7_background="field"), be)[0], be)[0] >= 3
+
+
+def test_nuclei_from_masks_take_the_local_background_too():
+    # `stages.nuclei` (masks given, the ratio call) reads draq7_background as find_nuclei does.
+    f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, bit_depth=12, seed=1)
+    d7 = np.clip(f.draq7 + corner_glow(f.draq7.shape, 205), 0, 4095).astype(np.uint16)
+    masks = (f.nuclei > 0, np.zeros(f.nuclei.shape, bool))
+    local = nuclei(*masks, draq7=d7, params=SegmentParams())
+    field = nuclei(*masks, draq7=d7, params=SegmentParams(draq7_background="field"))
+    assert _calls_wrong(f, local, cpu) == (0, 60)
+    assert _calls_wrong(f, field, cpu)[0] >= 3
 
 
 def test_local_background_follows_a_ramp_under_nuclei():

@@ -500,9 +500,10 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: Segme
     draq7 : (M, N) array, optional
         The Draq7 intensities. With it and ``params.dead_call == "ratio"`` a nucleus
         is dead when its mean Draq7 exceeds ``params.dead_ratio`` times the Draq7
-        background (`dead_by_ratio`; no bleed-through correction, which needs the
-        Hoechst image: `find_nuclei` makes it). Otherwise (the article's rule) a
-        nucleus touching the Draq7 mask is dead.
+        background (``params.draq7_background``: `local_background` averaged over
+        the nucleus, or the field's `draq7_background`; no bleed-through
+        correction, which needs the Hoechst image: `find_nuclei` makes it).
+        Otherwise (the article's rule) a nucleus touching the Draq7 mask is dead.
     params : SegmentParams, optional
         With ``params.split_nuclei`` touching nuclei are split (`split_nuclei`);
         without params the connected components are the nuclei.
@@ -520,7 +521,12 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: Segme
     else:
         labels, n = be.label(union)
     if draq7 is not None and params is not None and params.dead_call == "ratio":
-        return Nuclei(labels, n, dead_by_ratio(labels, n, draq7, params.dead_ratio, be))
+        floor = None
+        if params.draq7_background == "local":
+            values, inside = draq7.astype(be.xp.float32), labels > 0
+            size = diameter if diameter is not None else typical_diameter(union, be, params.min_nucleus_area)
+            floor = local_background(values, inside, size, be, fill=draq7_background(values, inside, be))
+        return Nuclei(labels, n, dead_by_ratio(labels, n, draq7, params.dead_ratio, be, floor=floor))
     # Any Draq7 pixel (the mask is already size-filtered) makes the whole nucleus dead.
     # The labels under Draq7 pixels only (a boolean index: a sync on CuPy).
     dead = be.votes(labels[draq7_mask], n + 1) > 0
@@ -668,7 +674,8 @@ def mesh_image(grid, box, shape, origin=(0, 0), backend="cpu"):
 def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
     """Dead where a nucleus' mean Draq7 is above ``ratio`` times the Draq7 background.
 
-    The background (``floor``, else `draq7_background` outside ``labels``) is
+    The background (``floor``: a number, or an image such as `local_background`,
+    averaged over each nucleus; else `draq7_background` outside ``labels``) is
     taken outside the nuclei. A ratio to the background, not a threshold of the
     Draq7 image, so a dim but real Draq7 nucleus counts; the mean, not any pixel,
     so a speck of debris on a live nucleus does not kill it. Hoechst bleed-through
@@ -682,6 +689,9 @@ def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
     values = draq7.astype(be.xp.float32)
     if floor is None:
         floor = draq7_background(values, labels > 0, be)
+    if getattr(floor, "ndim", 0) == 2:
+        means, floor = nucleus_means(labels, n, [values, floor], be)
+        return _above(means, be.xp.float32(ratio) * floor)
     return _above(nucleus_means(labels, n, [values], be)[0], ratio * floor)
 
 
