@@ -600,12 +600,13 @@ def local_background(image, nucleus_mask, diameter, backend="cpu", *, fill=1.0):
     box = mesh_box(diameter)
     step, side = box // _MESH_SAMPLES, _MESH_SAMPLES
     outside = ~be.dilate(nucleus_mask, 5)
-    samples = xp.where(outside[::step, ::step], image[::step, ::step], xp.float32(xp.nan))
+    # Pixels of nuclei, and the padding of partial blocks, as +inf: they sort last.
+    samples = xp.where(outside[::step, ::step], image[::step, ::step], xp.float32(xp.inf))
     rows, cols = -(-samples.shape[0] // side), -(-samples.shape[1] // side)
-    blocks = xp.full((rows * side, cols * side), xp.nan, xp.float32)
+    blocks = xp.full((rows * side, cols * side), xp.inf, xp.float32)
     blocks[: samples.shape[0], : samples.shape[1]] = samples
     blocks = xp.sort(blocks.reshape(rows, side, cols, side).transpose(0, 2, 1, 3).reshape(rows, cols, -1))
-    count = side * side - xp.isnan(blocks).sum(axis=-1)  # NaN sorts last
+    count = (blocks < xp.float32(xp.inf)).sum(axis=-1)
     median = xp.take_along_axis(blocks, (xp.maximum(count, 1) - 1)[..., None] // 2, axis=-1)[..., 0]
     # The rows x cols block values and counts to the host on purpose (one transfer; a
     # sync on CuPy). A count of at most 256 is exact in float32.
