@@ -562,7 +562,9 @@ def backgrounds(images, nucleus_mask, backend="cpu") -> list[float]:
 
 #: `local_background`'s mesh: square blocks of the smallest power of two of pixels at least
 #: this many nucleus diameters wide (a few cells: wider than a cluster of dead nuclei, narrower
-#: than a glow or a vignetted corner), and at least `_MESH_MIN_BOX`.
+#: than a glow or a vignetted corner), and at least `_MESH_MIN_BOX`. A power of two, so the
+#: interpolation's positions ``(y + 0.5) / box`` are exact binary fractions wherever a window
+#: starts: a mosaic's tile interpolates bit for bit as the whole image.
 _MESH_DIAMETERS = 4
 _MESH_MIN_BOX = 32
 _MESH_SAMPLES = 16    # a block's median is over a 16 x 16 grid of its pixels
