@@ -31,13 +31,13 @@
      ``coarseness`` blocks of the smoothed gradient that hold no zero pixel.
    - the "contrast" nucleus threshold: a chain of order statistics (25th
      percentile, median, the median and MAD of the darker half, the median of
-     the bright pixels) of the background-subtracted Hoechst on the image's
-     every-4th-row-and-column grid. Each tile subtracts the background with a halo
-     of the background window's reach, so its core's values are the whole image's
-     bit for bit, and sends the core's grid points (on the global grid) to the
-     driver, which runs the stage's own level on all of them. This gathers a
-     sixteenth of the mosaic as float32 (0.25 byte a pixel: 100 MB for a
-     20,000² mosaic, a few times that while it is sorted).
+     the bright pixels) of the background-subtracted Hoechst on the image's grid
+     of every `~livedead_gpu.stages.nuclei.contrast_step`-th row and column (about
+     65,536 points whatever the size). Each tile subtracts the background with a
+     halo of the background window's reach, so its core's values are the whole
+     image's bit for bit, and sends the core's grid points (on the global grid) to
+     the driver, which runs the stage's own level on all of them (~300 kB for a
+     20,000² mosaic).
    - the Draq7 background of the ``dead_call="ratio"`` rule: the median Draq7
      outside the (grown) nuclei on every other row and column, from the tiles'
      summed intensity histograms (a pass of its own: it needs the nucleus masks
@@ -90,6 +90,7 @@ from .stages.nuclei import (
     _nucleus_mask,
     background,
     contrast_diameter,
+    contrast_step,
     mesh_box,
     mesh_image,
     mesh_values,
@@ -104,7 +105,6 @@ __all__ = ["MosaicResult", "overlap_depth", "segment_mosaic", "tile_chunks"]
 _BINS = {"uint8": 256, "uint16": 65536}
 _RATIO_GROW = 5   # draq7_background grows the nuclei by a 5-px footprint before taking the background
 _COMPUTE_KWARGS = {"scheduler", "num_workers", "pool", "optimize_graph"}
-_CONTRAST_STEP = 4  # _contrast_level's grid: every 4th row and column
 
 
 def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 64, diameter=None) -> int:
@@ -482,7 +482,7 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
         # `_contrast`'s background-subtracted image, exact in the core, on the global 4-px grid.
         image = smoothed_stain(be.to_device(np.ascontiguousarray(ho)), p, be)
         y = (image.astype(be.xp.float32) - background(image, _BACKGROUND_WIDTH * diameter, be))[core]
-        step = _CONTRAST_STEP
+        step = contrast_step(shape)
         out["contrast"] = host(y[(-y0) % step::step, (-x0) % step::step]).ravel()
     elif p.nucleus_threshold == "block-max":
         for name, stain in (("hoechst_max", ho), ("draq7_max", d7))[: 1 + (p.dead_call != "ratio")]:

@@ -273,11 +273,12 @@ def _contrast_level(y, level, be, *, sampled=False, final=False):
     With ``final=True`` (the nucleus threshold itself, not a diameter estimate's)
     ``b + 8 sigma`` when L lies under that: see below.
 
-    The statistics (`_contrast_statistics`) are taken over every 4th row and column
-    (65,536 pixels of a 1024² frame): a sixteenth of the sorting, and for these
-    robust statistics no real difference (label-quality figures moved by at most
-    0.013). With ``sampled=True`` ``y`` is those pixels already (any shape and
-    order, e.g. gathered from the tiles of a mosaic).
+    The statistics (`_contrast_statistics`) are taken over every `contrast_step`-th
+    row and column (every 4th below 2048², sparser above: 65,536 to 262,144
+    pixels): a sixteenth of the sorting or less, and for these robust statistics no real
+    difference (label-quality figures moved by at most 0.013). With
+    ``sampled=True`` ``y`` is those pixels already (any shape and order, e.g.
+    gathered from the tiles of a mosaic).
     """
     return _level(*_contrast_statistics(y, be, sampled), level, final)
 
@@ -293,12 +294,23 @@ def _level(b, sigma, top, level, final):
     return float(b + level * (top - b))
 
 
+def contrast_step(shape) -> int:
+    """The row and column step of `_contrast_level`'s sample of an image of ``shape``.
+
+    4 below 2048² pixels, then 4 times the integer root of the area in 1024²
+    frames (8 at 2048², 16 at 4096²): 65,536 to 262,144 samples whatever the size,
+    so a 20,000² mosaic's tiles send the driver ~300 kB, not a sixteenth of it.
+    """
+    return 4 * max(1, math.isqrt(shape[0] * shape[1] // (1 << 20)))
+
+
 def _contrast_statistics(y, be, sampled=False):
     """``(b, sigma, L)`` of `_contrast_level`: the 25th percentile, the robust noise sigma
     of the darker half, the median of the pixels over ``b + 6 sigma``."""
     xp = be.xp
     if not sampled:
-        y = y[::4, ::4]
+        step = contrast_step(y.shape)
+        y = y[::step, ::step]
     b, mid = be.order_statistics(y, (0.25, 0.5))
     low = y[y <= mid]  # the darker half (a sync for its size on CuPy)
     centre = be.order_statistic(low, 0.5)
