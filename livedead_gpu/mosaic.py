@@ -42,12 +42,12 @@
      outside the (grown) nuclei on every other row and column, from the tiles'
      summed intensity histograms (a pass of its own: it needs the nucleus masks
      at the global threshold); the Hoechst background likewise. With
-     ``draq7_background="local"`` the same pass sends the samples of
-     `~livedead_gpu.stages.nuclei.local_background` (every ``box / 16``-th row and
-     column of the core, outside the nuclei, with their mesh block: a 256th of the
-     mosaic at 6 bytes a sample for 64-px blocks); the driver takes each block's median,
-     smooths the mesh, and each tile interpolates the blocks around its window,
-     bit for bit the whole image's.
+     ``draq7_background="local"`` the same pass reduces the mesh blocks of
+     `~livedead_gpu.stages.nuclei.local_background` that lie wholly in its core
+     to their medians and sends the samples of the blocks it shares with other
+     tiles (a 64-px block straddling a boundary: up to 256 samples of 10 bytes);
+     the driver takes those blocks' medians, smooths the mesh, and each tile
+     interpolates the blocks around its window, bit for bit the whole image's.
    - the Hoechst bleed-through (``bleed="auto"``): measured, as the diameter, on
      the central crop, at the global thresholds and backgrounds. A mosaic larger
      than the crop is segmented as `segment_frame` segments it with ``bleed`` set
@@ -517,22 +517,33 @@ def _tile_background(ho, d7, where, p, backend, threshold, diameter, hoechst=Tru
         cols = np.arange((-x0) % step, w, step)
         keep = outside[np.ix_(rows, cols)]
         block = ((y0 + rows) // box)[:, None] * -(-shape[1] // box) + ((x0 + cols) // box)[None, :]
-        out["mesh"] = (block[keep].astype(np.int32), np.asarray(d7)[core][np.ix_(rows, cols)][keep])
+        values = np.asarray(d7)[core][np.ix_(rows, cols)][keep]
+        # Blocks wholly in this core (the image's edge cutting them or not) are reduced
+        # here; the driver gets the samples of those the core shares with other tiles.
+        inside = [(lo // box * box >= start) & (np.minimum(lo // box * box + box, n) <= start + size)
+                  for lo, start, size, n in ((y0 + rows, y0, h, shape[0]), (x0 + cols, x0, w, shape[1]))]
+        mine = (inside[0][:, None] & inside[1][None, :])[keep]
+        block = block[keep]
+        out["mesh_blocks"] = _block_medians(block[mine], values[mine])
+        out["mesh"] = (block[~mine], values[~mine])
     return out
 
 
-def _mesh_grid(parts, shape, box, fill):
-    """`local_background`'s smoothed block values over the mosaic, from the tiles' samples."""
-    block = np.concatenate([t["mesh"][0] for t in parts])
-    values = np.concatenate([t["mesh"][1] for t in parts])
+def _block_medians(block, values):
+    """Each block's lower median of ``values`` (as `local_background` takes it), and its count."""
     order = np.lexsort((values, block))
     block, values = block[order], values[order]
+    ids, first, count = np.unique(block, return_index=True, return_counts=True)
+    return ids, values[first + (count - 1) // 2], count
+
+
+def _mesh_grid(parts, shape, box, fill):
+    """`local_background`'s smoothed block values over the mosaic, from the tiles' blocks and samples."""
     rows, cols = -(-shape[0] // box), -(-shape[1] // box)
-    count = np.bincount(block, minlength=rows * cols)
-    median = np.full(rows * cols, np.nan)
-    have = count > 0
-    # The lower median of each block's samples, as `local_background` takes it.
-    median[have] = values[(np.cumsum(count) - count)[have] + (count[have] - 1) // 2]
+    median, count = np.full(rows * cols, np.nan), np.zeros(rows * cols, np.int64)
+    shared = _block_medians(*(np.concatenate([t["mesh"][i] for t in parts]) for i in (0, 1)))
+    for ids, med, n in [shared] + [t["mesh_blocks"] for t in parts]:
+        median[ids], count[ids] = med, n
     return mesh_values(median.reshape(rows, cols), count.reshape(rows, cols), fill)
 
 
