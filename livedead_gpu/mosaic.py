@@ -39,7 +39,8 @@
      the driver, which runs the stage's own level on all of them (~300 kB for a
      20,000² mosaic).
    - the Draq7 background of the ``dead_call="ratio"`` rule: the median Draq7
-     outside the (grown) nuclei on every other row and column, from the tiles'
+     outside the (grown) nuclei on every `~livedead_gpu.stages.nuclei.background_step`-th
+     row and column (every other one below 2048²), from the tiles'
      summed intensity histograms (a pass of its own: it needs the nucleus masks
      at the global threshold); the Hoechst background likewise. With
      ``draq7_background="local"`` the same pass reduces the mesh blocks of
@@ -89,6 +90,7 @@ from .stages.nuclei import (
     _contrast_level,
     _nucleus_mask,
     background,
+    background_step,
     contrast_diameter,
     contrast_step,
     mesh_box,
@@ -350,8 +352,8 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         parts = []
         for core in tiles:
             win, where = _window(shape, core, depth)
-            parts.append(bg(ho[win], d7[win], where, p, backend, thresholds["hoechst"], diameter, p.bleed != 0,
-                            shape, box))
+            parts.append(bg(ho[win], d7[win], where, p, backend, shape, thresholds["hoechst"], diameter,
+                            p.bleed != 0, box))
         (parts,) = dask.compute(parts, **compute_kwargs)
         floor = _outside_median(parts, "draq7")
         if p.bleed != 0:
@@ -491,16 +493,17 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
     return out
 
 
-def _tile_background(ho, d7, where, p, backend, threshold, diameter, hoechst=True, shape=None, box=None):
+def _tile_background(ho, d7, where, p, backend, shape, threshold, diameter, hoechst=True, box=None):
     """Draq7 (and with ``hoechst`` Hoechst) value counts of the core outside the nuclei grown by 5 px
     (and of the whole core); with ``box``, the core's `local_background` samples outside them."""
     be = get_backend(backend)
     core = where[0]
     ho_mask = _nucleus_mask(be.to_device(np.ascontiguousarray(ho)), p, be, threshold, diameter)[0]
     outside = be.to_host(~be.dilate(ho_mask, _RATIO_GROW))[core]
-    # `draq7_background` takes the median over the pixels of even row and column.
+    # `draq7_background` takes the median over every background_step-th row and column.
     (y0, x0) = where[2]
-    sub = (slice(y0 % 2, None, 2), slice(x0 % 2, None, 2))
+    s = background_step(shape)
+    sub = (slice((-y0) % s, None, s), slice((-x0) % s, None, s))
     out = {"any_outside": bool(outside.any())}
     for name, image in (("draq7", d7), ("hoechst", ho))[: 1 + hoechst]:
         values = np.asarray(image)[core]
