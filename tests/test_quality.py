@@ -321,6 +321,15 @@ def test_draq7_glow_kills_nobody_with_the_local_background(make):
     assert _calls_wrong(f, find_nuclei(ho, d7, SegmentParams(draq7_background="field"), be)[0], be)[0] >= 3
 
 
+@pytest.mark.parametrize("dead_fraction", [0.0, 0.3, 1.0])
+def test_local_background_changes_no_call_on_an_even_field(dead_fraction):
+    f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=dead_fraction, bit_depth=12, seed=3)
+    local, *_ = find_nuclei(f.hoechst, f.draq7, SegmentParams())
+    field, *_ = find_nuclei(f.hoechst, f.draq7, SegmentParams(draq7_background="field"))
+    assert (local.labels == field.labels).all() and (local.dead == field.dead).all()
+    assert _calls_wrong(f, local, cpu)[0] == 0
+
+
 def test_nuclei_from_masks_take_the_local_background_too():
     # `stages.nuclei` (masks given, the ratio call) reads draq7_background as find_nuclei does.
     f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, bit_depth=12, seed=1)
