@@ -10,7 +10,7 @@ import scipy.ndimage
 import skimage
 
 from livedead_gpu import SegmentParams, synthetic
-from livedead_gpu.backends import CpuBackend
+from livedead_gpu.backends import CpuBackend, get_backend
 from livedead_gpu.backends.gpu import ArrayBackend
 from livedead_gpu.stages import find_nuclei, nuclei, split_nuclei
 from livedead_gpu.evaluate import match_instances
@@ -308,7 +308,8 @@ def corner_glow(shape, amplitude, sigma=150):
     return amplitude * np.exp(-(yy**2 + xx**2) / (2 * sigma**2))
 
 
-@pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
+@pytest.mark.parametrize("make", [lambda: cpu, standin, pytest.param(lambda: get_backend("gpu"), marks=pytest.mark.gpu)],
+                         ids=["cpu", "standin", "cupy"])
 def test_draq7_glow_kills_nobody_with_the_local_background(make):
     # +205 over one corner of a 12-bit Draq7 background of ~21: live nuclei under the glow
     # are over 3x the field's background, not over 3x their own.
