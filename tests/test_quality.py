@@ -308,8 +308,10 @@ def corner_glow(shape, amplitude, sigma=150):
     return amplitude * np.exp(-(yy**2 + xx**2) / (2 * sigma**2))
 
 
-@pytest.mark.parametrize("make", [lambda: cpu, standin, pytest.param(lambda: get_backend("gpu"), marks=pytest.mark.gpu)],
-                         ids=["cpu", "standin", "cupy"])
+@pytest.mark.parametrize(
+    "make", [lambda: cpu, standin, pytest.param(lambda: get_backend("gpu"), marks=pytest.mark.gpu)],
+    ids=["cpu", "standin", "cupy"],
+)
 def test_draq7_glow_kills_nobody_with_the_local_background(make):
     # +205 over one corner of a 12-bit Draq7 background of ~21: live nuclei under the glow
     # are over 3x the field's background, not over 3x their own.
