@@ -357,8 +357,14 @@ class SegmentParams:
         return "\n".join(lines) + "\n"
 
     def digest(self) -> str:
-        """A short hash of the parameters, to tell outputs made with others apart."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """A short hash of the parameters, to tell outputs made with others apart.
+
+        ``preset`` is a label, not a parameter: equal values under another preset's
+        name make the same outputs, so a resumed run keeps them.
+        """
+        values = self.to_dict()
+        del values["preset"]
+        text = json.dumps(values, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

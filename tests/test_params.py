@@ -78,6 +78,13 @@ def test_equal_params_have_one_digest(given, same):
     assert all(type(getattr(a, k)) is float for k in given)
 
 
+def test_the_preset_label_is_not_in_the_digest():
+    # "measured" holds the defaults' values: the label alone made a resumed export redo its frames
+    measured = SegmentParams.from_preset("measured")
+    assert measured.preset == "measured" and measured.digest() == SegmentParams().digest()
+    assert SegmentParams.from_preset("article").digest() != SegmentParams().digest()
+
+
 def test_numpy_scalars_are_taken_as_python_numbers():
     import numpy as np
 
