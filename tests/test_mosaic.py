@@ -72,6 +72,17 @@ def test_smoothed_nuclear_stains_in_tiles_match_whole_image(frames, nucleus_thre
     assert whole.n_live > 100
 
 
+def test_sparser_samples_of_large_mosaics_match_whole_image():
+    # From 2048² the contrast statistics take every 8th pixel and the field backgrounds every
+    # 4th: the tiles' samples must sit on the whole image's grid.
+    from livedead_gpu.stages.nuclei import background_step, contrast_step
+
+    f = synthetic.make_frame((2048, 2048), n_cells=300, seed=4)
+    assert (contrast_step(f.hoechst.shape), background_step(f.hoechst.shape)) == (8, 4)
+    _, _, whole = check(f, SegmentParams(), 1024)
+    assert whole.n_live > 150 and whole.n_dead > 50
+
+
 def test_default_params_match_whole_image():
     # The defaults: "contrast" nucleus threshold, split nuclei, Draq7-bright seeds, ratio call.
     f = synthetic.make_frame((1536, 1536), n_cells=675, seed=2)
