@@ -87,6 +87,7 @@ from .stages.nuclei import (
     _BACKGROUND_WIDTH,
     _DEAD_SMOOTHING,
     _MESH_SAMPLES,
+    GROW,
     _contrast_level,
     _nucleus_mask,
     background,
@@ -96,6 +97,7 @@ from .stages.nuclei import (
     mesh_box,
     mesh_image,
     mesh_values,
+    outside_nuclei,
     smoothed_stain,
     typical_diameter,
     window,
@@ -105,7 +107,6 @@ from .stages.threshold import threshold_value
 __all__ = ["MosaicResult", "overlap_depth", "segment_mosaic", "tile_chunks"]
 
 _BINS = {"uint8": 256, "uint16": 65536}
-_RATIO_GROW = 5   # draq7_background grows the nuclei by a 5-px footprint before taking the background
 _COMPUTE_KWARGS = {"scheduler", "num_workers", "pool", "optimize_graph"}
 
 
@@ -149,7 +150,7 @@ def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 
         raise ValueError(f"diameter must be a number > 0 (px), got {diameter!r}")
     gradient = (math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 1
     morphology = (p.kernel_size // 2) * (p.dilations + p.erosions)
-    nuclei = 2 * (p.nucleus_kernel // 2) + _RATIO_GROW // 2 + _smoothing_reach(p)
+    nuclei = 2 * (p.nucleus_kernel // 2) + GROW // 2 + _smoothing_reach(p)
     if diameter is not None:
         nuclei += _background_reach(p, diameter) + _edge_reach(p, diameter)
         if p.split_nuclei:
@@ -499,7 +500,7 @@ def _tile_background(ho, d7, where, p, backend, shape, threshold, diameter, hoec
     be = get_backend(backend)
     core = where[0]
     ho_mask = _nucleus_mask(be.to_device(np.ascontiguousarray(ho)), p, be, threshold, diameter)[0]
-    outside = be.to_host(~be.dilate(ho_mask, _RATIO_GROW))[core]
+    outside = be.to_host(outside_nuclei(ho_mask, be))[core]
     # `draq7_background` takes the median over every background_step-th row and column.
     (y0, x0) = where[2]
     s = background_step(shape)

@@ -536,8 +536,10 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: Segme
         floor = None
         if params.draq7_background == "local":
             values, inside = draq7.astype(be.xp.float32), labels > 0
+            outside = outside_nuclei(inside, be)
             size = diameter if diameter is not None else typical_diameter(union, be, params.min_nucleus_area)
-            floor = local_background(values, inside, size, be, fill=draq7_background(values, inside, be))
+            (field,) = backgrounds([values], inside, be, outside=outside)
+            floor = local_background(values, inside, size, be, fill=field, outside=outside)
         return Nuclei(labels, n, dead_by_ratio(labels, n, draq7, params.dead_ratio, be, floor=floor))
     # Any Draq7 pixel (the mask is already size-filtered) makes the whole nucleus dead.
     # The labels under Draq7 pixels only (a boolean index: a sync on CuPy).
@@ -556,16 +558,33 @@ def draq7_background(draq7, nucleus_mask, backend="cpu") -> float:
     return backgrounds([draq7], nucleus_mask, backend)[0]
 
 
+#: The Draq7 (and Hoechst) backgrounds are taken outside every nucleus grown by 2 px, a
+#: footprint of this side: their blurred rims do not count.
+GROW = 5
+
+
+def outside_nuclei(nucleus_mask, backend="cpu"):
+    """The pixels outside every nucleus grown by `GROW` // 2 px: where backgrounds are taken."""
+    return ~get_backend(backend).dilate(nucleus_mask, GROW)
+
+
+def _is_image(floor) -> bool:
+    """Whether a Draq7 background is an image (`local_background`) rather than one number."""
+    return getattr(floor, "ndim", 0) == 2
+
+
 def background_step(shape) -> int:
     """The row and column step of `draq7_background`'s sample: 2 below 2048² pixels, then
     twice the integer root of the area in 1024² frames (262,144 to 1,048,576 samples)."""
     return 2 * max(1, math.isqrt(shape[0] * shape[1] // (1 << 20)))
 
 
-def backgrounds(images, nucleus_mask, backend="cpu") -> list[float]:
-    """`draq7_background` of each image (e.g. Draq7 and Hoechst), from one grown mask."""
+def backgrounds(images, nucleus_mask, backend="cpu", *, outside=None) -> list[float]:
+    """`draq7_background` of each image (e.g. Draq7 and Hoechst), from one grown mask
+    (``outside``, when the caller has `outside_nuclei` already)."""
     be = get_backend(backend)
-    outside = ~be.dilate(nucleus_mask, 5)
+    if outside is None:
+        outside = outside_nuclei(nucleus_mask, be)
     s = background_step(outside.shape)
     pick = outside[::s, ::s]
     samples = [image[::s, ::s][pick] for image in images]  # boolean indices: syncs on CuPy
@@ -595,7 +614,7 @@ def mesh_box(diameter) -> int:
     return max(_MESH_MIN_BOX, 1 << math.ceil(math.log2(max(1.0, _MESH_DIAMETERS * diameter))))
 
 
-def local_background(image, nucleus_mask, diameter, backend="cpu", *, fill=1.0):
+def local_background(image, nucleus_mask, diameter, backend="cpu", *, fill=1.0, outside=None):
     """The background of ``image`` at every pixel, from a mesh of block medians outside the nuclei.
 
     The mesh method of SExtractor and photutils' ``Background2D``: the image is cut
@@ -611,6 +630,8 @@ def local_background(image, nucleus_mask, diameter, backend="cpu", *, fill=1.0):
     diameter : float, the nucleus diameter (px)
     fill : float
         The value when no block has one (nuclei wall to wall).
+    outside : (M, N) bool array, optional
+        `outside_nuclei` of ``nucleus_mask``, when the caller has it already.
 
     Returns
     -------
@@ -620,7 +641,8 @@ def local_background(image, nucleus_mask, diameter, backend="cpu", *, fill=1.0):
     xp = be.xp
     box = mesh_box(diameter)
     step, side = box // _MESH_SAMPLES, _MESH_SAMPLES
-    outside = ~be.dilate(nucleus_mask, 5)
+    if outside is None:
+        outside = outside_nuclei(nucleus_mask, be)
     # Pixels of nuclei, and the padding of partial blocks, as +inf: they sort last.
     samples = xp.where(outside[::step, ::step], image[::step, ::step], xp.float32(xp.inf))
     rows, cols = -(-samples.shape[0] // side), -(-samples.shape[1] // side)
@@ -711,7 +733,7 @@ def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
     values = draq7.astype(be.xp.float32)
     if floor is None:
         floor = draq7_background(values, labels > 0, be)
-    if getattr(floor, "ndim", 0) == 2:
+    if _is_image(floor):
         means, floor = nucleus_means(labels, n, [values, floor], be)
         return _above(means, be.xp.float32(ratio) * floor)
     return _above(nucleus_means(labels, n, [values], be)[0], ratio * floor)
@@ -817,7 +839,7 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     top = xp.minimum(smooth, xp.float32(65535)).astype(xp.uint16)
     for step in range(max(1, round(diameter / 2))):
         top = be.max_filter(top, square=step % 2 == 0)
-    if getattr(floor, "ndim", 0) == 2:
+    if _is_image(floor):
         over = xp.float32(p.dead_ratio) * floor
     else:
         floor, over = xp.float32(floor), xp.float32(p.dead_ratio * floor)
@@ -893,19 +915,21 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
         bleed = p.bleed
     # A given ``floor`` is a number (the field's background) or an image (a mosaic
     # tile's window of the local background).
-    local = getattr(floor, "ndim", 0) == 2 or (floor is None and p.draq7_background == "local")
-    # The backgrounds not given, from one grown mask; Hoechst's only for the bleed.
-    if floor is None and bleed != 0 and hoechst_floor is None:
-        floor, hoechst_floor = backgrounds([values, hoechst], ho_mask, be)
+    local = _is_image(floor) or (floor is None and p.draq7_background == "local")
+    # The backgrounds not given, all taken outside one grown mask; Hoechst's only for the bleed.
+    need_hoechst = bleed != 0 and hoechst_floor is None
+    outside = outside_nuclei(ho_mask, be) if floor is None or need_hoechst else None
+    if floor is None and need_hoechst:
+        floor, hoechst_floor = backgrounds([values, hoechst], ho_mask, be, outside=outside)
     elif floor is None:
-        floor = draq7_background(values, ho_mask, be)
-    elif bleed != 0 and hoechst_floor is None:
-        (hoechst_floor,) = backgrounds([hoechst], ho_mask, be)
+        (floor,) = backgrounds([values], ho_mask, be, outside=outside)
+    elif need_hoechst:
+        (hoechst_floor,) = backgrounds([hoechst], ho_mask, be, outside=outside)
     if diameter is None and (local or (p.split_nuclei and p.dead_seeds)):
         diameter = typical_diameter(ho_mask, be, p.min_nucleus_area)
-    if local and getattr(floor, "ndim", 0) != 2:
+    if local and not _is_image(floor):
         # The field's median fills the mesh where nuclei cover every block.
-        floor = local_background(values, ho_mask, diameter, be, fill=floor)
+        floor = local_background(values, ho_mask, diameter, be, fill=floor, outside=outside)
     seeds = None
     mask = ho_mask
     if p.split_nuclei and p.dead_seeds:
