@@ -540,7 +540,8 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: Segme
             size = diameter if diameter is not None else typical_diameter(union, be, params.min_nucleus_area)
             (field,) = backgrounds([values], inside, be, outside=outside)
             floor = local_background(values, inside, size, be, fill=field, outside=outside)
-        return Nuclei(labels, n, dead_by_ratio(labels, n, draq7, params.dead_ratio, be, floor=floor))
+        return Nuclei(labels, n, dead_by_ratio(labels, n, values if floor is not None else draq7,
+                                               params.dead_ratio, be, floor=floor))
     # Any Draq7 pixel (the mask is already size-filtered) makes the whole nucleus dead.
     # The labels under Draq7 pixels only (a boolean index: a sync on CuPy).
     dead = be.votes(labels[draq7_mask], n + 1) > 0
@@ -730,7 +731,7 @@ def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
     dead : (n + 1,) bool array, ``dead[0]`` False
     """
     be = get_backend(backend)
-    values = draq7.astype(be.xp.float32)
+    values = draq7.astype(be.xp.float32, copy=False)
     if floor is None:
         floor = draq7_background(values, labels > 0, be)
     if _is_image(floor):
