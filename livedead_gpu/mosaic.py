@@ -75,6 +75,7 @@ ValueError says so.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,8 +88,10 @@ from .stages.nuclei import (
     _BACKGROUND_WIDTH,
     _DEAD_SMOOTHING,
     _MESH_SAMPLES,
+    DIM_WARNING,
     GROW,
-    _contrast_level,
+    _contrast_statistics,
+    _level,
     _nucleus_mask,
     background,
     background_step,
@@ -98,7 +101,9 @@ from .stages.nuclei import (
     mesh_image,
     mesh_values,
     outside_nuclei,
+    looks_dim,
     smoothed_stain,
+    smoothing_lifts,
     typical_diameter,
     window,
 )
@@ -274,6 +279,14 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         the coarseness or not larger than the halo (checked again once the diameter is
         measured), a ``diameter_crop`` under 64, or ``nucleus_threshold="contrast"``
         with ``dead_call="touch"``.
+
+    Warns
+    -----
+    UserWarning
+        As `segment_frame`, when the Hoechst nuclei stand too dim over its noise to
+        threshold pixel by pixel but ``nucleus_smoothing = 1`` would find them: the
+        raw statistics are the whole mosaic's, the smoothed second look is taken on
+        the central ``diameter_crop``.
     """
     import dask
     import dask.array as da
@@ -332,7 +345,12 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         win, where = _window(shape, core, stat_depth)
         parts.append(stat(bf[win], ho[win], d7[win], where, p, backend, shape, diameter))
     (parts,) = dask.compute(parts, **compute_kwargs)
-    thresholds = _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
+    thresholds, contrast = _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
+    if contrast is not None and looks_dim(*contrast, p, ho.size):
+        # segment_frame's second look at dim Hoechst, on the central crop.
+        (lifts,) = dask.compute(dask.delayed(_crop_lifts, pure=True)(ho[crop], p, backend), **compute_kwargs)
+        if lifts:
+            warnings.warn(DIM_WARNING, UserWarning, stacklevel=2)
     local = p.dead_call == "ratio" and p.draq7_background == "local"
     if diameter is None and (p.split_nuclei or local):
         # The split's (and the local background's) diameter, measured (as segment_frame
@@ -397,6 +415,12 @@ def _check_tile(tile, depth, max_cell_diameter, diameter=None):
 
 def _chunks(shape, tile, depth):
     return tile_chunks(shape[0], tile, depth), tile_chunks(shape[1], tile, depth)
+
+
+def _crop_lifts(ho, p, backend):
+    """`smoothing_lifts` on this (crop) Hoechst."""
+    be = get_backend(backend)
+    return smoothing_lifts(be.to_device(np.ascontiguousarray(ho)), p, be)
 
 
 def _crop_diameter(ho, d7, p, backend, thresholds):
@@ -597,6 +621,8 @@ def _block_max_threshold(table, dtype, offset):
 
 
 def _merge_stats(stats, p, ho_dtype, d7_dtype):
+    """The global thresholds from the tiles' statistics, and the "contrast" statistics (or None)."""
+    contrast = None
     th = {"gradient": None, "gradient_scale": None, "gradient_noise": None, "hoechst": None, "draq7": None}
     if p.cell_threshold == "noise":
         th["gradient"], th["gradient_noise"] = noise_from_statistics(
@@ -611,7 +637,8 @@ def _merge_stats(stats, p, ho_dtype, d7_dtype):
         th["gradient_scale"] = scale
     if p.nucleus_threshold == "contrast":
         samples = np.concatenate([s["contrast"] for s in stats])
-        th["hoechst"] = _contrast_level(samples, p.nucleus_level, get_backend("cpu"), sampled=True, final=True)
+        contrast = _contrast_statistics(samples, get_backend("cpu"), sampled=True)
+        th["hoechst"] = _level(*contrast, p.nucleus_level, final=True)
     elif p.nucleus_threshold == "block-max":
         th["hoechst"] = _block_max_threshold(_merge(stats, "hoechst_max"), ho_dtype, p.offset)
         if p.dead_call != "ratio":
@@ -620,7 +647,7 @@ def _merge_stats(stats, p, ho_dtype, d7_dtype):
         th["hoechst"] = p.nucleus_threshold
         if p.dead_call != "ratio":
             th["draq7"] = p.nucleus_threshold
-    return th
+    return th, contrast
 
 
 def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor, hoechst_floor, diameter):

@@ -1,6 +1,7 @@
 """Mosaics in tiles: the global thresholds exactly, the class masks as whole-image processing."""
 
 import dataclasses
+import warnings
 
 import dask.array as da
 import numpy as np
@@ -234,3 +235,22 @@ def test_empty_and_sparse_mosaics_equal_the_whole_frame(n_cells):
     assert m.thresholds["hoechst"] == whole.thresholds["hoechst"]
     assert (m.classes.compute(scheduler="sync") == whole.classes).all()
     assert (whole.n_live + whole.n_dead) == n_cells
+
+
+def test_dim_hoechst_warns_as_the_whole_frame_does():
+    # Nuclei at a mean of 3 noise sigmas: segment_frame warns that nucleus_smoothing = 1 finds them,
+    # and so does a mosaic (whole-mosaic statistics, the smoothed look on the central crop).
+    f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, bit_depth=12, seed=1)
+    rng = np.random.default_rng(100)
+    dim = np.clip(np.rint(0.04 * f.hoechst + rng.normal(0, 0.003 * 4095, f.hoechst.shape)) + 40, 0, 4095)
+    dim = dim.astype(np.uint16)
+    match = "too dim to threshold pixel by pixel: nucleus_smoothing = 1"
+    with pytest.warns(UserWarning, match=match):
+        segment_frame(f.brightfield, dim, f.draq7)
+    with pytest.warns(UserWarning, match=match):
+        segment_mosaic(f.brightfield, dim, f.draq7, tile=256, scheduler="sync")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        segment_mosaic(f.brightfield, f.hoechst, f.draq7, tile=256, scheduler="sync")
+        segment_mosaic(f.brightfield, dim, f.draq7, SegmentParams(nucleus_smoothing=1.0), tile=256,
+                       scheduler="sync")

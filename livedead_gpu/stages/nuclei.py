@@ -179,8 +179,9 @@ def _contrast(image, p, be, threshold=None, diameter=None):
     if threshold is None:
         b, sigma, top = _contrast_statistics(y, be)
         threshold = _level(b, sigma, top, p.nucleus_level, final=True)
-        if not p.nucleus_smoothing and top - b < _DIM * sigma and image.size >= _DIM_MIN_PIXELS:
-            _warn_if_dim(image, p, be)  # a second look, on dim or empty fields only
+        # A second look, on dim or empty fields only.
+        if looks_dim(b, sigma, top, p, image.size) and smoothing_lifts(image, p, be):
+            warnings.warn(DIM_WARNING, UserWarning, stacklevel=3)
     min_area, relative = _min_area(p, diameter), _min_area(p, diameter, floor=False)
     mask = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be,
                        relative=None if p.nucleus_edge else relative)
@@ -327,19 +328,25 @@ def _contrast_statistics(y, be, sampled=False):
 _DIM = 9.0
 _DIM_SMOOTHED = 10.0
 _DIM_MIN_PIXELS = 128 * 128  # smaller fields: too few samples to tell (16 x 16 uniform noise read 10+)
-_DIM_WARNING = ("Hoechst nuclei stand under 9 noise sigmas over the background, too dim to threshold pixel by "
+DIM_WARNING = ("Hoechst nuclei stand under 9 noise sigmas over the background, too dim to threshold pixel by "
                 "pixel: nucleus_smoothing = 1 finds them (benchmarks/README.md, 'Dim, noisy Hoechst')")
 
 
-def _warn_if_dim(image, p, be):
-    """`_DIM_WARNING` when a 1-px Gaussian shows nuclei the raw ``image`` hides in its noise."""
+def looks_dim(b, sigma, top, p, size) -> bool:
+    """Whether the "contrast" statistics ``(b, sigma, top)`` of a Hoechst image of ``size`` px
+    call for `smoothing_lifts`: nuclei under `_DIM` noise sigmas, no smoothing asked for."""
+    return not p.nucleus_smoothing and top - b < _DIM * sigma and size >= _DIM_MIN_PIXELS
+
+
+def smoothing_lifts(image, p, be) -> bool:
+    """Whether a 1-px Gaussian shows nuclei the raw Hoechst ``image`` hides in its noise
+    (`DIM_WARNING`): they then stand `_DIM_SMOOTHED` sigmas over the smoothed background."""
     trial = dataclasses.replace(p, nucleus_smoothing=1.0)
     smooth = smoothed_stain(image, trial, be)
     diameter = p.diameter_px if p.diameter_px is not None else contrast_diameter(smooth, trial, be)
     y = smooth.astype(be.xp.float32) - background(smooth, _BACKGROUND_WIDTH * diameter, be)
     b, sigma, top = _contrast_statistics(y, be)
-    if top - b >= _DIM_SMOOTHED * sigma:
-        warnings.warn(_DIM_WARNING, UserWarning, stacklevel=4)
+    return top - b >= _DIM_SMOOTHED * sigma
 
 
 def typical_diameter(mask, be, min_area=9) -> float:
