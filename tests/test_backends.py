@@ -186,9 +186,10 @@ def test_cpu_fallbacks_transfer_only_what_they_need(be, monkeypatch):
     assert len(frames) == 3 + 2 * len(fills) + 3 + 3
     # The rest are the per-nucleus dead flags and a few numbers read back (peaks, order
     # statistics, counts, the nuclei's means for the bleed estimate, the local Draq7
-    # background's block medians and counts back and its smoothed mesh out): 34 with
-    # the defaults, each a sync of tens of microseconds.
-    assert len(sizes) - len(frames) <= 34
+    # background's block medians and counts back and its smoothed mesh out, whether the
+    # split left a piece to merge and how many labels it kept): 36 with the defaults,
+    # each a sync of tens of microseconds.
+    assert len(sizes) - len(frames) <= 36
 
 
 def test_gpu_without_cupy_is_a_clear_error():

@@ -2,6 +2,7 @@
 the Draq7 bleed-through and local background, on both backends; the live/dead call on the real
 ADCC set."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -12,7 +13,7 @@ import skimage
 from livedead_gpu import SegmentParams, synthetic
 from livedead_gpu.backends import CpuBackend, get_backend
 from livedead_gpu.backends.gpu import ArrayBackend
-from livedead_gpu.stages import find_nuclei, nuclei, split_nuclei
+from livedead_gpu.stages import find_nuclei, merge_pieces, nuclei, split_nuclei
 from livedead_gpu.evaluate import match_instances
 from livedead_gpu.stages.nuclei import (
     MAX_BLEED,
@@ -85,11 +86,44 @@ def test_split_depth_and_spacing():
     mask, _ = plate_of_shapes()
     _, n_default = split_nuclei(mask, 40.0, SegmentParams())
     _, n_deep = split_nuclei(mask, 40.0, SegmentParams(split_depth=1.0))
-    _, n_narrow = split_nuclei(mask, 40.0, SegmentParams(split_spacing=0.1, split_depth=0.2))
+    narrow = SegmentParams(split_spacing=0.1, split_depth=0.2, split_merge=0.0)
+    _, n_narrow = split_nuclei(mask, 40.0, narrow)
+    _, n_merged = split_nuclei(mask, 40.0, dataclasses.replace(narrow, split_merge=0.3))
     # A dip of a whole radius is never seen: the connected components. A window of a tenth of a
     # diameter sees the pixel-scale bumps of the distance along every ridge: over-split (at a
-    # depth of 0.2 radii, 8 half-pixel steps, which those bumps reach within 4 px).
-    assert (n_default, n_deep) == (10, 6) and n_narrow > 20
+    # depth of 0.2 radii, 8 half-pixel steps, which those bumps reach within 4 px), into
+    # slivers that merging pieces under 0.3 nucleus areas puts back together.
+    assert (n_default, n_deep) == (10, 6) and n_narrow > 20 and n_merged < 12
+
+
+@pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
+def test_merge_pieces(make):
+    be = make()
+    labels = np.zeros((30, 40), np.int32)
+    labels[2:12, 2:12] = 1     # 100 px
+    labels[2:12, 12:14] = 2    # 20 px sliver on 1's side: joins 1
+    labels[2:12, 14:15] = 3    # 10 px on 2's side only: follows 2 into 1
+    labels[20:24, 2:6] = 4     # 16 px alone: no neighbour, stays
+    labels[20:28, 20:30] = 5   # 80 px
+    labels[20:28, 30:32] = 6   # 16 px, fixed (a Draq7-bright region): stays
+    labels[28:30, 20:22] = 7   # 4 px under 5 and beside nothing else: joins 5
+    fixed = np.zeros(8, bool)
+    fixed[6] = True
+    out, n = merge_pieces(be.to_device(labels.copy()), 7, 25, be, be.to_device(fixed))
+    out = be.to_host(out)
+    assert n == 4 and out.dtype == np.int32
+    # Renumbered in the order of the labels kept: 1, 4, 5, 6 -> 1, 2, 3, 4.
+    expect = np.select([np.isin(labels, [1, 2, 3]), labels == 4, np.isin(labels, [5, 7]), labels == 6],
+                       [1, 2, 3, 4], 0)
+    assert (out == expect).all()
+    # Nothing under the area: the labels come back as they were.
+    same, m = merge_pieces(be.to_device(labels.copy()), 7, 3, be)
+    assert m == 7 and (be.to_host(same) == labels).all()
+    # Two small pieces alike: the smaller label joins the larger one (equal areas).
+    pair = np.zeros((10, 10), np.int32)
+    pair[2:6, 2:4], pair[2:6, 4:6] = 1, 2
+    got, k = merge_pieces(be.to_device(pair), 2, 25, be)
+    assert k == 1 and (be.to_host(got)[pair > 0] == 1).all()
 
 
 def test_split_edge_cases():
