@@ -44,6 +44,7 @@ from .io.training import (
 )
 from .params import SegmentParams, as_params
 from .pipeline import segment_frame
+from .stages.nuclei import labelled
 
 __all__ = ["ExportSummary", "export_plate", "extract_patches", "split_wells", "unet_weights"]
 
@@ -134,7 +135,7 @@ def _boxes(cells):
     ids, y_lo, y_hi, x_lo, x_hi : (K,) ndarray each
     """
     flat = cells.ravel()
-    at = np.flatnonzero(flat)
+    at = labelled(flat, np)
     labels = flat[at]
     order = np.argsort(labels, kind="stable")   # each label's pixels stay in raster order
     at, labels = at[order], labels[order]

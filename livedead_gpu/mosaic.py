@@ -97,6 +97,7 @@ from .stages.nuclei import (
     background_step,
     contrast_diameter,
     contrast_step,
+    labelled,
     mesh_box,
     mesh_image,
     mesh_values,
@@ -667,7 +668,7 @@ def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor, hoech
     # Global numbers: 1 + the mosaic raster index of each nucleus' first pixel. Raster
     # order in the tile is raster order in the mosaic, so the first is the first found.
     lab = be.to_host(labels)
-    where = np.flatnonzero(lab)
+    where = labelled(lab, np)
     ids, first = np.unique(lab.ravel()[where], return_index=True)
     first = where[first]
     ty, tx = np.divmod(first, lab.shape[1])

@@ -89,6 +89,16 @@ def smoothed_stain(image, p, be):
     return xp.rint(xp.minimum(be.gaussian(image, p.nucleus_smoothing), top)).astype(image.dtype)
 
 
+def labelled(labels, xp):
+    """Flat indices of the pixels of ``labels`` over 0 (a sync on CuPy, for the count).
+
+    Found in ``labels > 0``, not in ``labels``: NumPy finds the nonzero entries of a
+    bool array several times faster than those of an int32 one (a 2048² frame's
+    nucleus labels: 1.4 against 7.6 ms).
+    """
+    return xp.flatnonzero(labels > 0)
+
+
 def _objects(mask, be):
     """The 8-connected objects of a mask, from its pixels only (a few % of a frame).
 
@@ -473,7 +483,7 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
         keep[0] = False
         renumber = xp.cumsum(keep).astype(xp.int32) * keep
         flat = labels.ravel()
-        where = xp.flatnonzero(flat)
+        where = labelled(flat, xp)
         flat[where] = renumber[flat[where]]
         n = hills = int(be.to_host(keep.sum()))  # the count kept, one int back
         extra, m = be.label(seeds)
@@ -517,7 +527,7 @@ def merge_pieces(labels, n, min_area, backend="cpu", fixed=None):
     be = get_backend(backend)
     xp = be.xp
     flat = labels.ravel()
-    where = xp.flatnonzero(flat)  # the labelled pixels: a few % of a frame (a sync on CuPy)
+    where = labelled(flat, xp)  # a few % of a frame
     owner = flat[where]
     areas = be.votes(owner, n + 1)
     small = areas < min_area
@@ -548,7 +558,8 @@ def merge_pieces(labels, n, min_area, backend="cpu", fixed=None):
     first[1:] = src[1:] != src[:-1]
     join = xp.arange(n + 1)
     join[src[first]] = dst[first]
-    # Each join goes to a larger piece, so chains end; each pass halves what is left.
+    # Each join goes to a larger piece, so chains end; pointer jumping: each pass doubles
+    # the length of chain followed.
     for _ in range(max(1, math.ceil(math.log2(n + 1)))):
         join = join[join]
     kept = xp.zeros(n + 1, bool)
@@ -566,7 +577,7 @@ def _paint(labels, extra, offset, be):
     sync on CuPy) beats whole-frame ``where`` passes.
     """
     flat, add = labels.ravel(), extra.ravel()
-    where = be.xp.flatnonzero(add)
+    where = labelled(add, be.xp)
     flat[where] = add[where] + offset
 
 
@@ -846,7 +857,7 @@ def nucleus_means(labels, n, images, backend="cpu"):
     xp = be.xp
     # Over the nucleus pixels only (a few % of a frame; flatnonzero syncs on CuPy).
     # Each label's pixels are still summed in raster order: the same sums.
-    where = xp.flatnonzero(labels)
+    where = labelled(labels, xp)
     owner = labels.ravel()[where]
     area = xp.maximum(be.votes(owner, n + 1), 1)
     # Label 0 owns no pixel here, so its sum, hence its mean, is 0.
