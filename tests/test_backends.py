@@ -349,6 +349,17 @@ def test_no_implicit_transfers_in_mosaic_tiles():
         assert (m.classes.compute(scheduler="sync") == ref.classes.compute(scheduler="sync")).all()
 
 
+def test_no_implicit_transfers_when_pieces_merge():
+    # The merge of a split's small pieces (which the frames above may not reach).
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:12, 2:12], labels[2:12, 12:14], labels[14:18, 2:6] = 1, 2, 3
+    fixed = np.zeros(4, bool)
+    be = strict()
+    got, n = stages.merge_pieces(be.to_device(labels.copy()), 3, 25, be, be.to_device(fixed))
+    ref, m = stages.merge_pieces(labels.copy(), 3, 25, standin())
+    assert n == m == 2 and (be.to_host(got) == ref).all() and (ref[2:12, 12:14] == 1).all()
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_no_implicit_transfers_on_degenerate_frames(dtype):
     # The fallback branches (no edge, no background sample, no nucleus) read nothing back implicitly either.

@@ -119,6 +119,9 @@ def test_merge_pieces(make):
     # Nothing under the area: the labels come back as they were.
     same, m = merge_pieces(be.to_device(labels.copy()), 7, 3, be)
     assert m == 7 and (be.to_host(same) == labels).all()
+    # A label of no pixel is dropped in the renumbering.
+    gap, k = merge_pieces(be.to_device(np.where(labels == 2, 1, labels)), 7, 25, be, be.to_device(fixed))
+    assert k == 4 and (be.to_host(gap) == expect).all()
     # Two small pieces alike: the smaller label joins the larger one (equal areas).
     pair = np.zeros((10, 10), np.int32)
     pair[2:6, 2:4], pair[2:6, 4:6] = 1, 2

@@ -563,7 +563,7 @@ def merge_pieces(labels, n, min_area, backend="cpu", fixed=None):
     for _ in range(max(1, math.ceil(math.log2(n + 1)))):
         join = join[join]
     kept = xp.zeros(n + 1, bool)
-    kept[join] = True
+    kept[join[areas > 0]] = True  # a label of no pixel (if any) is not kept
     kept[0] = False
     renumber = xp.cumsum(kept).astype(xp.int32) * kept
     flat[where] = renumber[join[owner]]
