@@ -339,7 +339,7 @@ _DIM = 9.0
 _DIM_SMOOTHED = 10.0
 _DIM_MIN_PIXELS = 128 * 128  # smaller fields: too few samples to tell (16 x 16 uniform noise read 10+)
 DIM_WARNING = ("Hoechst nuclei stand under 9 noise sigmas over the background, too dim to threshold pixel by "
-                "pixel: nucleus_smoothing = 1 finds them (benchmarks/README.md, 'Dim, noisy Hoechst')")
+               "pixel: nucleus_smoothing = 1 finds them (benchmarks/README.md, 'Dim, noisy Hoechst')")
 
 
 def looks_dim(b, sigma, top, p, size) -> bool:
