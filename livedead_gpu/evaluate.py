@@ -23,6 +23,18 @@ positives unmatched found objects, false negatives unmatched drawn objects.
 
 Over a data set the counts and pixel sums are added before the ratios are taken
 (micro average: every object weighs the same, whatever its image).
+
+Errors, by kind (what to tune: a merge calls for a shallower split, a split for a
+deeper one; see `livedead_gpu.params.SegmentParams`). Each unmatched drawn object
+is one of:
+
+- missed: no found pixel on it;
+- merged: the found object covering most of it covers at least half of it and
+  at least half of another drawn object;
+- split: not merged, and two or more found objects cover at least a fifth of it each;
+- outlined: found otherwise, but not to IoU ``iou_threshold`` (a poor outline).
+
+Unmatched found objects over no drawn pixel are ``extra`` (debris, undrawn nuclei).
 """
 
 from __future__ import annotations
@@ -64,6 +76,12 @@ def iou_matrix(truth, found):
         One entry per overlapping (drawn, found) pair: the two ids and their IoU
         (float64). Pairs that do not overlap have IoU 0 and are not listed.
     """
+    t_ids, f_ids, inter, t_area, f_area = _overlaps(truth, found)
+    return t_ids, f_ids, inter / (t_area + f_area - inter)
+
+
+def _overlaps(truth, found):
+    """`iou_matrix`'s pairs with their intersections and the two objects' areas (px)."""
     truth, found = _labels(truth, "truth"), _labels(found, "found")
     if truth.shape != found.shape:
         raise ValueError(f"truth has shape {truth.shape} but found has shape {found.shape}")
@@ -76,9 +94,7 @@ def iou_matrix(truth, found):
     both = (truth.ravel() != 0) & (found.ravel() != 0)
     pair = np.bincount(t[both].astype(np.int64) * nf + f[both], minlength=nt * nf)
     ti, fi = np.divmod(np.flatnonzero(pair), nf)
-    inter = pair[ti * nf + fi]
-    iou = inter / (t_area[ti] + f_area[fi] - inter)
-    return t_ids[ti], f_ids[fi], iou
+    return t_ids[ti], f_ids[fi], pair[ti * nf + fi], t_area[ti], f_area[fi]
 
 
 def match_instances(truth, found, iou_threshold: float = 0.5) -> Scores:
@@ -98,28 +114,61 @@ def match_instances(truth, found, iou_threshold: float = 0.5) -> Scores:
     """
     _check_iou(iou_threshold)
     truth, found = _labels(truth, "truth"), _labels(found, "found")
-    t_ids, f_ids, iou = iou_matrix(truth, found)
+    pairs = _overlaps(truth, found)
+    t_ids, f_ids, inter, t_area, f_area = pairs
+    iou = inter / (t_area + f_area - inter)
     keep = iou >= iou_threshold
-    t_ids, f_ids, iou = t_ids[keep], f_ids[keep], iou[keep]
     used_t, used_f, matched = set(), set(), []
-    for i in np.argsort(-iou, kind="stable"):
+    for i in np.flatnonzero(keep)[np.argsort(-iou[keep], kind="stable")]:
         a, b = int(t_ids[i]), int(f_ids[i])
         if a not in used_t and b not in used_f:
             used_t.add(a)
             used_f.add(b)
             matched.append(float(iou[i]))
-    n_truth = len(np.unique(truth)) - (truth == 0).any()
+    drawn = np.unique(truth)
+    drawn = drawn[drawn != 0]
     n_found = len(np.unique(found)) - (found == 0).any()
     t_fg, f_fg = truth != 0, found != 0
+    missed, merged, split = _errors(drawn, pairs, used_t)
     return Scores(
         tp=len(matched),
         fp=int(n_found - len(matched)),
-        fn=int(n_truth - len(matched)),
+        fn=int(len(drawn) - len(matched)),
         iou_sum=float(sum(matched)),
         pixel_inter=int(np.count_nonzero(t_fg & f_fg)),
         pixel_union=int(np.count_nonzero(t_fg | f_fg)),
         images=1,
+        missed=missed,
+        merged=merged,
+        split=split,
+        extra=int(n_found - len(np.unique(f_ids))),
     )
+
+
+def _errors(drawn, pairs, used):
+    """How many unmatched drawn objects were missed, merged and split (see the module notes)."""
+    t_ids, f_ids, inter, t_area, _ = pairs
+    cover = inter / t_area  # the share of the drawn object each found one covers
+    # Found objects covering at least half of two or more drawn ones: merges.
+    halves = np.unique(f_ids[cover >= 0.5], return_counts=True)
+    merging = set(halves[0][halves[1] >= 2].tolist())
+    missed = merged = split = 0
+    order = np.argsort(t_ids, kind="stable")
+    t_ids, f_ids, cover = t_ids[order], f_ids[order], cover[order]
+    starts = np.searchsorted(t_ids, drawn)
+    stops = np.searchsorted(t_ids, drawn, side="right")
+    for a, lo, hi in zip(drawn.tolist(), starts, stops):
+        if a in used:
+            continue
+        if lo == hi:
+            missed += 1
+            continue
+        best = lo + int(np.argmax(cover[lo:hi]))
+        if cover[best] >= 0.5 and int(f_ids[best]) in merging:
+            merged += 1
+        elif np.count_nonzero(cover[lo:hi] >= 0.2) >= 2:
+            split += 1
+    return missed, merged, split
 
 
 @dataclass
@@ -130,6 +179,11 @@ class Scores:
     ----------
     tp, fp, fn : int
         Matched pairs, unmatched found objects, unmatched drawn objects.
+    missed, merged, split : int
+        Unmatched drawn objects by kind (module notes); the rest of ``fn`` were
+        outlined poorly (`outlined`).
+    extra : int
+        Unmatched found objects over no drawn pixel.
     iou_sum : float
         Sum of the matched pairs' IoU.
     pixel_inter, pixel_union : int
@@ -144,14 +198,24 @@ class Scores:
     pixel_inter: int = 0
     pixel_union: int = 0
     images: int = 0
+    missed: int = 0
+    merged: int = 0
+    split: int = 0
+    extra: int = 0
     per_image: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __add__(self, other: Scores) -> Scores:
         return Scores(
             self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.iou_sum + other.iou_sum,
             self.pixel_inter + other.pixel_inter, self.pixel_union + other.pixel_union,
-            self.images + other.images, {**self.per_image, **other.per_image},
+            self.images + other.images, self.missed + other.missed, self.merged + other.merged,
+            self.split + other.split, self.extra + other.extra, {**self.per_image, **other.per_image},
         )
+
+    @property
+    def outlined(self) -> int:
+        """Unmatched drawn objects found but outlined poorly (neither missed, merged nor split)."""
+        return self.fn - self.missed - self.merged - self.split
 
     @property
     def precision(self) -> float:
@@ -181,6 +245,8 @@ class Scores:
             "images": self.images, "tp": self.tp, "fp": self.fp, "fn": self.fn,
             "precision": round(self.precision, 6), "recall": round(self.recall, 6), "f1": round(self.f1, 6),
             "mean_matched_iou": round(self.mean_iou, 6), "pixel_iou": round(self.pixel_iou, 6),
+            "missed": self.missed, "merged": self.merged, "split": self.split, "outlined": self.outlined,
+            "extra": self.extra,
         }
 
 

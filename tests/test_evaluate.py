@@ -37,6 +37,32 @@ def test_match_counts_and_ious():
     assert (pooled.tp, pooled.images, pooled.f1) == (4, 2, s.f1)
 
 
+def test_error_kinds():
+    truth = np.zeros((30, 40), np.int32)
+    truth[0:8, 0:5], truth[0:8, 5:10], truth[0:8, 10:15] = 1, 2, 7   # merged: one found object over all three
+    truth[10:20, 0:10] = 3                       # split in three found thirds
+    truth[22:28, 0:6] = 4                        # missed
+    truth[10:20, 20:30] = 5                      # outlined poorly: a found sliver
+    truth[0:6, 30:36] = 6                        # matched
+    found = np.zeros_like(truth)
+    found[0:8, 0:15] = 1
+    found[10:20, 0:3], found[10:20, 3:6], found[10:20, 6:10] = 2, 3, 8
+    found[10:20, 20:23] = 4
+    found[0:6, 30:36] = 5
+    found[24:28, 30:34] = 6                      # extra: over no drawn pixel
+    s = match_instances(truth, found)
+    assert (s.tp, s.fn, s.fp) == (1, 6, 6)
+    assert (s.missed, s.merged, s.split, s.outlined, s.extra) == (1, 3, 1, 1, 1)
+    # A found half of a drawn object matches it (IoU 0.5): no split; the other half is a false positive.
+    halves = found.copy()
+    halves[10:20, 0:5], halves[10:20, 5:10] = 2, 3
+    h = match_instances(truth, halves)
+    assert (h.tp, h.split, h.fp) == (2, 0, 4)
+    pooled = s + h
+    assert (pooled.merged, pooled.split, pooled.outlined, pooled.extra) == (6, 1, 2, 2)
+    assert pooled.as_dict()["outlined"] == 2
+
+
 def test_match_edge_cases():
     empty = np.zeros((5, 5), np.uint8)
     assert match_instances(empty, empty).f1 == 1.0
@@ -197,9 +223,12 @@ def test_evaluate_command(tmp_path, capsys):
     out = tmp_path / "s.json"
     assert main(["evaluate", str(tmp_path / "im"), str(tmp_path / "lab"), "--preset", "measured",
                  "--json", str(out)]) == 0
-    assert "object F1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "object F1" in printed and "unmatched drawn: " in printed and " merged with others, " in printed
     report = json.loads(out.read_text())
     assert report["total"]["images"] == 2 and report["total"]["f1"] >= 0.9
+    total = report["total"]
+    assert total["merged"] + total["split"] + total["missed"] + total["outlined"] == total["fn"]
     assert report["params"]["preset"] == "measured"
     assert main(["evaluate", str(tmp_path / "im"), str(tmp_path / "nowhere")]) == 2
     capsys.readouterr()
