@@ -140,6 +140,12 @@ def main(argv=None):
               f" of {r['nuclei']} drawn nuclei ({r['dead']} dead by mean PI > 3x background)")
         results["adcc"][name] = {**s.as_dict(), "live_dead_correct": round(r["live_dead_correct"], 6),
                                  "nuclei": r["nuclei"], "dead": r["dead"]}
+    print("\nErrors of the defaults (unmatched drawn: merged / split / missed / outlined poorly; "
+          "unmatched found over no drawn pixel of all unmatched found)")
+    for name, scores in (("Coelho gnf", c["measured"]["gnf"]), ("Coelho ic100", c["measured"]["ic100"]),
+                         ("ADCC", a["measured"]["scores"])):
+        print(f"{name:<14}{scores.fn:>4} = {scores.merged} / {scores.split} / {scores.missed} / {scores.outlined}"
+              f";  {scores.extra} of {scores.fp}")
     print(f"\n{time.perf_counter() - start:.1f} s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
