@@ -122,6 +122,11 @@ def test_merge_pieces(make):
     # A label of no pixel is dropped in the renumbering.
     gap, k = merge_pieces(be.to_device(np.where(labels == 2, 1, labels)), 7, 25, be, be.to_device(fixed))
     assert k == 4 and (be.to_host(gap) == expect).all()
+    # A small piece with no neighbour: nothing to join.
+    lone = np.zeros((10, 10), np.int32)
+    lone[2:4, 2:4] = 1
+    got, k = merge_pieces(be.to_device(lone.copy()), 1, 25, be)
+    assert k == 1 and (be.to_host(got) == lone).all()
     # Two small pieces alike: the smaller label joins the larger one (equal areas).
     pair = np.zeros((10, 10), np.int32)
     pair[2:6, 2:4], pair[2:6, 4:6] = 1, 2

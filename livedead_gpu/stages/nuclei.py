@@ -549,15 +549,16 @@ def merge_pieces(labels, n, min_area, backend="cpu", fixed=None):
     go = small[src] & larger
     key = src[go].astype(xp.int64) * (n + 1) + dst[go]
     pairs, count = xp.unique(key, return_counts=True)
-    src, dst = pairs // (n + 1), pairs % (n + 1)
-    # Per source the most shared outline, then the smaller label: every key differs, so
-    # the order is the same on every backend whatever its sort's stability.
-    order = xp.lexsort(xp.stack([dst, -count, src]))
-    src, dst = src[order], dst[order]
-    first = xp.ones(src.size, bool)
-    first[1:] = src[1:] != src[:-1]
     join = xp.arange(n + 1)
-    join[src[first]] = dst[first]
+    if pairs.size:  # the small pieces may all lack a larger neighbour
+        src, dst = pairs // (n + 1), pairs % (n + 1)
+        # Per source the most shared outline, then the smaller label: every key differs,
+        # so the order is the same on every backend whatever its sort's stability.
+        order = xp.lexsort(xp.stack([dst, -count, src]))
+        src, dst = src[order], dst[order]
+        first = xp.ones(src.size, bool)
+        first[1:] = src[1:] != src[:-1]
+        join[src[first]] = dst[first]
     # Each join goes to a larger piece, so chains end; pointer jumping: each pass doubles
     # the length of chain followed.
     for _ in range(max(1, math.ceil(math.log2(n + 1)))):
