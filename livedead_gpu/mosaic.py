@@ -520,7 +520,7 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
 
 
 def _tile_background(ho, d7, where, p, backend, shape, threshold, diameter, hoechst=True, box=None):
-    """Draq7 (and with ``hoechst`` Hoechst) value counts of the core outside the nuclei grown by 5 px
+    """Draq7 (and with ``hoechst`` Hoechst) value counts of the core outside the grown nuclei (`outside_nuclei`)
     (and of the whole core); with ``box``, the core's `local_background` samples outside them."""
     be = get_backend(backend)
     core = where[0]

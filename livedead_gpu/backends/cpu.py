@@ -55,10 +55,10 @@ class CpuBackend(Backend):
         reach = 1 + (int(4 * sigma) + 2 if sigma > 0 else 0)
         out = np.empty(image.shape, np.float32)
 
-        def band(band):
-            top, bottom = max(0, band.start - reach), min(rows, band.stop + reach)
+        def band(span):
+            top, bottom = max(0, span.start - reach), min(rows, span.stop + reach)
             part = image[top:bottom]
-            _sobel(self.gaussian(part, sigma) if sigma > 0 else part, (band.start - top, band.stop - top), out[band])
+            _sobel(self.gaussian(part, sigma) if sigma > 0 else part, (span.start - top, span.stop - top), out[span])
 
         self.by_rows(band, image.shape)
         return out

@@ -497,7 +497,8 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
     if not p.split_merge:
         return labels, n + m
     # Labels hills + 1 .. n are the seeds' regions.
-    fixed = (xp.arange(n + m + 1) > hills) & (xp.arange(n + m + 1) <= n)
+    ids = xp.arange(n + m + 1)
+    fixed = (ids > hills) & (ids <= n)
     return merge_pieces(labels, n + m, p.split_merge * math.pi * radius**2, be, fixed)
 
 
