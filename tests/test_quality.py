@@ -146,6 +146,8 @@ def test_split_edge_cases():
 def test_split_parameters_are_checked():
     with pytest.raises(ValueError, match=r"split_depth must lie in \[0.0, 1.0\], got 1.5"):
         SegmentParams(split_depth=1.5)
+    with pytest.raises(ValueError, match=r"split_merge must lie in \[0.0, 1.0\], got -0.1"):
+        SegmentParams(split_merge=-0.1)
     with pytest.raises(ValueError, match=r"split_spacing must lie in \[0.1, 3.0\], got 0"):
         SegmentParams(split_spacing=0)
     with pytest.raises(TypeError, match="split_nuclei must be true or false, got 1"):
