@@ -135,7 +135,8 @@ class SegmentParams:
         before the call (`livedead_gpu.stages.nuclei.bleed_coefficient`). A number
         in [0, 1] is used as given (measure it on a Hoechst-only well; 0 is the
         plain ratio rule). ``"auto"`` (default) estimates it on each frame from the
-        nuclei whose Draq7 follows their Hoechst most closely, at most
+        nuclei whose Draq7 follows their Hoechst most closely (those under the dead
+        line before any correction, when at least five are), at most
         ``MAX_BLEED`` (0.1): live nuclei otherwise turn "dead" once their Hoechst
         bleeds into Draq7 (at 3 % bleed, 9 of 42 on a synthetic frame).
     draq7_background : {"local", "field"}, optional

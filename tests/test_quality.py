@@ -320,6 +320,44 @@ def test_bleed_coefficient():
     assert bleed_coefficient(faint, np.r_[0, np.full(10, 60.0), np.zeros(10)]) == pytest.approx(0.03)
 
 
+def test_bleed_coefficient_from_the_nuclei_under_the_dead_line():
+    # 34 of 40 nuclei dead but dim in Draq7 (excess 0.09 of their Hoechst: just dead, Hoechst
+    # still bright), 6 live with 4 % bleed. The quarter of all ratios lands among the dead; the
+    # nuclei under the dead line (Draq7 excess 100 here) are live whatever the bleed, and
+    # their ratios give it.
+    rng = np.random.default_rng(1)
+    hoechst = np.r_[0, rng.uniform(500, 2400, 40)]
+    draq7 = np.r_[0, 0.04 * hoechst[1:7], 0.09 * hoechst[7:]]
+    assert bleed_coefficient(hoechst, draq7) > 0.08
+    assert bleed_coefficient(hoechst, draq7, room=100.0) == pytest.approx(0.04, abs=0.001)
+    per_nucleus = np.r_[0, np.full(40, 100.0)]
+    assert bleed_coefficient(hoechst, draq7, room=per_nucleus) == pytest.approx(0.04, abs=0.001)
+    # Under 5 nuclei under the line: the quarter of all ratios, as without ``room``.
+    assert bleed_coefficient(hoechst, draq7, room=10.0) == bleed_coefficient(hoechst, draq7)
+
+
+@pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
+def test_just_dead_nuclei_stay_dead_when_few_live(make):
+    # Late in a kill assay: 90 % of the cells dead, and the dead nuclei just so (Hoechst as
+    # bright as a live one's, Draq7 5x its background). The quarter of all bleed ratios lay
+    # among them (0.09): 32 of 54 called live before 2026-11-25.
+    be = make()
+    f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.9, seed=1)
+    hoechst, draq7 = f.hoechst.astype(np.float32), f.draq7.astype(np.float32)
+    dead_px, live_px = f.dead[f.nuclei] & (f.nuclei > 0), ~f.dead[f.nuclei] & (f.nuclei > 0)
+    h_bg, d_bg = np.median(hoechst[f.cells == 0]), np.median(draq7[f.cells == 0])
+    h_live = np.median(hoechst[live_px]) - h_bg
+    h_dead, d_dead = np.median(hoechst[dead_px]) - h_bg, np.median(draq7[dead_px]) - d_bg
+    hoechst[dead_px] = h_bg + (hoechst[dead_px] - h_bg) * (h_live / h_dead)
+    draq7[dead_px] = d_bg + (draq7[dead_px] - d_bg) * (4 * d_bg / d_dead)
+    ho = be.to_device(np.clip(hoechst, 0, 4095).astype(np.uint16))
+    d7 = be.to_device(np.clip(draq7, 0, 4095).astype(np.uint16))
+    nuc, *_ = find_nuclei(ho, d7, SegmentParams(), be)
+    wrong, found = _calls_wrong(f, nuc, be)
+    assert found >= 58 and wrong == 0
+    assert nuc.bleed < 0.01
+
+
 @pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
 def test_draq7_debris_off_the_nuclei_is_no_nucleus(make):
     # 40 Draq7-bright specks 3-4 px across (apoptotic bodies) on the background: each passed the
