@@ -13,6 +13,7 @@ duplicated row, and the next run completes it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -43,7 +44,7 @@ from .io.training import (
     write_training_frame,
 )
 from .params import SegmentParams, as_params
-from .pipeline import segment_frame
+from .pipeline import measure_bleed, plate_value, segment_frame
 from .stages.nuclei import labelled
 
 __all__ = ["ExportSummary", "export_plate", "extract_patches", "split_wells", "unet_weights"]
@@ -248,6 +249,10 @@ class ExportSummary:
         Frames skipped for an error (``on_error="skip"``), with the message.
     manifest : Path
     params_hash : str
+    bleed : float or None
+        The plate's Hoechst bleed-through (`plate_bleed`) that replaced
+        ``bleed="auto"``; None when the parameters gave a number (or no series could
+        be read).
     seconds : float
     """
 
@@ -258,11 +263,106 @@ class ExportSummary:
     failed: list = field(default_factory=list)
     manifest: Path | None = None
     params_hash: str = ""
+    bleed: float | None = None
     seconds: float = 0.0
 
     @property
     def done(self) -> int:
         return len(self.written) + len(self.resumed)
+
+
+def first_frames(plate) -> dict:
+    """The first time point of each series of ``plate``: ``{(well, site): FrameKey}``.
+
+    Frames with a known problem (`Plate.problems`) are passed over.
+    """
+    first = {}
+    for key in plate.keys():
+        series = (key.well, key.site)
+        if key not in plate.problems and (series not in first or key.time < first[series].time):
+            first[series] = key
+    return first
+
+
+def _series_bleed(plate, key, params, backend):
+    """`measure_bleed` on one frame of ``plate``; None (and a log line) when it cannot be read."""
+    try:
+        frame = plate.read(key)
+        return measure_bleed(frame.hoechst, frame.draq7, params, backend)
+    except (PlateError, ValueError, TypeError, OSError) as e:
+        # The frame's own turn in the export reports it (or skips it) as on_error says.
+        log.info("bleed: %s s%s t%s left out: %s", key.well, key.site, key.time, e)
+        return None
+
+
+def plate_bleed(plate, params: SegmentParams | None = None, backend="cpu", scheduler=None):
+    """The Hoechst bleed-through into Draq7 of a whole plate, for ``bleed="auto"``.
+
+    Bleed-through belongs to the filters and the dyes: one number for a plate. A frame
+    late in a kill assay, though, may have too few live nuclei to measure it on
+    (`livedead_gpu.stages.nuclei.bleed_coefficient`), and a per-frame estimate then
+    lands on the dead nuclei and calls just-dead ones live. So it is measured
+    (`livedead_gpu.pipeline.measure_bleed`) on the first time point of each series
+    (well and site), before most cells die, and the plate takes the median over the
+    series: a few wells dead from the start (positive controls) are outvoted.
+
+    Parameters
+    ----------
+    plate : Plate
+    params : SegmentParams, optional
+    backend : {"cpu", "auto", "gpu"} or Backend
+    scheduler : None, str or distributed.Client, optional
+        As in `export_plate`: None measures the frames here, one after another.
+
+    Returns
+    -------
+    bleed : float or None
+        `livedead_gpu.pipeline.plate_value` of the series' readings; None when no
+        series' first frame could be read.
+    per_series : dict of (well, site) -> float
+    """
+    params = as_params(params)
+    firsts = sorted(first_frames(plate).items())
+    if scheduler is None:
+        values = [_series_bleed(plate, key, params, backend) for _, key in firsts]
+    else:
+        import dask
+
+        values = dask.compute(*[dask.delayed(_series_bleed, pure=True)(plate, key, params, backend)
+                                for _, key in firsts], scheduler=scheduler)
+    per_series = {series: v for (series, _), v in zip(firsts, values) if v is not None}
+    return plate_value(per_series.values()), per_series
+
+
+def _resolve_bleed(plate, out, params, backend, scheduler, resume):
+    """``params`` with ``bleed="auto"`` replaced by `plate_bleed`, and that number.
+
+    The measurement is kept in ``OUT/bleed.json`` with the parameters and the source
+    files it was made from, so a resumed run reuses it instead of reading the first
+    time points again (and, with the same number, keeps its frames).
+    """
+    if params.dead_call != "ratio" or params.bleed != "auto":
+        return params, None
+    path = out / "bleed.json"
+    made_of = {"params_hash": params.digest(),
+               "sources": {frame_stem(*key): _source_signature(plate, key)
+                           for key in first_frames(plate).values()}}
+    try:
+        kept = json.loads(path.read_text()) if resume else None
+    except (OSError, ValueError):
+        kept = None
+    if isinstance(kept, dict) and all(kept.get(k) == v for k, v in made_of.items()) \
+            and isinstance(kept.get("bleed"), float):
+        value = kept["bleed"]
+    else:
+        value, per_series = plate_bleed(plate, params, backend, scheduler)
+        if value is None:
+            return params, None
+        series = {f"{well}_s{int(site):02d}": round(v, 4) for (well, site), v in sorted(per_series.items())}
+        atomic.atomic_write_text(path, json.dumps({**made_of, "bleed": value, "series": series},
+                                                  indent=1, sort_keys=True) + "\n")
+    log.info("bleed: %.4f, the median over the first time point of each series (%s)", value, path)
+    return dataclasses.replace(params, bleed=value), value
 
 
 def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu", weights=False,
@@ -283,6 +383,9 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         It may lie inside the plate folder (its files are not taken for the plate's),
         but not be that folder.
     params : SegmentParams, optional
+        With ``bleed="auto"`` (the default) the bleed-through is measured once for
+        the plate (`plate_bleed`) and that number replaces "auto" for every frame,
+        in ``params.toml`` and in the parameter hash alike.
     backend : {"cpu", "auto", "gpu"}
     weights : bool or dict
         Also write U-Net weight maps; a dict may give ``w0`` and ``sigma``.
@@ -358,14 +461,12 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         raise PlateError("; ".join(msgs[:3]) + more + " — nothing written; on_error='skip' leaves such frames out")
 
     out.mkdir(parents=True, exist_ok=True)
-    digest = params.digest()
     options = {"weights": weight_opts, "patches": patch_opts}
     splits = split_wells(plate.wells, fractions, seed)
     empty = [name for name, fr in zip(SPLITS, fractions) if fr > 0 and name not in splits.values()]
     if empty:  # a small plate: the loader's val or test split would be empty without a word
         log.warning("%d well(s) split %s: %s get(s) no well", len(set(plate.wells)),
                     "/".join(f"{f:g}" for f in fractions), " and ".join(empty))
-    summary = ExportSummary(out=out, frames=len(keys), params_hash=digest)
     records = {}
     # One background thread writes frame i (zlib, fsync, weight map) while frame i + 1
     # is read and segmented (both release the GIL for most of their time); at most one
@@ -382,6 +483,9 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     with _lock(out), ThreadPoolExecutor(1, thread_name_prefix="livedead-writer") as pool:
         for p in atomic.remove_partials(out):
             log.info("removed %s, left by an interrupted run", p)
+        params, bleed = _resolve_bleed(plate, out, params, backend, scheduler, resume)
+        digest = params.digest()
+        summary = ExportSummary(out=out, frames=len(keys), params_hash=digest, bleed=bleed)
         if not resume:
             for key in keys:
                 _forget(out, frame_stem(*key))
@@ -430,7 +534,10 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
                           progress, scheduler, opencv_threads)
         # With the manifest, not before: a run stopped halfway leaves the last complete run's
         # parameters beside its manifest (the records already written say their own).
-        atomic.atomic_write_text(out / "params.toml", params.to_toml())
+        note = "" if bleed is None else (
+            f'# bleed: measured for bleed = "auto", the median over the first time point of each series '
+            "(bleed.json)\n")
+        atomic.atomic_write_text(out / "params.toml", note + params.to_toml())
         summary.manifest = _write_manifests(out, records, splits, summary.failed)
         _report_strays(out, keys)
     summary.seconds = time.perf_counter() - start

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+import dataclasses
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from .backends import get_backend
 from .checks import as_intensity, check_same_shape
 from .params import SegmentParams, as_params
 
-__all__ = ["FrameResult", "segment_frame"]
+__all__ = ["FrameResult", "measure_bleed", "plate_value", "segment_frame"]
 
 
 @dataclass(frozen=True)
@@ -184,3 +184,43 @@ def _segment(images, p, be, intermediates) -> FrameResult:
         backend=be.name,
         intermediates={k: host(out[k]) for k in _INTERMEDIATES} if intermediates else {},
     )
+
+
+def measure_bleed(hoechst, draq7, params: SegmentParams | None = None, backend="cpu") -> float:
+    """The Hoechst bleed-through into Draq7 that ``bleed="auto"`` measures on one frame.
+
+    `livedead_gpu.stages.nuclei.bleed_coefficient` over the frame's nuclei, found as
+    `segment_frame` finds them (the brightfield is not needed).
+
+    Parameters
+    ----------
+    hoechst, draq7 : (M, N) array_like, as in `segment_frame`
+    params : SegmentParams, optional
+        Its ``bleed`` is ignored (the measurement is the point).
+    backend : {"cpu", "auto", "gpu"} or Backend
+
+    Returns
+    -------
+    float
+        In [0, ``MAX_BLEED``]; 0 with ``dead_call="touch"``, which takes none off.
+    """
+    p = as_params(params)
+    be = get_backend(backend)
+    images = {name: as_intensity(image, name, min_side=p.coarseness)
+              for name, image in (("hoechst", hoechst), ("draq7", draq7))}
+    check_same_shape(**images)
+    if p.dead_call != "ratio":
+        return 0.0
+    nuc, *_ = stages.find_nuclei(be.to_device(images["hoechst"]), be.to_device(images["draq7"]),
+                                 dataclasses.replace(p, bleed="auto"), be)
+    return nuc.bleed
+
+
+def plate_value(bleeds) -> float | None:
+    """One bleed for a plate from `measure_bleed` on the first time point of each series.
+
+    The median (a few wells dead from the start, whose own readings land on their dead
+    nuclei, are outvoted), to 4 decimals; None for no reading.
+    """
+    bleeds = list(bleeds)
+    return round(float(np.median(bleeds)), 4) if bleeds else None

@@ -1,6 +1,7 @@
 """Training-set export: files, metadata, manifest, split, weights, patches, resume, errors, CLI."""
 
 import csv
+import dataclasses
 import fcntl
 import os
 import subprocess
@@ -11,8 +12,8 @@ import pytest
 import tifffile
 from test_io_plate import GEN5_NAMES, small_plate, write_gen5, write_stacks
 
-from livedead_gpu import SegmentParams, get_backend, segment_frame
-from livedead_gpu.export import export_plate, extract_patches, split_wells, unet_weights
+from livedead_gpu import SegmentParams, get_backend, segment_frame, synthetic
+from livedead_gpu.export import export_plate, extract_patches, plate_bleed, split_wells, unet_weights
 from livedead_gpu.io import MANIFEST_COLUMNS, PlateError, open_plate, open_training_set, read_manifest
 
 # small synthetic frames cannot always place every cell; that is fine here
@@ -42,16 +43,19 @@ def test_manifest_has_the_columns_and_one_row_per_frame(exported):
     assert set(REQUIRED) <= set(MANIFEST_COLUMNS) == set(rows[0])
     assert [(r["well"], r["site"], r["time"]) for r in rows] == [
         ("B2", "1", "1"), ("B2", "1", "2"), ("C3", "1", "1"), ("C3", "1", "2")]
-    assert SegmentParams.from_toml(out / "params.toml") == SegmentParams()
+    # bleed="auto" is measured once for the plate, and that number is the run's parameter
+    assert summary.bleed is not None and 0 <= summary.bleed <= 0.1
+    assert SegmentParams.from_toml(out / "params.toml") == SegmentParams(bleed=summary.bleed)
     assert not list(out.rglob("*.part"))
 
 
 def test_written_frames_match_segment_frame(exported, plate):
-    src, out, _ = exported
+    src, out, summary = exported
     p = open_plate(src)
+    params = SegmentParams(bleed=summary.bleed)
     for row in read_manifest(out):
         frame = p.read((row["well"], int(row["site"]), int(row["time"])))
-        r = segment_frame(frame.brightfield, frame.hoechst, frame.draq7)
+        r = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params)
         image = tifffile.imread(out / row["image"])
         assert image.shape == (3, 64, 64) and image.dtype == np.uint16
         np.testing.assert_array_equal(image, frame.stack())
@@ -65,7 +69,7 @@ def test_written_frames_match_segment_frame(exported, plate):
         assert weights.dtype == np.float32
         np.testing.assert_allclose(weights, unet_weights(r.classes, r.cells), rtol=1e-6)
 
-        assert row["params_hash"] == SegmentParams().digest()
+        assert row["params_hash"] == params.digest()
         assert (int(row["n_live"]), int(row["n_dead"])) == (r.n_live, r.n_dead)
         n = r.n_live + r.n_dead
         assert float(row["dead_fraction"]) == pytest.approx(r.n_dead / n if n else 0, abs=1e-6)
@@ -230,6 +234,7 @@ def test_resume_skips_done_frames_and_redoes_changed_ones(tmp_path, plate):
     params = SegmentParams(min_nucleus_area=5)
     fourth = export_plate(src, out, params=params)
     assert len(fourth.written) == 4
+    params = SegmentParams(min_nucleus_area=5, bleed=fourth.bleed)   # "auto" measured for the plate
     rows = read_manifest(out)
     assert {r["params_hash"] for r in rows} == {params.digest()} != {SegmentParams().digest()}
     assert SegmentParams.from_toml(out / "params.toml") == params
@@ -451,7 +456,7 @@ def test_a_run_stopped_halfway_keeps_the_last_runs_parameters_beside_its_manifes
     # them beside the old run's manifest, which they did not make.
     src = write_gen5(tmp_path / "plate", plate)
     out = tmp_path / "out"
-    export_plate(src, out)
+    first = export_plate(src, out)
     manifest = (out / "manifest.csv").read_bytes()
     import livedead_gpu.export as export
 
@@ -466,7 +471,7 @@ def test_a_run_stopped_halfway_keeps_the_last_runs_parameters_beside_its_manifes
     monkeypatch.setattr(export, "segment_frame", fail_second)
     with pytest.raises(PlateError, match="stopped"):
         export_plate(src, out, params=SegmentParams(min_nucleus_area=5))
-    assert SegmentParams.from_toml(out / "params.toml") == SegmentParams()
+    assert SegmentParams.from_toml(out / "params.toml") == SegmentParams(bleed=first.bleed)
     assert (out / "manifest.csv").read_bytes() == manifest
 
 
@@ -484,3 +489,65 @@ def test_frames_gone_from_the_plate_are_reported(tmp_path, plate, caplog):
     with caplog.at_level("WARNING", logger="livedead_gpu"):
         export_plate(src, tmp_path / "fresh")
     assert "not in this plate" not in caplog.text
+
+
+def _just_dead(f):
+    """``f`` with its dead nuclei just so: Hoechst as bright as a live nucleus', Draq7 5x its background."""
+    hoechst, draq7 = f.hoechst.astype(np.float32), f.draq7.astype(np.float32)
+    dead = f.dead[f.nuclei] & (f.nuclei > 0)
+    h_bg, d_bg = np.median(hoechst[f.cells == 0]), np.median(draq7[f.cells == 0])
+    hoechst[dead] = h_bg + (hoechst[dead] - h_bg) * (900 / (np.median(hoechst[dead]) - h_bg))
+    draq7[dead] = d_bg + (draq7[dead] - d_bg) * (4 * d_bg / (np.median(draq7[dead]) - d_bg))
+    return dataclasses.replace(f, hoechst=np.clip(hoechst, 0, 4095).astype(np.uint16),
+                               draq7=np.clip(draq7, 0, 4095).astype(np.uint16))
+
+
+@pytest.fixture(scope="module")
+def late_plate():
+    # B2 and C3 start 30 % dead; at their second time point B2 is all dead, just so. D4 (a
+    # positive control) is all dead, just so, from the start.
+    def frame(dead, seed):
+        return synthetic.make_frame((128, 128), n_cells=12, dead_fraction=dead, seed=seed)
+
+    return {("B2", 0, 0): frame(0.3, 10), ("B2", 0, 1): _just_dead(frame(1.0, 0)),
+            ("C3", 0, 0): frame(0.3, 11), ("C3", 0, 1): frame(0.3, 12),
+            ("D4", 0, 0): _just_dead(frame(1.0, 1)), ("D4", 0, 1): _just_dead(frame(1.0, 2))}
+
+
+def test_bleed_is_measured_once_for_the_plate(tmp_path, late_plate, monkeypatch):
+    src = write_gen5(tmp_path / "plate", late_plate)
+    late = late_plate[("B2", 0, 1)]
+    # One frame alone: under five nuclei under the dead line, so the estimate lands on the
+    # dead nuclei and calls most of them live.
+    alone = segment_frame(late.brightfield, late.hoechst, late.draq7)
+    assert alone.thresholds["bleed"] > 0.05 and alone.n_live >= 5
+
+    out = tmp_path / "out"
+    summary = export_plate(src, out)
+    per_series = {k: plate_bleed(open_plate(src), scheduler=s)[1] for k, s in (("here", None), ("dask", "sync"))}
+    assert per_series["here"] == per_series["dask"] and len(per_series["here"]) == 3
+    assert per_series["here"][("D4", 1)] > 0.05     # the positive control's own reading, outvoted
+    assert summary.bleed < 0.01
+    assert SegmentParams.from_toml(out / "params.toml").bleed == summary.bleed
+    rows = {(r["well"], r["time"]): r for r in read_manifest(out)}
+    assert {float(r["bleed"]) for r in rows.values()} == {summary.bleed}
+    assert (rows[("B2", "2")]["n_live"], int(rows[("B2", "2")]["n_dead"])) == ("0", late.n_dead)
+    assert rows[("D4", "1")]["n_live"] == "0"
+
+    # A rerun takes the plate's number from bleed.json and keeps every frame.
+    import livedead_gpu.export as export
+
+    def unexpected(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(export, "measure_bleed", unexpected)
+    assert len(export_plate(src, out).resumed) == 6
+    # A first time point touched: measured again, the same number, only that frame redone.
+    monkeypatch.undo()
+    os.utime(src / "C3_02_2_1_DAPI_001.tif", ns=(1, 1))
+    again = export_plate(src, out)
+    assert again.bleed == summary.bleed and [tuple(k) for k in again.written] == [("C3", 1, 1)]   # site and time from 1 in the names
+    # A number given is used as it is: nothing measured, no note.
+    given = export_plate(src, out, params=SegmentParams(bleed=0.02))
+    assert given.bleed is None and len(given.written) == 6
+    assert not (out / "params.toml").read_text().startswith("#")
