@@ -49,6 +49,7 @@ sys.path[:0] = [str(HERE.parent)]
 
 from livedead_gpu import SegmentParams, segment_frame, synthetic  # noqa: E402
 from livedead_gpu.export import export_plate, unet_weights  # noqa: E402
+from livedead_gpu.pipeline import measure_bleed  # noqa: E402
 from livedead_gpu.io import open_plate  # noqa: E402
 from livedead_gpu.io.training import write_record, write_training_frame  # noqa: E402
 
@@ -99,7 +100,7 @@ def time_export(src: Path, work: Path, repeats: int, weights: bool) -> list[floa
 def time_phases(src: Path, work: Path, repeats: int) -> dict:
     plate = open_plate(src)
     key = plate.keys()[0]
-    t_read, t_seg, t_write, t_weights = [], [], [], []
+    t_read, t_seg, t_write, t_weights, t_bleed = [], [], [], [], []
     params = SegmentParams()
     for i in range(repeats + 1):
         t0 = time.perf_counter()
@@ -113,11 +114,15 @@ def time_phases(src: Path, work: Path, repeats: int) -> dict:
         t3 = time.perf_counter()
         unet_weights(r.classes, r.cells)
         t4 = time.perf_counter()
+        # bleed="auto": the export measures it once per series (well and site), on its first frame
+        measure_bleed(frame.hoechst, frame.draq7, params)
+        t5 = time.perf_counter()
         if i:  # the first round warms up
             t_read.append(t1 - t0), t_seg.append(t2 - t1), t_write.append(t3 - t2), t_weights.append(t4 - t3)
+            t_bleed.append(t5 - t4)
     return {"read": statistics.median(t_read), "segment": statistics.median(t_seg),
             "write": statistics.median(t_write), "weights": statistics.median(t_weights),
-            "cells": int(r.cells.max())}
+            "bleed": statistics.median(t_bleed), "cells": int(r.cells.max())}
 
 
 CHILD = """
@@ -192,7 +197,8 @@ def main(argv=None):
           f"with weight maps {res['frames_per_s_weights']:.2f} frames/s")
     ph = res["phases_ms"]
     print(f"one frame ({ph['cells']} cells): read {ph['read']:.1f} ms, segment {ph['segment']:.1f} ms, "
-          f"write {ph['write']:.1f} ms, weight map {ph['weights']:.1f} ms")
+          f"write {ph['write']:.1f} ms, weight map {ph['weights']:.1f} ms; "
+          f"the plate's bleed, once per series: {ph['bleed']:.1f} ms")
     for m in rss:
         print(f"peak RSS exporting {m['frames']} frames: {m['peak_rss_mib']:.0f} MiB "
               f"(after imports {m['rss_after_import_mib']:.0f} MiB)")
