@@ -47,7 +47,8 @@ from .params import SegmentParams, as_params
 from .pipeline import measure_bleed, plate_value, segment_frame
 from .stages.nuclei import labelled
 
-__all__ = ["ExportSummary", "export_plate", "extract_patches", "first_frames", "plate_bleed", "split_wells", "unet_weights"]
+__all__ = ["ExportSummary", "export_plate", "extract_patches", "first_frames", "plate_bleed", "split_wells",
+           "unet_weights"]
 
 log = logging.getLogger("livedead_gpu")
 

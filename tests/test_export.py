@@ -546,7 +546,8 @@ def test_bleed_is_measured_once_for_the_plate(tmp_path, late_plate, monkeypatch)
     monkeypatch.undo()
     os.utime(src / "C3_02_2_1_DAPI_001.tif", ns=(1, 1))
     again = export_plate(src, out)
-    assert again.bleed == summary.bleed and [tuple(k) for k in again.written] == [("C3", 1, 1)]   # site and time from 1 in the names
+    # (site and time count from 1 in the file names)
+    assert again.bleed == summary.bleed and [tuple(k) for k in again.written] == [("C3", 1, 1)]
     # A number given is used as it is: nothing measured, no note.
     given = export_plate(src, out, params=SegmentParams(bleed=0.02))
     assert given.bleed is None and len(given.written) == 6
