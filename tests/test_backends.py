@@ -252,6 +252,19 @@ def test_out_of_memory_redoes_the_frame_on_the_cpu():
     assert (got.classes == ref.classes).all()
 
 
+@pytest.mark.parametrize("error", [
+    OutOfMemoryError("out of memory allocating 4,194,304 bytes"),
+    # an allocation inside a Thrust sort: CuPy's callback cannot pass its exception on
+    RuntimeError("radix_sort: failed on 2nd step: cudaErrorMemoryAllocation: out of memory"),
+])
+def test_what_counts_as_the_gpu_running_out_of_memory(error):
+    be = ArrayBackend(np, scipy.ndimage, skimage, name="gpu")
+    assert be.is_out_of_memory(error)
+    assert not be.is_out_of_memory(RuntimeError("an illegal memory access was encountered"))
+    assert not be.is_out_of_memory(ValueError("hoechst has 3 dimensions"))
+    assert not cpu.is_out_of_memory(error)
+
+
 def test_other_errors_are_not_swallowed():
     class Broken(ArrayBackend):
         def distance_to(self, mask):

@@ -81,8 +81,14 @@ class ArrayBackend(Backend):
             cuda.Device().synchronize()
 
     def is_out_of_memory(self, error):
-        # cupy.cuda.memory.OutOfMemoryError; matched by name so no CuPy import is needed here.
-        return type(error).__name__ == "OutOfMemoryError"
+        # cupy.cuda.memory.OutOfMemoryError, matched by name so no CuPy import is needed
+        # here. An allocation inside a Thrust sort (sort, unique, lexsort, cuCIM's label)
+        # fails in a C callback that cannot pass that exception on: what arrives is
+        # another error naming CUDA's allocation failure.
+        if type(error).__name__ == "OutOfMemoryError":
+            return True
+        text = str(error)
+        return "out of memory" in text.lower() or "cudaErrorMemoryAllocation" in text
 
     def votes(self, values, length):
         # Not xp.bincount: CuPy's reads max(values) and any(values < 0) back to the host

@@ -136,6 +136,8 @@ def _drop_small(mask, min_area, be, relative=None):
                           "smaller): lower it, or give min_nucleus_area_um2 with pixel_size", UserWarning,
                           stacklevel=4)
     mask = mask.copy()
+    # The few pixels of the small objects (a boolean index: a sync on CuPy; scattering
+    # ~small[owner] over every object pixel instead costs the CPU more than the sync saves).
     mask.ravel()[where[small[owner]]] = False
     return mask
 
@@ -372,7 +374,7 @@ def typical_diameter(mask, be, min_area=9) -> float:
     """
     xp = be.xp
     areas = _objects(mask, be)[2][1:]
-    areas = areas[areas >= max(9, min_area)]
+    areas = areas[areas >= max(9, min_area)]   # boolean indices of n values: syncs on CuPy
     if areas.size == 0:
         return _FALLBACK_DIAMETER
     big = be.order_statistic(areas, 0.9)
@@ -537,7 +539,8 @@ def merge_pieces(labels, n, min_area, backend="cpu", fixed=None):
         small &= ~fixed
     if not bool(be.to_host(small.any())):  # one bool back
         return labels, n
-    # Each labelled pixel and its right and lower neighbours, within the image.
+    # Each labelled pixel and its right and lower neighbours, within the image. The
+    # boolean indices below (and unique's sort) are syncs on CuPy, on a few % of a frame.
     cols = labels.shape[1]
     right = where[where % cols != cols - 1]
     down = where[where < flat.size - cols]
@@ -976,7 +979,7 @@ def _drop_debris(regions, ho_mask, min_area, lone_area, be):
     stained = be.votes(owner[ho_mask.ravel()[where]], areas.shape[0]) > 0
     drop = (areas < min_area) | (~stained & (areas < lone_area))
     regions = regions.copy()
-    regions.ravel()[where[drop[owner]]] = False
+    regions.ravel()[where[drop[owner]]] = False   # as in `_drop_small`: a sync on CuPy
     return regions
 
 
