@@ -295,3 +295,13 @@ def test_pattern_group_that_matched_nothing(tmp_path, plate):
         open_plate(root, pattern=r"(?P<well>[A-Z]\d)_\d+_\d_(?P<site>\d)_(?:(?P<channel>DAPI)|[^_]+)_(?P<time>\d+)")
     with pytest.raises(ValueError, match=r"matched '.*' but its well group is empty"):
         open_plate(root, pattern=r"(?P<well>[a-z]*)_\d+_\d_(?P<site>\d)_(?P<channel>[^_]+)_(?P<time>\d+)")
+
+
+def test_a_folder_of_two_layouts_says_which_it_reads(tmp_path):
+    write_imagexpress(tmp_path, small_plate(wells=("B2",), n_times=1))
+    write_gen5(tmp_path, small_plate(wells=("C3",), n_times=1))
+    with pytest.warns(UserWarning, match=r"3 ImageXpress and 3 Gen5 file name\(s\); reading it as ImageXpress"):
+        plate = open_plate(tmp_path)
+    assert plate.layout == "imagexpress" and {k.well for k in plate.keys()} == {"B02"}
+    assert open_plate(tmp_path, layout="gen5").keys()[0].well == "C3"
+

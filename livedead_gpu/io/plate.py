@@ -678,8 +678,13 @@ def _detect(root: Path, skip=()) -> str:
     names = [p.relative_to(root).as_posix() for p in _tiffs(root, skip)]
     if not names:
         raise PlateError(f"no TIFF files in {str(root)!r}")
-    for layout in ("imagexpress", "gen5"):
-        rxs = [re.compile(p) for p in PATTERNS[layout]]
-        if any(rx.search(n) for n in names for rx in rxs):
-            return layout
-    return "stack"
+    counts = {layout: sum(any(re.compile(p).search(n) for p in PATTERNS[layout]) for n in names)
+              for layout in ("imagexpress", "gen5")}
+    found = [layout for layout, n in counts.items() if n]
+    if len(found) == 2:
+        # Two imagers' files in one folder (or two plates): reading one layout leaves the
+        # other's frames out, which should not pass unsaid.
+        warnings.warn(f"{str(root)!r} holds {counts['imagexpress']} ImageXpress and {counts['gen5']} Gen5 file "
+                      "name(s); reading it as ImageXpress, the Gen5 files are left out (layout='gen5' reads "
+                      "those; better, one plate per folder)", UserWarning, stacklevel=3)
+    return found[0] if found else "stack"
