@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .io import atomic_write_text, write_tiff
 from .params import SegmentParams
-from .pipeline import measure_bleed, plate_value, segment_frame
+from .pipeline import bleed_readings, plate_value, segment_frame
 
 log = logging.getLogger("livedead_gpu")
 
@@ -35,7 +35,7 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
     params = _params(config)
     plate = synthetic.make_plate(wells=("A1", "A2", "B1"), sites=1, n_times=times, shape=(size, size), seed=seed)
     if params.dead_call == "ratio" and params.bleed == "auto":  # one for the plate, as `segment` measures it
-        bleed = plate_value(measure_bleed(f.hoechst, f.draq7, params, backend)
+        bleed = plate_value(bleed_readings(f.hoechst, f.draq7, params, backend)
                             for (_, _, t), f in plate.items() if t == 0)
         params = dataclasses.replace(params, bleed=bleed)
     rows, readouts = [], []
@@ -100,8 +100,8 @@ def _cmd_segment(args) -> int:
     print(f"{s.frames} frames: {len(s.written)} written, {len(s.resumed)} done before, "
           f"{len(s.failed)} skipped for errors in {time.perf_counter() - start:.2f} s -> {s.manifest}")
     if s.bleed is not None:
-        print(f"Hoechst bleed into Draq7: {s.bleed:.4f} (bleed = \"auto\": the median over the series' first "
-              "time points, taken off every frame)")
+        print(f"Hoechst bleed into Draq7: {s.bleed:.3f} (bleed = \"auto\": measured on the nuclei of the series' "
+              "first time points, taken off every frame)")
     for key, msg in s.failed:
         print(f"skipped {key.well} s{key.site} t{key.time}: {msg}", file=sys.stderr)
     return 0

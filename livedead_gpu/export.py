@@ -44,7 +44,8 @@ from .io.training import (
     write_training_frame,
 )
 from .params import SegmentParams, as_params
-from .pipeline import measure_bleed, plate_value, segment_frame
+from .pipeline import bleed_readings, plate_value, segment_frame
+from .stages.nuclei import bleed_from
 from .stages.nuclei import labelled
 
 __all__ = ["ExportSummary", "export_plate", "extract_patches", "first_frames", "plate_bleed", "split_wells",
@@ -285,11 +286,11 @@ def first_frames(plate) -> dict:
     return first
 
 
-def _series_bleed(plate, key, params, backend):
-    """`measure_bleed` on one frame of ``plate``; None (and a log line) when it cannot be read."""
+def _series_readings(plate, key, params, backend):
+    """`bleed_readings` of one frame of ``plate``; None (and a log line) when it cannot be read."""
     try:
         frame = plate.read(key)
-        return measure_bleed(frame.hoechst, frame.draq7, params, backend)
+        return bleed_readings(frame.hoechst, frame.draq7, params, backend)
     except (PlateError, ValueError, TypeError, OSError) as e:
         # The frame's own turn in the export reports it (or skips it) as on_error says.
         log.info("bleed: %s s%s t%s left out: %s", key.well, key.site, key.time, e)
@@ -301,11 +302,12 @@ def plate_bleed(plate, params: SegmentParams | None = None, backend="cpu", sched
 
     Bleed-through belongs to the filters and the dyes: one number for a plate. A frame
     late in a kill assay, though, may have too few live nuclei to measure it on
-    (`livedead_gpu.stages.nuclei.bleed_coefficient`), and a per-frame estimate then
-    lands on the dead nuclei and calls just-dead ones live. So it is measured
-    (`livedead_gpu.pipeline.measure_bleed`) on the first time point of each series
-    (well and site), before most cells die, and the plate takes the median over the
-    series: a few wells dead from the start (positive controls) are outvoted.
+    (`livedead_gpu.stages.nuclei.bleed_from`), and a per-frame estimate then lands
+    on the dead nuclei and calls just-dead ones live. So it is measured on the first
+    time point of each series (well and site), before most cells die, with the nuclei
+    of all of them pooled (`livedead_gpu.pipeline.plate_value`): the live nuclei of
+    every well give the number, wells dead from the start (positive controls) do not
+    pull it off, and fields too sparse to measure alone still count.
 
     Parameters
     ----------
@@ -318,21 +320,21 @@ def plate_bleed(plate, params: SegmentParams | None = None, backend="cpu", sched
     Returns
     -------
     bleed : float or None
-        `livedead_gpu.pipeline.plate_value` of the series' readings; None when no
-        series' first frame could be read.
+        None when no series' first frame could be read.
     per_series : dict of (well, site) -> float
+        Each series' own reading (`bleed_from` of its first frame alone).
     """
     params = as_params(params)
     firsts = sorted(first_frames(plate).items())
     if scheduler is None:
-        values = [_series_bleed(plate, key, params, backend) for _, key in firsts]
+        readings = [_series_readings(plate, key, params, backend) for _, key in firsts]
     else:
         import dask
 
-        values = dask.compute(*[dask.delayed(_series_bleed, pure=True)(plate, key, params, backend)
-                                for _, key in firsts], scheduler=scheduler)
-    per_series = {series: v for (series, _), v in zip(firsts, values) if v is not None}
-    return plate_value(per_series.values()), per_series
+        readings = dask.compute(*[dask.delayed(_series_readings, pure=True)(plate, key, params, backend)
+                                  for _, key in firsts], scheduler=scheduler)
+    kept = {series: r for (series, _), r in zip(firsts, readings) if r is not None}
+    return plate_value(kept.values()), {series: bleed_from(r) for series, r in kept.items()}
 
 
 def _resolve_bleed(plate, out, params, backend, scheduler, resume):
@@ -362,7 +364,7 @@ def _resolve_bleed(plate, out, params, backend, scheduler, resume):
         series = {f"{well}_s{int(site):02d}": round(v, 4) for (well, site), v in sorted(per_series.items())}
         atomic.atomic_write_text(path, json.dumps({**made_of, "bleed": value, "series": series},
                                                   indent=1, sort_keys=True) + "\n")
-    log.info("bleed: %.4f, the median over the first time point of each series (%s)", value, path)
+    log.info("bleed: %.3f, measured on the first time point of each series (%s)", value, path)
     return dataclasses.replace(params, bleed=value), value
 
 
@@ -536,7 +538,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         # With the manifest, not before: a run stopped halfway leaves the last complete run's
         # parameters beside its manifest (the records already written say their own).
         note = "" if bleed is None else (
-            f'# bleed: measured for bleed = "auto", the median over the first time point of each series '
+            f'# bleed: measured for bleed = "auto" on the first time point of each series '
             "(bleed.json)\n")
         atomic.atomic_write_text(out / "params.toml", note + params.to_toml())
         summary.manifest = _write_manifests(out, records, splits, summary.failed)

@@ -12,8 +12,9 @@ from . import stages
 from .backends import get_backend
 from .checks import as_intensity, check_same_shape
 from .params import SegmentParams, as_params
+from .stages.nuclei import bleed_from
 
-__all__ = ["FrameResult", "measure_bleed", "plate_value", "segment_frame"]
+__all__ = ["FrameResult", "bleed_readings", "measure_bleed", "plate_value", "segment_frame"]
 
 
 @dataclass(frozen=True)
@@ -186,23 +187,22 @@ def _segment(images, p, be, intermediates) -> FrameResult:
     )
 
 
-def measure_bleed(hoechst, draq7, params: SegmentParams | None = None, backend="cpu") -> float:
-    """The Hoechst bleed-through into Draq7 that ``bleed="auto"`` measures on one frame.
-
-    `livedead_gpu.stages.nuclei.bleed_coefficient` over the frame's nuclei, found as
-    `segment_frame` finds them (the brightfield is not needed).
+def bleed_readings(hoechst, draq7, params: SegmentParams | None = None, backend="cpu") -> np.ndarray:
+    """What ``bleed="auto"`` reads of each nucleus of one frame, found as `segment_frame` finds them.
 
     Parameters
     ----------
-    hoechst, draq7 : (M, N) array_like, as in `segment_frame`
+    hoechst, draq7 : (M, N) array_like, as in `segment_frame` (no brightfield needed)
     params : SegmentParams, optional
         Its ``bleed`` is ignored (the measurement is the point).
     backend : {"cpu", "auto", "gpu"} or Backend
 
     Returns
     -------
-    float
-        In [0, ``MAX_BLEED``]; 0 with ``dead_call="touch"``, which takes none off.
+    (3, n) float64 array
+        `livedead_gpu.stages.nuclei.bleed_readings`: per nucleus its Hoechst and Draq7
+        excess and the Draq7 excess at the dead line; (3, 0) with
+        ``dead_call="touch"``, which takes no bleed off.
     """
     p = as_params(params)
     be = get_backend(backend)
@@ -210,17 +210,30 @@ def measure_bleed(hoechst, draq7, params: SegmentParams | None = None, backend="
               for name, image in (("hoechst", hoechst), ("draq7", draq7))}
     check_same_shape(**images)
     if p.dead_call != "ratio":
-        return 0.0
+        return np.zeros((3, 0))
     nuc, *_ = stages.find_nuclei(be.to_device(images["hoechst"]), be.to_device(images["draq7"]),
                                  dataclasses.replace(p, bleed="auto"), be)
-    return nuc.bleed
+    return nuc.readings
 
 
-def plate_value(bleeds) -> float | None:
-    """One bleed for a plate from `measure_bleed` on the first time point of each series.
+def measure_bleed(hoechst, draq7, params: SegmentParams | None = None, backend="cpu") -> float:
+    """The Hoechst bleed-through into Draq7 that ``bleed="auto"`` measures on one frame.
 
-    The median (a few wells dead from the start, whose own readings land on their dead
-    nuclei, are outvoted), to 4 decimals; None for no reading.
+    `livedead_gpu.stages.nuclei.bleed_from` of its `bleed_readings`: in [0,
+    ``MAX_BLEED``]; 0 with ``dead_call="touch"``. Arguments as `bleed_readings`.
     """
-    bleeds = list(bleeds)
-    return round(float(np.median(bleeds)), 4) if bleeds else None
+    return bleed_from(bleed_readings(hoechst, draq7, params, backend))
+
+
+def plate_value(readings) -> float | None:
+    """One bleed for a plate, from `bleed_readings` of the first time point of each series.
+
+    The nuclei of all of them pooled (`livedead_gpu.stages.nuclei.bleed_from`): the
+    live ones (under the dead line) of every well give the number, so wells dead from
+    the start (positive controls) and fields too sparse to say alone do not pull it
+    off. To 3 decimals (a tenth of a percent: finer is noise), so that a first frame
+    added or redone seldom moves the number, which every frame's parameters hold.
+    None for no reading.
+    """
+    readings = [np.asarray(r, np.float64).reshape(3, -1) for r in readings]
+    return round(bleed_from(np.concatenate(readings, axis=1)), 3) if readings else None

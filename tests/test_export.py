@@ -282,8 +282,12 @@ def test_missing_channel_and_corrupt_file(tmp_path, plate):
         export_plate(src, out)
     tifffile.imwrite(src / "B2_02_2_1_DAPI_001.tif", plate[("B2", 0, 0)].hoechst)
     s = export_plate(src, out)
-    assert len(s.written) == 2 and len(s.resumed) == 2
-    assert len(read_manifest(out)) == 4 and not (out / "errors.csv").exists()
+    # The repaired frame is a first time point, so the plate's bleed is measured anew (with
+    # its nuclei now): frames are kept only where that number did not change.
+    assert ("B2", 1, 1) in [tuple(k) for k in s.written] and len(s.written) + len(s.resumed) == 4
+    rows = read_manifest(out)
+    assert len(rows) == 4 and {r["params_hash"] for r in rows} == {s.params_hash}
+    assert not (out / "errors.csv").exists()
 
 
 def test_one_export_per_folder(tmp_path, plate):
@@ -540,7 +544,7 @@ def test_bleed_is_measured_once_for_the_plate(tmp_path, late_plate, monkeypatch)
     def unexpected(*args, **kwargs):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(export, "measure_bleed", unexpected)
+    monkeypatch.setattr(export, "bleed_readings", unexpected)
     assert len(export_plate(src, out).resumed) == 6
     # A first time point touched: measured again, the same number, only that frame redone.
     monkeypatch.undo()
@@ -552,3 +556,14 @@ def test_bleed_is_measured_once_for_the_plate(tmp_path, late_plate, monkeypatch)
     given = export_plate(src, out, params=SegmentParams(bleed=0.02))
     assert given.bleed is None and len(given.written) == 6
     assert not (out / "params.toml").read_text().startswith("#")
+
+
+def test_plate_bleed_pools_fields_too_sparse_to_measure_alone(tmp_path):
+    # 5 % of the Hoechst in the Draq7 channel; 3 cells a field, so each field alone has
+    # under five nuclei to read (its own estimate: 0), but the six first frames pooled do.
+    plate = small_plate(wells=("B2", "B3", "C2", "C3", "D2", "D3"), n_times=2, size=64, seed=5)
+    for f in plate.values():
+        f.draq7[...] = np.clip(f.draq7 + 0.05 * f.hoechst.astype(np.float32), 0, 4095).astype(np.uint16)
+    bleed, per_series = plate_bleed(open_plate(write_gen5(tmp_path / "plate", plate)))
+    assert set(per_series.values()) == {0.0} and len(per_series) == 6
+    assert bleed == pytest.approx(0.05, abs=0.01)

@@ -593,12 +593,15 @@ class Nuclei(NamedTuple):
     n : int
     dead : (n + 1,) bool array, ``dead[i]`` for nucleus i (``dead[0]`` is False)
     bleed : float, the Hoechst bleed-through taken off the Draq7 before the call
+    readings : (3, n) float64 host array or None
+        With ``bleed="auto"``, what it was estimated from (`bleed_readings`).
     """
 
     labels: object
     n: int
     dead: object
     bleed: float = 0.0
+    readings: object = None
 
 
 def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: SegmentParams | None = None,
@@ -881,26 +884,8 @@ _BLEED_BRIGHT = 0.25     # measured on nuclei with a Hoechst excess over a quart
 _BLEED_MIN = 5           # fewer nuclei: no estimate (0)
 
 
-def bleed_coefficient(hoechst, draq7, backend="cpu", room=None) -> float:
-    """Estimate the Hoechst bleed-through into Draq7 from the nuclei of one field.
-
-    A live nucleus' Draq7 excess over the background is its Hoechst excess times
-    the bleed coefficient; a dead nucleus' is far above that. So the ratio of the
-    two excesses is measured over the nuclei with a clear Hoechst excess, and
-    taken from the live ones:
-
-    - With ``room`` (each nucleus' Draq7 excess at the dead line), the nuclei under
-      that line before any correction are live whatever the bleed (the correction
-      only lowers Draq7). When at least 5 of them have a clear Hoechst excess, the
-      estimate is the median of their ratios: right however few nuclei live.
-    - Otherwise (no ``room``, or nearly every nucleus over the line: a field of dead
-      nuclei, or bleed-through that lifts every live one) it is the 25th percentile
-      of all the ratios, whose low end is the live nuclei while at least a quarter of
-      them live.
-
-    Either is clipped to [0, `MAX_BLEED`]. With no bleed-through it measures ~0.004
-    on synthetic frames, 0-0.022 on seven ADCC fields and 0.087 on the eighth
-    (Hoechst barely over its background there).
+def bleed_readings(hoechst, draq7, room=None, backend="cpu") -> np.ndarray:
+    """What the bleed estimate reads of each nucleus, on the host.
 
     Parameters
     ----------
@@ -908,31 +893,71 @@ def bleed_coefficient(hoechst, draq7, backend="cpu", room=None) -> float:
         Each nucleus' mean over its channel's background; ``[0]`` is ignored.
     room : (n + 1,) float array or float, optional
         The Draq7 excess over the background at which a nucleus is called dead
-        (``(dead_ratio - 1)`` times its background).
+        (``(dead_ratio - 1)`` times its background); None: not known.
+
+    Returns
+    -------
+    (3, n) float64 array
+        Rows: Hoechst excess, Draq7 excess, the room (-inf when not known).
+    """
+    be = get_backend(backend)
+    xp = be.xp
+    room = -np.inf if room is None else room
+    rows = [hoechst, draq7, xp.broadcast_to(xp.asarray(room, dtype=hoechst.dtype), hoechst.shape)]
+    # 3 x n numbers to the host on purpose (one transfer; a sync on CuPy).
+    return np.asarray(be.to_host(xp.stack(rows)), np.float64)[:, 1:]
+
+
+def bleed_from(readings) -> float:
+    """The Hoechst bleed-through into Draq7 from `bleed_readings` (of one field, or pooled).
+
+    A live nucleus' Draq7 excess over the background is its Hoechst excess times
+    the bleed coefficient; a dead nucleus' is far above that. So the ratio of the
+    two excesses is measured over the nuclei with a clear Hoechst excess (over a
+    quarter of the median's), and taken from the live ones:
+
+    - the nuclei under the dead line before any correction are live whatever the
+      bleed (the correction only lowers Draq7). When at least 5 of them have a clear
+      Hoechst excess, the estimate is the 25th percentile of their ratios: right
+      however few nuclei live;
+    - otherwise (nearly every nucleus over the line: a field of dead nuclei, or
+      bleed-through that lifts every live one; or the room not known) it is the 25th
+      percentile of all the ratios, whose low end is the live nuclei while at least
+      a quarter of them live.
+
+    Either is clipped to [0, `MAX_BLEED`]. With no bleed-through it measures ~0.004
+    on synthetic frames, 0-0.022 on seven ADCC fields and 0.087 on the eighth
+    (Hoechst barely over its background there).
+
+    Parameters
+    ----------
+    readings : (3, n) float array, as `bleed_readings` returns
 
     Returns
     -------
     float
-        0 when fewer than 5 nuclei have a Hoechst excess over a quarter of the median's.
+        0 when fewer than 5 nuclei have a clear Hoechst excess.
     """
-    be = get_backend(backend)
-    xp = be.xp
-    rows = [hoechst, draq7]
-    if room is not None:
-        rows.append(xp.broadcast_to(xp.asarray(room, dtype=hoechst.dtype), hoechst.shape))
-    # 2 or 3 x n numbers to the host on purpose (one transfer; a sync on CuPy).
-    h, d, *rest = np.asarray(be.to_host(xp.stack(rows)), np.float64)[:, 1:]
+    h, d, room = np.asarray(readings, np.float64)
     positive = h[h > 0]
     if positive.size < _BLEED_MIN:
         return 0.0
     bright = h > _BLEED_BRIGHT * np.median(positive)
     if bright.sum() < _BLEED_MIN:
         return 0.0
-    live = bright & (d <= rest[0]) if rest else bright & False
+    live = bright & (d <= room)
     pick = live if live.sum() >= _BLEED_MIN else bright
     ratios = np.sort(d[pick] / h[pick])
     low = ratios[int(_BLEED_QUANTILE * (ratios.size - 1))]
     return float(min(max(low, 0.0), MAX_BLEED))
+
+
+def bleed_coefficient(hoechst, draq7, backend="cpu", room=None) -> float:
+    """Estimate the Hoechst bleed-through into Draq7 from the nuclei of one field.
+
+    `bleed_from` of `bleed_readings`; the arguments are those of `bleed_readings`.
+    """
+    return bleed_from(bleed_readings(hoechst, draq7, room, backend))
 
 
 def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, backend="cpu"):
@@ -1067,12 +1092,14 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
         over = xp.float32(p.dead_ratio) * floor
     else:
         floor, over = xp.float32(floor), p.dead_ratio * floor
+    readings = None
     if bleed != 0:
         (lit,) = rest
         lit -= xp.float32(hoechst_floor)
         if bleed == "auto":
-            bleed = bleed_coefficient(lit, means - floor, be, room=over - floor)
+            readings = bleed_readings(lit, means - floor, over - floor, be)
+            bleed = bleed_from(readings)
         # A nucleus dimmer than the Hoechst background gets no correction, not a gain.
         means -= xp.float32(bleed) * xp.maximum(lit, 0)
     dead = _above(means, over)
-    return Nuclei(labels, n, dead, float(bleed)), ho_mask, dead[labels], (ho_thr, None)
+    return Nuclei(labels, n, dead, float(bleed), readings), ho_mask, dead[labels], (ho_thr, None)
