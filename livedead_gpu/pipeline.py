@@ -200,7 +200,7 @@ def bleed_readings(hoechst, draq7, params: SegmentParams | None = None, backend=
     Returns
     -------
     (3, n) float64 array
-        `livedead_gpu.stages.nuclei.bleed_readings`: per nucleus its Hoechst and Draq7
+        `livedead_gpu.stages.nuclei.excess_readings`: per nucleus its Hoechst and Draq7
         excess and the Draq7 excess at the dead line; (3, 0) with
         ``dead_call="touch"``, which takes no bleed off.
     """

@@ -594,7 +594,7 @@ class Nuclei(NamedTuple):
     dead : (n + 1,) bool array, ``dead[i]`` for nucleus i (``dead[0]`` is False)
     bleed : float, the Hoechst bleed-through taken off the Draq7 before the call
     readings : (3, n) float64 host array or None
-        With ``bleed="auto"``, what it was estimated from (`bleed_readings`).
+        With ``bleed="auto"``, what it was estimated from (`excess_readings`).
     """
 
     labels: object
@@ -884,7 +884,7 @@ _BLEED_BRIGHT = 0.25     # measured on nuclei with a Hoechst excess over a quart
 _BLEED_MIN = 5           # fewer nuclei: no estimate (0)
 
 
-def bleed_readings(hoechst, draq7, room=None, backend="cpu") -> np.ndarray:
+def excess_readings(hoechst, draq7, room=None, backend="cpu") -> np.ndarray:
     """What the bleed estimate reads of each nucleus, on the host.
 
     Parameters
@@ -909,7 +909,7 @@ def bleed_readings(hoechst, draq7, room=None, backend="cpu") -> np.ndarray:
 
 
 def bleed_from(readings) -> float:
-    """The Hoechst bleed-through into Draq7 from `bleed_readings` (of one field, or pooled).
+    """The Hoechst bleed-through into Draq7 from `excess_readings` (of one field, or pooled).
 
     A live nucleus' Draq7 excess over the background is its Hoechst excess times
     the bleed coefficient; a dead nucleus' is far above that. So the ratio of the
@@ -931,7 +931,7 @@ def bleed_from(readings) -> float:
 
     Parameters
     ----------
-    readings : (3, n) float array, as `bleed_readings` returns
+    readings : (3, n) float array, as `excess_readings` returns
 
     Returns
     -------
@@ -955,9 +955,9 @@ def bleed_from(readings) -> float:
 def bleed_coefficient(hoechst, draq7, backend="cpu", room=None) -> float:
     """Estimate the Hoechst bleed-through into Draq7 from the nuclei of one field.
 
-    `bleed_from` of `bleed_readings`; the arguments are those of `bleed_readings`.
+    `bleed_from` of `excess_readings`; the arguments are those of `excess_readings`.
     """
-    return bleed_from(bleed_readings(hoechst, draq7, room, backend))
+    return bleed_from(excess_readings(hoechst, draq7, room, backend))
 
 
 def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, backend="cpu"):
@@ -1097,7 +1097,7 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
         (lit,) = rest
         lit -= xp.float32(hoechst_floor)
         if bleed == "auto":
-            readings = bleed_readings(lit, means - floor, over - floor, be)
+            readings = excess_readings(lit, means - floor, over - floor, be)
             bleed = bleed_from(readings)
         # A nucleus dimmer than the Hoechst background gets no correction, not a gain.
         means -= xp.float32(bleed) * xp.maximum(lit, 0)
