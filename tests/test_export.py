@@ -556,6 +556,10 @@ def test_bleed_is_measured_once_for_the_plate(tmp_path, late_plate, monkeypatch)
     given = export_plate(src, out, params=SegmentParams(bleed=0.02))
     assert given.bleed is None and len(given.written) == 6
     assert not (out / "params.toml").read_text().startswith("#")
+    # The article's dead call takes no bleed off: nothing to measure either.
+    article = SegmentParams.from_preset("article")
+    assert export_plate(src, tmp_path / "article", params=article).bleed is None
+    assert SegmentParams.from_toml(tmp_path / "article" / "params.toml") == article
 
 
 def test_plate_bleed_pools_fields_too_sparse_to_measure_alone(tmp_path):
@@ -567,3 +571,14 @@ def test_plate_bleed_pools_fields_too_sparse_to_measure_alone(tmp_path):
     bleed, per_series = plate_bleed(open_plate(write_gen5(tmp_path / "plate", plate)))
     assert set(per_series.values()) == {0.0} and len(per_series) == 6
     assert bleed == pytest.approx(0.05, abs=0.01)
+
+
+def test_no_first_frame_readable_leaves_bleed_auto(tmp_path, plate):
+    # Every series' first frame unreadable (skipped): no plate number, each frame measures its own.
+    src = write_gen5(tmp_path / "plate", plate)
+    for f in src.glob("*_DAPI_001.tif"):
+        f.write_bytes(b"II*\x00 not really a tiff")
+    s = export_plate(src, tmp_path / "out", on_error="skip")
+    assert s.bleed is None and not (tmp_path / "out" / "bleed.json").exists()
+    assert len(s.failed) == 2 and len(s.written) == 2
+    assert SegmentParams.from_toml(tmp_path / "out" / "params.toml").bleed == "auto"
