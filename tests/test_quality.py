@@ -132,6 +132,9 @@ def test_merge_pieces(make):
     pair[2:6, 2:4], pair[2:6, 4:6] = 1, 2
     got, k = merge_pieces(be.to_device(pair), 2, 25, be)
     assert k == 1 and (be.to_host(got)[pair > 0] == 1).all()
+    # Labels in Fortran order (no C-contiguous ravel): the same merge.
+    out, n = merge_pieces(be.to_device(np.asfortranarray(labels)), 7, 25, be, be.to_device(fixed))
+    assert n == 4 and (be.to_host(out) == expect).all()
 
 
 def test_split_edge_cases():

@@ -525,10 +525,12 @@ def merge_pieces(labels, n, min_area, backend="cpu", fixed=None):
     Returns
     -------
     labels : (M, N) int32 array, renumbered 1..n' in the order of the labels kept
+        (``labels`` itself, rewritten, when it is C-contiguous)
     n' : int
     """
     be = get_backend(backend)
     xp = be.xp
+    labels = xp.ascontiguousarray(labels)  # so that writes through ravel() land in it
     flat = labels.ravel()
     where = labelled(flat, xp)  # a few % of a frame
     owner = flat[where]
