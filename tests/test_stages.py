@@ -131,6 +131,9 @@ def test_cut_edges_gives_each_nucleus_its_own_half_height_edge():
     assert not cut_edges(mask, contrast, 2000.0, 0.5, 25).any()
     assert not cut_edges(np.zeros_like(mask), contrast, 10.0, 0.5, 25).any()
     assert (cut_edges(mask, contrast, 10.0, 0.0, 25) == mask).all()
+    # arrays in Fortran order (a transposed image's): the same cut
+    fortran = cut_edges(np.asfortranarray(mask), np.asfortranarray(contrast), 10.0, 0.5, 25)
+    assert (fortran == cut).all()
 
 
 def test_nucleus_edge_zero_keeps_the_thresholded_mask():
@@ -298,6 +301,10 @@ def test_class_mask_precedence():
     out = class_mask(cells, outlines, nucleus, dead)
     assert out.dtype == np.uint8
     assert out.tolist() == [[1, 3, 3, 2, 4, 4]]
+    # arrays in Fortran order (a transposed frame's): the same mask
+    cells2, outlines2, nucleus2 = (np.asfortranarray(np.vstack([a, a[:, ::-1]])) for a in (cells, outlines, nucleus))
+    out2 = class_mask(cells2, outlines2, nucleus2, dead)
+    assert out2.tolist() == [[1, 3, 3, 2, 4, 4], [4, 4, 2, 3, 3, 1]]
 
 
 def test_voronoi_splits_touching_cells_without_frame_outline():

@@ -26,7 +26,9 @@ def class_mask(cells, outlines, nucleus_labels, dead, backend="cpu"):
     (M, N) uint8 array, values 0..4
     """
     xp = get_backend(backend).xp
-    out = (cells > 0).view(xp.uint8)  # CELL where a cell is, a fresh array
+    # CELL where a cell is, in a fresh C-ordered array (the nuclei are written through ravel()).
+    out = xp.empty(cells.shape, xp.uint8)
+    xp.greater(cells, 0, out=out.view(bool))
     # Outline wins over cell area (OUTLINE > CELL); faster than copyto(where=).
     xp.maximum(out, outlines.view(xp.uint8) * xp.uint8(OUTLINE), out=out)
     # Nuclei cover a few % of a frame: paint just their pixels (flatnonzero syncs on CuPy).

@@ -234,7 +234,7 @@ def cut_edges(mask, contrast, threshold, edge, diameter, backend="cpu"):
     # The level at the mask's pixels only (a few % of a frame; flatnonzero syncs on CuPy).
     where = xp.flatnonzero(mask)
     level = (edge / 16) * sums.ravel()[where].astype(xp.float64) / xp.maximum(counts.ravel()[where], 1)
-    out = xp.zeros_like(mask)
+    out = xp.zeros(mask.shape, bool)  # C-ordered, whatever ``mask`` is: written through ravel()
     # Scattered whole: a boolean selection where[keep] would sync on CuPy.
     out.ravel()[where] = contrast.ravel()[where] > xp.maximum(level, threshold)
     return out
