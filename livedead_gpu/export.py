@@ -100,7 +100,8 @@ def unet_weights(classes, cells, w0: float = W0, sigma: float = SIGMA) -> np.nda
     wc = np.zeros_like(counts)
     wc[present] = classes.size / (present.sum() * counts[present])
     wc = wc.astype(np.float32)
-    w = cv2.LUT(classes, wc[:256]) if classes.dtype == np.uint8 else wc[classes]
+    # C order whatever the inputs' (the border term is written through ravel() below)
+    w = cv2.LUT(classes, wc[:256]) if classes.dtype == np.uint8 else np.ascontiguousarray(wc[classes])
 
     ids, y_lo, y_hi, x_lo, x_hi = _boxes(cells)
     if len(ids) < 2 or w0 == 0:

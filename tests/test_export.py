@@ -177,6 +177,9 @@ def test_weights_match_the_formula_on_a_small_case():
     np.testing.assert_allclose(unet_weights(classes, cells, w0=0).mean(), 1.0, rtol=1e-6)
     one = np.where(cells == 1, 1, 0).astype(np.int32)   # one cell: class balance only
     np.testing.assert_allclose(unet_weights(classes, one), _loop_weights(classes, one), rtol=1e-6)
+    # int64 classes in Fortran order (a transposed frame's): the same weights
+    fortran = unet_weights(np.asfortranarray(classes.astype(np.int64)), np.asfortranarray(cells))
+    np.testing.assert_allclose(fortran, _loop_weights(classes, cells), rtol=1e-5, atol=1e-5)
 
 
 def test_patches(tmp_path, plate):
