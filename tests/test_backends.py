@@ -10,7 +10,7 @@ import skimage
 
 from livedead_gpu import SegmentParams, get_backend, segment_frame, stages, synthetic
 from livedead_gpu.backends import CpuBackend
-from livedead_gpu.backends.base import ellipse
+from livedead_gpu.backends.base import Backend, ellipse
 from livedead_gpu.backends.gpu import ArrayBackend, rectangles
 from livedead_gpu.mosaic import segment_mosaic
 
@@ -86,6 +86,23 @@ def test_morphology_identical(be, size, iterations):
     assert (host(be, be.dilate(d, size, iterations)) == cpu.dilate(mask, size, iterations)).all()
     assert (host(be, be.erode(d, size, iterations)) == cpu.erode(mask, size, iterations)).all()
     assert (host(be, be.close(d, size)) == cpu.close(mask, size)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(61, 75), (9, 40), (5, 7)])
+def test_octagon_max_is_the_loop(be, dtype, shape):
+    """One square and a diamond (or cross steps) equal the steps of 3x3 maxima in turn,
+    the replicated edge included, also where the window is larger than the image."""
+    rng = np.random.default_rng(shape[0] * 3 + shape[1])
+    image = rng.integers(0, np.iinfo(dtype).max, shape).astype(dtype)
+    image[rng.random(shape) < 0.9] = 0  # sparse peaks: the window's shape shows
+    for steps in (0, 1, 2, 3, 6, 7, 10, 15):
+        ref = Backend.octagon_max(cpu, image, steps)  # the plain loop
+        for backend, arg in ((cpu, image), (be, be.to_device(image))):
+            got = backend.octagon_max(arg, steps)
+            got = host(be, got) if backend is be else got
+            assert got.dtype == dtype
+            assert np.array_equal(got, ref), (backend.name, steps)
 
 
 def test_label_distance(be):

@@ -307,6 +307,28 @@ class Backend(ABC):
         """Maximum over the 3x3 square (or, ``square=False``, the 4-neighbour cross) of an
         integer image (uint8, uint16 or int32 labels), same dtype out; the image edge is replicated."""
 
+    def octagon_max(self, image, steps: int):
+        """Maximum over an octagon: ``steps`` calls of `max_filter`, square and cross in turn.
+
+        Backends compute it as one square of side ``2 * ceil(steps / 2) + 1`` and then
+        a diamond of radius ``steps // 2`` (the cross steps): both windows are symmetric
+        and hold every point between the centre and any of theirs, so neither their
+        order nor the replicated edge (a replicated pixel copies one the window holds)
+        changes the maximum. This plain loop is the definition they are tested against.
+
+        Parameters
+        ----------
+        image : (M, N) uint8 or uint16 array
+        steps : int, >= 0
+
+        Returns
+        -------
+        (M, N) array, ``image``'s dtype
+        """
+        for step in range(steps):
+            image = self.max_filter(image, square=step % 2 == 0)
+        return image
+
     @abstractmethod
     def min_filter(self, labels):
         """Minimum over the 4-neighbourhood (a 3x3 cross) of an int32 label image; the edge is replicated."""

@@ -16,6 +16,12 @@ def _kernel(size: int) -> np.ndarray:
     return ellipse(size).view(np.uint8)
 
 
+@lru_cache(maxsize=4)
+def _diamond(radius: int) -> np.ndarray:
+    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    return (np.abs(y) + np.abs(x) <= radius).astype(np.uint8)
+
+
 _SQUARE = np.ones((3, 3), np.uint8)
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 #: `CpuBackend.by_rows` (and so `CpuBackend.gradient`) splits images from this many pixels
@@ -142,6 +148,22 @@ class CpuBackend(Backend):
             flat[todo[got]] = best[got]
             todo = todo[~got]
         return framed[1:-1, 1:-1].copy()
+
+    def octagon_max(self, image, steps):
+        if steps <= 0:
+            return image
+        # One rectangular dilation (OpenCV filters rows then columns), then the cross
+        # steps as diamonds of radius up to 3: per unit of radius the cheapest footprint
+        # (2048², uint16: a diamond of 3 ~0.9 ms a radius, a cross 1.6 ms; larger ones
+        # cost more again). Ten steps: 27 -> 8 ms (uint16), 6.6 -> 3.4 ms (uint8).
+        side = 2 * ((steps + 1) // 2) + 1
+        out = cv2.dilate(image, np.ones((side, side), np.uint8), borderType=cv2.BORDER_REPLICATE)
+        radius = steps // 2
+        while radius:
+            step = min(radius, 3)
+            out = cv2.dilate(out, _diamond(step), borderType=cv2.BORDER_REPLICATE)
+            radius -= step
+        return out
 
     def min_filter(self, labels):
         f = cv2.erode(labels.astype(np.float32), _CROSS, borderType=cv2.BORDER_REPLICATE)

@@ -470,9 +470,7 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
     # uint16: the window maximum's many passes stay cheap.
     small = float(be.to_host(distance.max())) < 256
     q = xp.minimum(distance, 65535).astype(xp.uint8 if small else xp.uint16)
-    top = q
-    for step in range(max(1, round(p.split_spacing * diameter))):
-        top = be.max_filter(top, square=step % 2 == 0)
+    top = be.octagon_max(q, max(1, round(p.split_spacing * diameter)))
     depth = int(2 * p.split_depth * radius)
     # top >= q (the window holds the pixel): the difference cannot wrap.
     marked = mask & (top - q <= depth) & (q >= int(2 * _SEED_DEPTH * radius))
@@ -982,9 +980,7 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     smooth = be.gaussian(draq7, _DEAD_SMOOTHING)
     # Whole grey levels (exact on every backend); the Gaussian of 16-bit data can
     # round a hair past 65,535, so clip before the cast.
-    top = xp.minimum(smooth, xp.float32(65535)).astype(xp.uint16)
-    for step in range(max(1, round(diameter / 2))):
-        top = be.max_filter(top, square=step % 2 == 0)
+    top = be.octagon_max(xp.minimum(smooth, xp.float32(65535)).astype(xp.uint16), max(1, round(diameter / 2)))
     if _is_image(floor):
         over = xp.float32(p.dead_ratio) * floor
     else:
