@@ -981,12 +981,24 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     # Whole grey levels (exact on every backend); the Gaussian of 16-bit data can
     # round a hair past 65,535, so clip before the cast.
     top = be.octagon_max(xp.minimum(smooth, xp.float32(65535)).astype(xp.uint16), max(1, round(diameter / 2)))
-    if _is_image(floor):
-        over = xp.float32(p.dead_ratio) * floor
-    else:
+    image = _is_image(floor)
+    ratio, share = xp.float32(p.dead_ratio), xp.float32(p.nucleus_level)
+    if not image:
         floor, over = xp.float32(floor), xp.float32(p.dead_ratio * floor)
-    level = floor + xp.float32(p.nucleus_level) * (top.astype(xp.float32) - floor)
-    return (smooth > over) & (smooth >= level)
+    out = xp.empty(smooth.shape, bool)
+
+    def band(rows):
+        # Band by band: the float32 temporaries stay in cache (the same float operations).
+        f = floor[rows] if image else floor
+        level = top[rows].astype(xp.float32)
+        level -= f
+        level *= share
+        level += f
+        xp.greater_equal(smooth[rows], level, out=out[rows])
+        out[rows] &= smooth[rows] > (ratio * f if image else over)
+
+    be.by_rows(band, smooth.shape)
+    return out
 
 
 #: A Draq7-bright region with no Hoechst under it is a nucleus only from this fraction of a
