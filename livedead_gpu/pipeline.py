@@ -145,8 +145,10 @@ def segment_arrays(brightfield, hoechst, draq7, params: SegmentParams, backend) 
         ``thresholds`` (host numbers).
     """
     p, be = params, backend
-    area = stages.cell_area(brightfield, p, be)
-    nuc, ho_mask, d7_mask, (ho_thr, d7_thr) = stages.find_nuclei(hoechst, draq7, p, be)
+    # The nucleus stage first: on the CPU it runs in this thread, the cell area beside it.
+    (nuc, ho_mask, d7_mask, (ho_thr, d7_thr)), area = be.together(
+        lambda: stages.find_nuclei(hoechst, draq7, p, be), lambda: stages.cell_area(brightfield, p, be)
+    )
     cells, outlines = stages.separate_cells(area.mask, nuc.labels, be, p.separation)
     return {
         "classes": stages.class_mask(cells, outlines, nuc.labels, nuc.dead, be),

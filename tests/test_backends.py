@@ -442,3 +442,27 @@ def test_upsample_close(be, factor):
     x = np.arange(3 * factor)
     position = np.clip((x + 0.5) / factor - 0.5, 0, 2)  # in grid columns
     np.testing.assert_allclose(ramp, np.interp(position, [0, 1, 2], [10, 20, 40]), rtol=1e-6)
+
+
+def test_together_runs_side_by_side_on_opencv_threads():
+    import threading
+
+    import cv2
+
+    def boom():
+        raise ZeroDivisionError("in the second call")
+
+    old = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        here = threading.get_ident()
+        ids = cpu.together(threading.get_ident, threading.get_ident)
+        assert ids[0] == here and ids[1] != here  # the first in this thread, the other beside it
+        assert cpu.together(lambda: 1, lambda: "two", lambda: [3]) == [1, "two", [3]]
+        with pytest.raises(ZeroDivisionError, match="second call"):
+            cpu.together(lambda: 1, boom)
+        cv2.setNumThreads(1)  # a Dask worker's share: in turn, in this thread
+        assert cpu.together(threading.get_ident, threading.get_ident) == [here, here]
+    finally:
+        cv2.setNumThreads(old)
+    assert standin().together(lambda: 1, lambda: 2) == [1, 2]

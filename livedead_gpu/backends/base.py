@@ -163,6 +163,14 @@ class Backend(ABC):
         """
         fn(slice(0, shape[0]))
 
+    def together(self, *calls):
+        """The results of ``calls`` (functions of no argument), in order.
+
+        For independent stages of one frame: a backend may run them at once. Here
+        one after the other.
+        """
+        return [call() for call in calls]
+
     # -- the rest is backend-specific ------------------------------------
     @abstractmethod
     def gaussian(self, image, sigma: float):

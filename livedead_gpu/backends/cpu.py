@@ -85,6 +85,17 @@ class CpuBackend(Backend):
             for band in bands:
                 fn(band)
 
+    def together(self, *calls):
+        # The stages are long runs of single-threaded NumPy between OpenCV's parallel
+        # calls: side by side they fill both cores (2048², cell area beside the nucleus
+        # stage: 324 -> 294 ms). One OpenCV thread (a Dask worker's share) runs them in turn.
+        if cv2.getNumThreads() < 2 or len(calls) < 2:
+            return [call() for call in calls]
+        with ThreadPoolExecutor(len(calls) - 1) as pool:
+            futures = [pool.submit(call) for call in calls[1:]]
+            first = calls[0]()
+            return [first] + [future.result() for future in futures]
+
     def dilate(self, mask, size, iterations=1):
         if iterations == 0:
             return mask
