@@ -105,6 +105,27 @@ def test_octagon_max_is_the_loop(be, dtype, shape):
             assert np.array_equal(got, ref), (backend.name, steps)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_grow_labels_is_the_array_growth(be, seed):
+    """The OpenCV backend's compact growth equals Backend.grow_labels step for step: seeds on
+    the image's edge, labels off the region (read, never grown from it), a cap on the steps."""
+    rng = np.random.default_rng(seed)
+    shape = [(40, 57), (33, 33), (7, 90), (64, 48)][seed]
+    region = scipy.ndimage.binary_dilation(rng.random(shape) < 0.15, iterations=2)
+    labels = np.where(rng.random(shape) < 0.03, rng.integers(1, 50, shape), 0).astype(np.int32)
+    labels[0, :3] = 7  # seeds on the edge
+    labels[-1, -1] = 49
+    for steps in (1, 2, 5, 255):
+        ref = Backend.grow_labels(standin(), labels, region, max_steps=steps, check_every=1)
+        got = cpu.grow_labels(labels.copy(), region.copy(), max_steps=steps)
+        assert got.dtype == np.int32 and got.flags.c_contiguous
+        assert np.array_equal(got, ref), steps
+        assert np.array_equal(host(be, be.grow_labels(be.to_device(labels), be.to_device(region), max_steps=steps)), ref)
+    # Fortran-ordered inputs (a transposed frame's) give the same labels.
+    got = cpu.grow_labels(np.asfortranarray(labels), np.asfortranarray(region))
+    assert np.array_equal(got, Backend.grow_labels(standin(), labels, region))
+
+
 def test_label_distance(be):
     rng = np.random.default_rng(7)
     mask = scipy.ndimage.binary_opening(rng.random((80, 80)) < 0.4)
