@@ -126,6 +126,21 @@ def test_grow_labels_is_the_array_growth(be, seed):
     assert np.array_equal(got, Backend.grow_labels(standin(), labels, region))
 
 
+@pytest.mark.parametrize("shape", [(80, 80), (33, 250)])
+def test_unordered_label_is_the_same_partition(be, shape):
+    rng = np.random.default_rng(shape[1])
+    mask = scipy.ndimage.binary_opening(rng.random(shape) < 0.45)
+    ref, n = cpu.label(mask)
+    for backend, arg in ((cpu, mask), (be, be.to_device(mask))):
+        labels, m = backend.label(arg, ordered=False)
+        labels = host(be, labels) if backend is be else labels
+        assert m == n and labels.dtype == np.int32
+        assert ((labels > 0) == mask).all()
+        # One label for one label: the pairs (ordered, unordered) are n distinct ones.
+        pairs = np.unique(np.stack([ref[mask], labels[mask]]), axis=1)
+        assert pairs.shape[1] == n and len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == n
+
+
 def test_label_distance(be):
     rng = np.random.default_rng(7)
     mask = scipy.ndimage.binary_opening(rng.random((80, 80)) < 0.4)

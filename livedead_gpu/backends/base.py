@@ -218,12 +218,20 @@ class Backend(ABC):
         """Turn background not connected to the image border into foreground."""
 
     @abstractmethod
-    def label(self, mask):
+    def label(self, mask, ordered: bool = True):
         """Connected components (8-connectivity).
+
+        Parameters
+        ----------
+        mask : (M, N) bool array
+        ordered : bool
+            False for callers that only count or measure the components: their
+            numbering may then be any, if a backend labels faster that way.
 
         Returns
         -------
         labels : (M, N) int32 array, 0 background, 1..n in raster order of first pixel
+            (with ``ordered=False``: 1..n in any order)
         n : int
         """
 

@@ -196,10 +196,13 @@ class CpuBackend(Backend):
         cv2.floodFill(framed, None, (0, 0), 2)
         return framed[1:-1, 1:-1] != 2  # all but the border-connected background
 
-    def label(self, mask):
+    def label(self, mask, ordered=True):
         # SAUF (CCL_WU) numbers components in raster order of their first pixel, as
-        # scipy/cupyx ndimage.label do; OpenCV's default algorithm does not.
-        n, labels = cv2.connectedComponentsWithAlgorithm(_u8(mask), 8, cv2.CV_32S, cv2.CCL_WU)
+        # scipy/cupyx ndimage.label do; OpenCV's default algorithm does not. BBDT, in
+        # any order, costs less from 4096² up (empty or sparse masks: ~40 -> ~18 ms;
+        # its equal below).
+        algorithm = cv2.CCL_WU if ordered else cv2.CCL_BBDT
+        n, labels = cv2.connectedComponentsWithAlgorithm(_u8(mask), 8, cv2.CV_32S, algorithm)
         return labels, n - 1
 
     def distance_to(self, mask):

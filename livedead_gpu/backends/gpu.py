@@ -140,7 +140,7 @@ class ArrayBackend(Backend):
         # Outside pixels count as 1: they do not erode, as in OpenCV.
         return self._morph(mask, size, iterations, self.ndi.minimum_filter, self.xp.minimum, 1)
 
-    def label(self, mask):
+    def label(self, mask, ordered=True):
         # skimage's label: connectivity 2 is 8 neighbours, numbered in raster order of
         # first pixel as OpenCV's SAUF. The count comes back to the host (a sync):
         # callers need it as an int.

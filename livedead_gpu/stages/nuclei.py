@@ -117,7 +117,7 @@ def _objects(mask, be):
     owner : (k,) int32 array, their object labels 1..n
     areas : (n + 1,) int array, pixels per label (``areas[0]`` is 0)
     """
-    labels, n = be.label(mask)
+    labels, n = be.label(mask, ordered=False)  # only counted: any numbering
     where = be.xp.flatnonzero(mask)
     owner = labels.ravel()[where]
     return where, owner, be.votes(owner, n + 1)
