@@ -74,6 +74,8 @@ def test_result_contents(frame_and_result):
     assert set(r.thresholds) == {"gradient", "gradient_scale", "gradient_noise", "hoechst", "draq7", "bleed"}
     assert set(r.intermediates) == {"gradient", "cell_area", "hoechst_mask", "draq7_mask", "outlines"}
     assert r.intermediates["gradient"].dtype == np.float32
+    # With the default "ratio" call the Draq7 mask is the dead nuclei, whole.
+    assert r.n_dead and (r.intermediates["draq7_mask"] == (r.dead_nuclei > 0)).all()
     assert r.backend == "cpu" and r.params == SegmentParams()
 
 
