@@ -141,6 +141,16 @@ def test_unordered_label_is_the_same_partition(be, shape):
         assert pairs.shape[1] == n and len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == n
 
 
+def test_by_label_is_the_lookup(be):
+    rng = np.random.default_rng(3)
+    labels = np.where(rng.random((50, 70)) < 0.3, rng.integers(1, 12, (50, 70)), 0).astype(np.int32)
+    flags = rng.random(12) < 0.5
+    flags[0] = False
+    for lab in (labels, np.asfortranarray(labels)):
+        assert np.array_equal(cpu.by_label(flags, lab), flags[labels])
+        assert np.array_equal(host(be, be.by_label(be.to_device(flags), be.to_device(lab))), flags[labels])
+
+
 def test_label_distance(be):
     rng = np.random.default_rng(7)
     mask = scipy.ndimage.binary_opening(rng.random((80, 80)) < 0.4)

@@ -163,6 +163,16 @@ class Backend(ABC):
         """
         fn(slice(0, shape[0]))
 
+    def by_label(self, flags, labels):
+        """``flags[labels]``: an (M, N) bool image of a per-label flag.
+
+        Parameters
+        ----------
+        flags : (n + 1,) bool array, ``flags[0]`` False (the background)
+        labels : (M, N) int32 array, 0 background, 1..n
+        """
+        return flags[labels]  # one gather on the device, no sync
+
     def together(self, *calls):
         """The results of ``calls`` (functions of no argument), in order.
 

@@ -85,6 +85,14 @@ class CpuBackend(Backend):
             for band in bands:
                 fn(band)
 
+    def by_label(self, flags, labels):
+        # Written at the labelled pixels only (a few % of a frame): a whole-frame gather
+        # costs ~3x as much (2048²: 8.7 against 3.1 ms).
+        out = np.zeros(labels.shape, bool)
+        where = np.flatnonzero(labels > 0)
+        out.ravel()[where] = flags[labels.ravel()[where]]  # ravel(): C order, a copy if need be
+        return out
+
     def together(self, *calls):
         # The stages are long runs of single-threaded NumPy between OpenCV's parallel
         # calls: side by side they fill both cores (2048², cell area beside the nucleus

@@ -99,15 +99,6 @@ def labelled(labels, xp):
     return xp.flatnonzero(labels > 0)
 
 
-def _by_label(flags, labels, xp):
-    """``flags[labels]`` as an (M, N) bool image, written at the labelled pixels only
-    (``flags[0]`` False; a whole-frame gather costs ~3x as much at 2048²)."""
-    out = xp.zeros(labels.shape, bool)  # C-ordered: written through ravel()
-    where = labelled(labels, xp)
-    out.ravel()[where] = flags[labels.ravel()[where]]
-    return out
-
-
 def _objects(mask, be):
     """The 8-connected objects of a mask, from its pixels only (a few % of a frame).
 
@@ -1121,4 +1112,4 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
         # A nucleus dimmer than the Hoechst background gets no correction, not a gain.
         means -= xp.float32(bleed) * xp.maximum(lit, 0)
     dead = _above(means, over)
-    return Nuclei(labels, n, dead, float(bleed), readings), ho_mask, _by_label(dead, labels, xp), (ho_thr, None)
+    return Nuclei(labels, n, dead, float(bleed), readings), ho_mask, be.by_label(dead, labels), (ho_thr, None)
