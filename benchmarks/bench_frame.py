@@ -99,11 +99,10 @@ def time_gradient_article(d):
 
 def time_gradient_ours(d):
     # What stages.cell_area computes before its threshold.
+    g = G.smoothed_gradient(d["bf"], P.smoothing, BE)
     if CELL_THRESHOLD == "block-max":
-        g = stages.sobel_magnitude(d["bf"], BE)
-        scale = stages.gradient_scale(g, P.coarseness, P.gradient_levels, BE)
-        return stages.quantize(g, scale, BE)
-    return G.smoothed_gradient(d["bf"], P.smoothing, BE)
+        return stages.quantize(g, stages.gradient_scale(g, P.coarseness, P.gradient_levels, BE), BE)
+    return g
 
 
 def time_gradient_threshold_article(d):

@@ -63,7 +63,9 @@ class CpuBackend(Backend):
 
         def band(span):
             top, bottom = max(0, span.start - reach), min(rows, span.stop + reach)
-            part = image[top:bottom]
+            # float32 either way: OpenCV's Sobel reads it faster than 8 or 16 bits (2048²,
+            # unsmoothed: 12.5 -> ~9 ms), and the integer sums are exact in float32 (< 2**24).
+            part = image[top:bottom].astype(np.float32)
             _sobel(self.gaussian(part, sigma) if sigma > 0 else part, (span.start - top, span.stop - top), out[span])
 
         self.by_rows(band, image.shape)
