@@ -981,21 +981,22 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     # Whole grey levels (exact on every backend); the Gaussian of 16-bit data can
     # round a hair past 65,535, so clip before the cast.
     top = be.octagon_max(xp.minimum(smooth, xp.float32(65535)).astype(xp.uint16), max(1, round(diameter / 2)))
-    image = _is_image(floor)
+    local = _is_image(floor)
     ratio, share = xp.float32(p.dead_ratio), xp.float32(p.nucleus_level)
-    if not image:
+    if not local:
         floor, over = xp.float32(floor), xp.float32(p.dead_ratio * floor)
     out = xp.empty(smooth.shape, bool)
 
     def band(rows):
-        # Band by band: the float32 temporaries stay in cache (the same float operations).
-        f = floor[rows] if image else floor
+        # Band by band: the float32 temporaries stay in cache (the same float operations
+        # as floor + share * (top - floor) on whole images).
+        f = floor[rows] if local else floor
         level = top[rows].astype(xp.float32)
         level -= f
         level *= share
         level += f
         xp.greater_equal(smooth[rows], level, out=out[rows])
-        out[rows] &= smooth[rows] > (ratio * f if image else over)
+        out[rows] &= smooth[rows] > (ratio * f if local else over)
 
     be.by_rows(band, smooth.shape)
     return out
