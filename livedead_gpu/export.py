@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .backends import check_backend, get_backend
+from .backends import CpuBackend, check_backend, get_backend
 from .io import atomic
 from .io.plate import Plate, PlateError, open_plate
 from .io.training import (
@@ -436,6 +436,10 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     # Dask workers resolve the name on their own devices.
     if scheduler is None:
         backend = get_backend(backend)
+        if isinstance(backend, CpuBackend):
+            # The writer thread already keeps the second core busy: the stages side by side
+            # too bought no frames/s and cost ~100 MiB of peak memory (benchmarks/README.md).
+            backend = CpuBackend(overlap=False)
     else:
         check_backend(backend)
     patch_opts = _check_patches(patches)

@@ -507,6 +507,8 @@ def test_together_runs_side_by_side_on_opencv_threads():
         assert cpu.together(lambda: 1, lambda: "two", lambda: [3]) == [1, "two", [3]]
         with pytest.raises(ZeroDivisionError, match="second call"):
             cpu.together(lambda: 1, boom)
+        # The caller keeps the other core busy itself (the export's writer): in turn.
+        assert CpuBackend(overlap=False).together(threading.get_ident, threading.get_ident) == [here, here]
         cv2.setNumThreads(1)  # a Dask worker's share: in turn, in this thread
         assert cpu.together(threading.get_ident, threading.get_ident) == [here, here]
     finally:

@@ -585,3 +585,29 @@ def test_no_first_frame_readable_leaves_bleed_auto(tmp_path, plate):
     assert s.bleed is None and not (tmp_path / "out" / "bleed.json").exists()
     assert len(s.failed) == 2 and len(s.written) == 2
     assert SegmentParams.from_toml(tmp_path / "out" / "params.toml").bleed == "auto"
+
+
+def test_serial_export_runs_the_stages_in_turn(tmp_path, plate, monkeypatch):
+    # Its writer thread keeps the other core busy: the stages side by side too would only
+    # add peak memory (benchmarks/README.md, session 9).
+    import cv2
+
+    from livedead_gpu.backends import CpuBackend
+
+    seen = []
+    together = CpuBackend.together
+
+    def spy(self, *calls):
+        seen.append(self.overlap)
+        return together(self, *calls)
+
+    monkeypatch.setattr(CpuBackend, "together", spy)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        export_plate(write_gen5(tmp_path / "plate", plate), tmp_path / "out")
+        segment_frame(*(np.full((64, 64), 100, np.uint16),) * 3)
+    finally:
+        cv2.setNumThreads(threads)
+    assert seen[:-1] and not any(seen[:-1])  # one call a frame, none overlapping
+    assert seen[-1]  # segment_frame alone may overlap

@@ -37,10 +37,21 @@ def _u8(mask: np.ndarray) -> np.ndarray:
 
 
 class CpuBackend(Backend):
-    """NumPy + OpenCV on the host. Every array is a ``numpy.ndarray``."""
+    """NumPy + OpenCV on the host. Every array is a ``numpy.ndarray``.
+
+    Parameters
+    ----------
+    overlap : bool
+        Whether `together` may run independent stages on a second thread (with
+        OpenCV on more than one). False where the caller keeps the other core busy
+        itself, as `livedead_gpu.export.export_plate`'s writer thread does.
+    """
 
     name = "cpu"
     xp = np
+
+    def __init__(self, overlap: bool = True):
+        self.overlap = overlap
 
     def gaussian(self, image, sigma):
         # For float32 OpenCV sizes the kernel 2 * round(4 * sigma) + 1, as ndimage's truncate=4.
@@ -99,7 +110,7 @@ class CpuBackend(Backend):
         # The stages are long runs of single-threaded NumPy between OpenCV's parallel
         # calls: side by side they fill both cores (2048², cell area beside the nucleus
         # stage: 324 -> 294 ms). One OpenCV thread (a Dask worker's share) runs them in turn.
-        if cv2.getNumThreads() < 2 or len(calls) < 2:
+        if not self.overlap or cv2.getNumThreads() < 2 or len(calls) < 2:
             return [call() for call in calls]
         with ThreadPoolExecutor(len(calls) - 1) as pool:
             futures = [pool.submit(call) for call in calls[1:]]
