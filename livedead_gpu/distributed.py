@@ -276,7 +276,8 @@ def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_t
     is segmented (`distributed.secede`), so that the worker starts segmenting its next
     frame while this one is compressed and written (see `OVERLAP_WRITES`).
     """
-    from .export import _as_uint16, _write_frame
+    from .backends import get_backend
+    from .export import _as_uint16, _in_turn, _write_frame
     from .io.plate import PlateError
     from .io.training import frame_stem
     from .pipeline import segment_frame
@@ -288,7 +289,8 @@ def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_t
         frame = plate.read(key)
         _tune_malloc(frame.brightfield.size)
         image = _as_uint16(frame.stack(), frame.sources)
-        result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
+        result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params,
+                               backend=_in_turn(get_backend(backend)))
     except (PlateError, ValueError, TypeError, OSError) as e:
         return key, None, e
     if secede:

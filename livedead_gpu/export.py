@@ -369,6 +369,16 @@ def _resolve_bleed(plate, out, params, backend, scheduler, resume):
     return dataclasses.replace(params, bleed=value), value
 
 
+def _in_turn(backend):
+    """``backend``, or for the CPU one that runs a frame's stages in turn (`CpuBackend.together`).
+
+    A plate export keeps the cores busy itself (its writer thread; Dask's frames across
+    workers): the stages side by side too bought no frames/s and cost ~100 MiB of
+    peak memory (benchmarks/README.md, session 9).
+    """
+    return CpuBackend(overlap=False) if isinstance(backend, CpuBackend) else backend
+
+
 def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu", weights=False,
                  patches=None, split=(0.7, 0.15, 0.15), seed: int = 0, on_error: str = "raise",
                  progress: bool = False, layout: str = "auto", pattern=None,
@@ -435,11 +445,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     # A bad name, or (serial runs) "gpu" without one, fails before anything is written;
     # Dask workers resolve the name on their own devices.
     if scheduler is None:
-        backend = get_backend(backend)
-        if isinstance(backend, CpuBackend):
-            # The writer thread already keeps the second core busy: the stages side by side
-            # too bought no frames/s and cost ~100 MiB of peak memory (benchmarks/README.md).
-            backend = CpuBackend(overlap=False)
+        backend = _in_turn(get_backend(backend))
     else:
         check_backend(backend)
     patch_opts = _check_patches(patches)
