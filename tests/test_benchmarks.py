@@ -22,3 +22,17 @@ def test_gpu_benchmark_through_the_standins(tmp_path):
 def test_frame_benchmark_quick(tmp_path):
     out = run("bench_frame.py", "--quick", "--no-memory", "--repeats", "1", "--json", str(tmp_path / "f.json"))
     assert "| whole frame |" in out and "| threshold (block-max) |" in out
+
+
+def test_output_hashes_catch_a_change(tmp_path):
+    import json
+
+    saved = tmp_path / "h.json"
+    run("output_hashes.py", "--quick", "--save", str(saved))
+    assert "6 cases: 0 differ" in run("output_hashes.py", "--quick", "--check", str(saved))
+    hashes = json.loads(saved.read_text())
+    hashes[next(iter(hashes))] = "0" * 16
+    saved.write_text(json.dumps(hashes))
+    proc = subprocess.run([sys.executable, str(BENCH / "output_hashes.py"), "--quick", "--check", str(saved)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "1 differ" in proc.stdout
