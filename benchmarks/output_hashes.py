@@ -73,6 +73,8 @@ def main(argv=None) -> int:
     group.add_argument("--check", metavar="JSON", help="compare with hashes written before; exit 1 on a difference")
     ap.add_argument("--quick", action="store_true", help="the two small synthetic frames only (a smoke run)")
     args = ap.parse_args(argv)
+    if args.check and not Path(args.check).is_file():
+        ap.error(f"--check: no hashes at {args.check} (write them first with --save)")
     got = hashes(args.quick)
     if args.save:
         Path(args.save).write_text(json.dumps(got, indent=1) + "\n")
