@@ -167,11 +167,11 @@ class ArrayBackend(Backend):
     def octagon_max(self, image, steps):
         if steps <= 0:
             return image
-        # The square part in one separable call; the cross steps stay 5-point maxima
-        # (a diamond footprint would cost host reads, see _morph).
+        # The square part in one separable call; the cross steps stay `max_filter`'s
+        # 5-point maxima (a diamond footprint would cost host reads, see _morph).
         out = self.ndi.maximum_filter(image, size=2 * ((steps + 1) // 2) + 1, mode="nearest")
         for _ in range(steps // 2):
-            out = self._cross(out, self.xp.maximum)
+            out = self.max_filter(out, square=False)
         return out
 
     def min_filter(self, labels):
