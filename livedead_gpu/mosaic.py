@@ -108,7 +108,7 @@ from .stages.nuclei import (
     typical_diameter,
     window,
 )
-from .stages.threshold import threshold_value
+from .stages.threshold import grey_levels, grey_step, threshold_value
 
 __all__ = ["MosaicResult", "overlap_depth", "segment_mosaic", "tile_chunks"]
 
@@ -501,6 +501,7 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
         residual = np.abs(r[:, cols - 1] - 2 * r[:, cols] + r[:, cols + 1])
         valid = bf[np.ix_(rows, cols)] > 0
         out["residual"] = _value_counts(residual[valid])
+        out["residual_levels"] = grey_levels(bf[np.ix_(rows, cols)])
         means = be.block_mean(gradient, c)
         holds = host(be.block_max((bf_core == 0).view(be.xp.uint8), c))[: means.shape[0], : means.shape[1]] == 0
         out["means"] = _value_counts(host(means)[holds])
@@ -511,7 +512,9 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
         image = smoothed_stain(be.to_device(np.ascontiguousarray(ho)), p, be)
         y = (image.astype(be.xp.float32) - background(image, _BACKGROUND_WIDTH * diameter, be))[core]
         step = contrast_step(shape)
-        out["contrast"] = host(y[(-y0) % step::step, (-x0) % step::step]).ravel()
+        grid = (slice((-y0) % step, None, step), slice((-x0) % step, None, step))
+        out["contrast"] = host(y[grid]).ravel()
+        out["contrast_levels"] = grey_levels(image[core][grid], be)
     elif p.nucleus_threshold == "block-max":
         for name, stain in (("hoechst_max", ho), ("draq7_max", d7))[: 1 + (p.dead_call != "ratio")]:
             stain = smoothed_stain(be.to_device(np.ascontiguousarray(stain)), p, be)[core]
@@ -628,7 +631,8 @@ def _merge_stats(stats, p, ho_dtype, d7_dtype):
     if p.cell_threshold == "noise":
         th["gradient"], th["gradient_noise"] = noise_from_statistics(
             _rank(_merge(stats, "residual"), 0.5), _rank(_merge(stats, "means"), FLAT_QUANTILE),
-            p.coarseness, p.offset, p.smoothing, p.noise_ceiling)
+            p.coarseness, p.offset, p.smoothing, p.noise_ceiling,
+            grey_step(np.concatenate([s["residual_levels"] for s in stats])))
     else:
         v, c = _merge(stats, "gradient_max")
         scale = 1.0 if p.gradient_levels is None else max(1.0, float(_rank((v, c), SCALE_QUANTILE)) / p.gradient_levels)
@@ -638,7 +642,8 @@ def _merge_stats(stats, p, ho_dtype, d7_dtype):
         th["gradient_scale"] = scale
     if p.nucleus_threshold == "contrast":
         samples = np.concatenate([s["contrast"] for s in stats])
-        contrast = _contrast_statistics(samples, get_backend("cpu"), sampled=True)
+        grey = grey_step(np.concatenate([s["contrast_levels"] for s in stats]))
+        contrast = _contrast_statistics(samples, get_backend("cpu"), sampled=True, grey=grey)
         th["hoechst"] = _level(*contrast, p.nucleus_level, final=True)
     elif p.nucleus_threshold == "block-max":
         th["hoechst"] = _block_max_threshold(_merge(stats, "hoechst_max"), ho_dtype, p.offset)

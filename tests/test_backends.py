@@ -250,9 +250,10 @@ def test_cpu_fallbacks_transfer_only_what_they_need(be, monkeypatch):
     # The rest are the per-nucleus dead flags and a few numbers read back (peaks, order
     # statistics, counts, the nuclei's means for the bleed estimate, the local Draq7
     # background's block medians and counts back and its smoothed mesh out, whether the
-    # split left a piece to merge and how many labels it kept): 36 with the defaults,
+    # split left a piece to merge and how many labels it kept, the grey levels of the
+    # brightfield and Hoechst samples): 38 with the defaults,
     # each a sync of tens of microseconds.
-    assert len(sizes) - len(frames) <= 36
+    assert len(sizes) - len(frames) <= 38
 
 
 def test_gpu_without_cupy_is_a_clear_error():

@@ -237,6 +237,20 @@ def test_empty_and_sparse_mosaics_equal_the_whole_frame(n_cells):
     assert (whole.n_live + whole.n_dead) == n_cells
 
 
+def test_grey_step_of_a_rescaled_mosaic_is_the_whole_frames():
+    # 8-bit data shifted into 16 bits: the noise floors are 16 units. The tiles send their
+    # grey levels on the statistics' grids, so the mosaic's thresholds equal the frame's.
+    # The brightfield is a sawtooth of ramps: no second differences, so its noise is the floor.
+    f = synthetic.make_frame(shape=(512, 512), n_cells=80, bit_depth=8, seed=1)
+    yy, xx = np.mgrid[:512, :512]
+    f = dataclasses.replace(f, brightfield=((xx + 2 * yy) % 97 + 60).astype(np.uint16))
+    shifted = dataclasses.replace(f, **{k: getattr(f, k) * 16 for k in ("brightfield", "hoechst", "draq7")})
+    m, _, whole = check(shifted, SegmentParams(), 256)
+    ref = segment_frame(f.brightfield, f.hoechst, f.draq7)
+    assert whole.thresholds["gradient_noise"] == pytest.approx(16 * ref.thresholds["gradient_noise"], rel=1e-3)
+    assert (whole.n_live, whole.n_dead) == (ref.n_live, ref.n_dead)
+
+
 def test_dim_hoechst_warns_as_the_whole_frame_does():
     # Nuclei at a mean of 3 noise sigmas: segment_frame warns that nucleus_smoothing = 1 finds them,
     # and so does a mosaic (whole-mosaic statistics, the smoothed look on the central crop).

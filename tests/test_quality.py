@@ -529,3 +529,39 @@ def test_no_dim_warning_on_noise_alone_or_bright_nuclei(scale):
         warnings.simplefilter("error", UserWarning)
         nuc, *_ = find_nuclei(hoechst.astype(np.uint16), f.draq7, SegmentParams(dead_seeds=False))
     assert (nuc.n == 0) if scale == 0 else (nuc.n >= 28)
+
+
+@pytest.mark.parametrize("be", [cpu, standin()], ids=["cpu", "standin"])
+def test_grey_step(be):
+    from livedead_gpu.stages.threshold import grey_levels, grey_step
+
+    rng = np.random.default_rng(0)
+    eight = rng.integers(0, 256, (64, 64)).astype(np.uint16)
+    assert grey_step(grey_levels(eight, be)) == 1
+    assert grey_step(grey_levels(eight * 16 + 1000, be)) == 16  # 12 bits shifted into 16, an offset
+    assert grey_step(grey_levels(eight * 257, be)) == 257  # skimage.img_as_uint of 8-bit data
+    # 0 is padding, not a level; one level or none: no spacing to see.
+    assert grey_step(grey_levels(np.where(eight > 9, eight * 16 + 8, 0).astype(np.uint16), be)) == 16
+    assert grey_step(grey_levels(np.full((8, 8), 7, np.uint8), be)) == 1
+    assert grey_step(grey_levels(np.zeros((8, 8), np.uint16), be)) == 1
+    assert grey_step(grey_levels(eight.astype(np.float32), be)) == 1
+    assert grey_step(np.union1d(grey_levels(eight[:32] * 4, be), grey_levels(eight[32:] * 4, be))) == 4
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_image_rescaled_segments_the_same(seed):
+    """8-bit data shifted or scaled into 16 bits (values on a grid of 16 or 257) gives the
+    8-bit result: the noise floors are one grey step of the data, not one unit. Seed 1 had
+    found 521 live nuclei for 14 with the floor at one unit (its background is flat)."""
+    from livedead_gpu import segment_frame
+    from livedead_gpu.evaluate import segment_nuclei
+
+    f = synthetic.make_frame(shape=(256, 256), n_cells=20, bit_depth=8, seed=seed)
+    labels = segment_nuclei(f.hoechst)
+    ref = segment_frame(f.brightfield, f.hoechst, f.draq7)
+    assert ref.n_live >= 10
+    for k in (16, 257):
+        assert match_instances(labels, segment_nuclei(f.hoechst * k)).f1 == 1.0, k
+        got = segment_frame(*(np.asarray(a, np.uint16) * k for a in (f.brightfield, f.hoechst, f.draq7)))
+        assert (got.n_live, got.n_dead) == (ref.n_live, ref.n_dead), k
+        assert (got.classes == ref.classes).mean() >= 0.999, k

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ..backends import get_backend
+from .threshold import grey_levels, grey_step
 
 #: which order statistic of the block maxima sets the gradient scale ("block-max")
 SCALE_QUANTILE = 0.99
@@ -66,7 +67,8 @@ def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None
 
     - camera noise ``sigma`` from Immerkær's Laplacian-difference filter, in its
       robust form (median of ``|I * N| / 6`` over every 4th pixel, divided by 0.6745),
-      floored at the quantisation noise ``1 / sqrt(12)``;
+      floored at the quantisation noise ``q / sqrt(12)``, ``q`` the image's grey
+      step (`grey_step`: 1, or e.g. 16 for 12-bit data shifted into 16 bits);
     - for white noise each Sobel derivative has s.d. ``s = gain * sigma``
       (`sobel_noise_gain`) and the magnitude is Rayleigh(``s``); camera noise is
       not quite white, so ``s`` is measured as well, as the mean gradient of the
@@ -100,17 +102,18 @@ def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None
     # The separable [1, -2, 1] x [1, -2, 1] filter at every 4th row and column.
     rows = f[1:-3:4] - 2 * f[2:-2:4] + f[3:-1:4]
     residual = xp.abs(rows[:, 1:-3:4] - 2 * rows[:, 2:-2:4] + rows[:, 3:-1:4])
-    valid = brightfield[2:-2:4, 2:-2:4] > 0
+    grid = brightfield[2:-2:4, 2:-2:4]
+    valid = grid > 0
     median = _masked_quantile(be, residual, valid, 0.5)
 
     means = be.block_mean(gradient, coarseness)
     holds_data = be.block_max((brightfield == 0).view(xp.uint8), coarseness)[: means.shape[0], : means.shape[1]] == 0
     flat = _masked_quantile(be, means, holds_data, FLAT_QUANTILE)
-    return noise_from_statistics(median, flat, coarseness, offset, smoothing, ceiling)
+    return noise_from_statistics(median, flat, coarseness, offset, smoothing, ceiling, grey_step(grey_levels(grid, be)))
 
 
 def noise_from_statistics(residual: float, flat: float, coarseness: int, offset: float | None, smoothing: float,
-                          ceiling: float):
+                          ceiling: float, grey: int = 1):
     """`noise_threshold` from its two order statistics, however they were gathered (e.g. over a mosaic's tiles).
 
     Parameters
@@ -121,6 +124,8 @@ def noise_from_statistics(residual: float, flat: float, coarseness: int, offset:
         The `FLAT_QUANTILE` of the ``coarseness``-block means of the gradient.
     coarseness, offset, smoothing, ceiling
         As `noise_threshold`.
+    grey : int
+        The image's `grey_step` over the same pixels as ``residual``.
 
     Returns
     -------
@@ -128,7 +133,7 @@ def noise_from_statistics(residual: float, flat: float, coarseness: int, offset:
     noise : float
     """
     sigma = residual / (6 * _MAD)
-    white = sobel_noise_gain(smoothing) * max(sigma, 1 / math.sqrt(12))
+    white = sobel_noise_gain(smoothing) * max(sigma, grey / math.sqrt(12))
     noise = min(flat / _RAYLEIGH_MEAN, ceiling * white)
 
     n = coarseness * coarseness

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..backends import get_backend
 from ..params import SegmentParams, as_params
-from .threshold import block_max_threshold
+from .threshold import block_max_threshold, grey_levels, grey_step
 
 
 def nucleus_mask(image, params: SegmentParams | None = None, backend="cpu"):
@@ -185,11 +185,12 @@ def _contrast(image, p, be, threshold=None, diameter=None):
     x = image.astype(be.xp.float32)
     if diameter is None:
         diameter = p.diameter_px
+    grey = image_step(image, be) if threshold is None or diameter is None else 1
     if diameter is None:
-        diameter = contrast_diameter(image, p, be, x)
+        diameter = contrast_diameter(image, p, be, x, grey=grey)
     y = x - background(image, _BACKGROUND_WIDTH * diameter, be)
     if threshold is None:
-        b, sigma, top = _contrast_statistics(y, be)
+        b, sigma, top = _contrast_statistics(y, be, grey=grey)
         threshold = _level(b, sigma, top, p.nucleus_level, final=True)
         # A second look, on dim or empty fields only.
         if looks_dim(b, sigma, top, p, image.size) and smoothing_lifts(image, p, be):
@@ -248,7 +249,7 @@ def window(width, shape=None) -> int:
     return min(w, 2 * (min(shape) // 2) - 1) if min(shape) > 2 else 1
 
 
-def contrast_diameter(image, params: SegmentParams | None = None, backend="cpu", x=None) -> float:
+def contrast_diameter(image, params: SegmentParams | None = None, backend="cpu", x=None, grey=None) -> float:
     """The nucleus diameter (px) the "contrast" threshold measures when the parameters give none.
 
     Two rounds of `typical_diameter` of the filled mask at `_contrast_level`: first
@@ -261,13 +262,18 @@ def contrast_diameter(image, params: SegmentParams | None = None, backend="cpu",
         ``params.nucleus_smoothing`` is set.
     x : (M, N) float32 array, optional
         ``image`` as float32, when the caller has it already.
+    grey : int, optional
+        ``image``'s `image_step`, when the caller has it already.
     """
     p = as_params(params)
     be = get_backend(backend)
     x = image.astype(be.xp.float32) if x is None else x
-    diameter = typical_diameter(be.fill_holes(x > _contrast_level(x, p.nucleus_level, be)), be, p.min_nucleus_area)
+    grey = image_step(image, be) if grey is None else grey
+    diameter = typical_diameter(be.fill_holes(x > _contrast_level(x, p.nucleus_level, be, grey=grey)), be,
+                                p.min_nucleus_area)
     y = x - background(image, _FIRST_WIDTH * diameter, be)
-    return typical_diameter(be.fill_holes(y > _contrast_level(y, p.nucleus_level, be)), be, p.min_nucleus_area)
+    return typical_diameter(be.fill_holes(y > _contrast_level(y, p.nucleus_level, be, grey=grey)), be,
+                            p.min_nucleus_area)
 
 
 def _min_area(p, diameter, floor=True) -> int:
@@ -280,7 +286,7 @@ def _min_area(p, diameter, floor=True) -> int:
     return max(p.min_nucleus_area if floor else 1, math.ceil(min_area))
 
 
-def _contrast_level(y, level, be, *, sampled=False, final=False):
+def _contrast_level(y, level, be, *, sampled=False, final=False, grey=1):
     """``b + level * (L - b)``: b the 25th percentile, L the median of the pixels over b + 6 sigma.
 
     With ``final=True`` (the nucleus threshold itself, not a diameter estimate's)
@@ -291,9 +297,9 @@ def _contrast_level(y, level, be, *, sampled=False, final=False):
     pixels): a sixteenth of the sorting or less, and for these robust statistics no real
     difference (label-quality figures moved by at most 0.013). With
     ``sampled=True`` ``y`` is those pixels already (any shape and order, e.g.
-    gathered from the tiles of a mosaic).
+    gathered from the tiles of a mosaic). ``grey`` is the image's `image_step`.
     """
-    return _level(*_contrast_statistics(y, be, sampled), level, final)
+    return _level(*_contrast_statistics(y, be, sampled, grey), level, final)
 
 
 def _level(b, sigma, top, level, final):
@@ -317,9 +323,16 @@ def contrast_step(shape) -> int:
     return 4 * max(1, math.isqrt(shape[0] * shape[1] // (1 << 20)))
 
 
-def _contrast_statistics(y, be, sampled=False):
+def image_step(image, be) -> int:
+    """`grey_step` of a nuclear stain, from the grid `_contrast_statistics` samples."""
+    step = contrast_step(image.shape)
+    return grey_step(grey_levels(image[::step, ::step], be))
+
+
+def _contrast_statistics(y, be, sampled=False, grey=1):
     """``(b, sigma, L)`` of `_contrast_level`: the 25th percentile, the robust noise sigma
-    of the darker half, the median of the pixels over ``b + 6 sigma``."""
+    of the darker half (at least ``grey``, the image's `image_step`), the median of the
+    pixels over ``b + 6 sigma``."""
     xp = be.xp
     if not sampled:
         step = contrast_step(y.shape)
@@ -327,8 +340,9 @@ def _contrast_statistics(y, be, sampled=False):
     b, mid = be.order_statistics(y, (0.25, 0.5))
     low = y[y <= mid]  # the darker half (a sync for its size on CuPy)
     centre = be.order_statistic(low, 0.5)
-    # Robust sigma (MAD) of the darker half; at least one grey level (integer data).
-    sigma = max(1.4826 * be.order_statistic(xp.abs(low - xp.float32(centre)), 0.5), 1.0)
+    # Robust sigma (MAD) of the darker half; at least one grey level of the data (a flat
+    # background's MAD is 0).
+    sigma = max(1.4826 * be.order_statistic(xp.abs(low - xp.float32(centre)), 0.5), float(grey))
     bright = y[y > b + _NOISE_SIGMAS * sigma]  # a sync for its size on CuPy, as above
     top = be.order_statistic(bright, 0.5) if bright.size else b + _NOISE_SIGMAS * sigma
     return b, sigma, top
@@ -357,7 +371,7 @@ def smoothing_lifts(image, p, be) -> bool:
     smooth = smoothed_stain(image, trial, be)
     diameter = p.diameter_px if p.diameter_px is not None else contrast_diameter(smooth, trial, be)
     y = smooth.astype(be.xp.float32) - background(smooth, _BACKGROUND_WIDTH * diameter, be)
-    b, sigma, top = _contrast_statistics(y, be)
+    b, sigma, top = _contrast_statistics(y, be, grey=image_step(smooth, be))
     return top - b >= _DIM_SMOOTHED * sigma
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backends import get_backend
 
 _BINS = {"uint8": 256, "uint16": 65536}
@@ -75,3 +77,50 @@ def _as_counts(image, be):
         f"image has dtype {image.dtype}; the block-max threshold counts integer intensities "
         "(uint8 or uint16): quantise a float image first"
     )
+
+
+def grey_levels(sample, backend="cpu"):
+    """The distinct non-zero values of an integer image sample, sorted, on the host.
+
+    What `grey_step` needs of a sample; the levels of several samples (a mosaic's
+    tiles) are combined with ``np.union1d``.
+
+    Parameters
+    ----------
+    sample : uint8 or uint16 array, any shape (e.g. every 4th row and column of an image)
+
+    Returns
+    -------
+    (k,) int64 NumPy array (empty for other dtypes, e.g. float: no grey levels)
+    """
+    be = get_backend(backend)
+    xp = be.xp
+    if sample.dtype.name not in _BINS or sample.size == 0:
+        return np.zeros(0, np.int64)
+    levels = xp.flatnonzero(be.votes(sample, _BINS[sample.dtype.name])[1:]) + 1
+    # The distinct values to the host, one transfer of at most 65,535 (thousands in practice).
+    return be.to_host(levels).astype(np.int64)
+
+
+def grey_step(levels) -> int:
+    """The spacing of an image's grey levels: the gcd of the differences of its ``levels``.
+
+    1 for most camera images; 16 for 12-bit data shifted into 16 bits, 257 for 8-bit
+    data scaled to 16 (``skimage.img_as_uint``). The noise floors of the thresholds
+    are one grey step, not one unit, so that an image and the same image rescaled
+    get the same thresholds (a flat background has no measurable noise, and a floor
+    of one unit under a step of 16 made noise specks nuclei: Coelho's 8-bit images
+    scaled by 16 scored F1 0.27 against 0.90). 0 is left out: it is registration
+    padding (no data) in this package.
+
+    Parameters
+    ----------
+    levels : (k,) int array, `grey_levels` of an image (any order)
+
+    Returns
+    -------
+    int, >= 1
+    """
+    levels = np.unique(np.asarray(levels, np.int64))
+    step = int(np.gcd.reduce(np.diff(levels))) if levels.size > 1 else 1
+    return max(step, 1)
