@@ -499,9 +499,10 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
         f = np.ascontiguousarray(bf).astype(np.float32)
         r = f[rows - 1] - 2 * f[rows] + f[rows + 1]
         residual = np.abs(r[:, cols - 1] - 2 * r[:, cols] + r[:, cols + 1])
-        valid = bf[np.ix_(rows, cols)] > 0
+        grid = bf[np.ix_(rows, cols)]
+        valid = grid > 0
         out["residual"] = _value_counts(residual[valid])
-        out["residual_levels"] = grey_levels(bf[np.ix_(rows, cols)])
+        out["residual_levels"] = grey_levels(grid)
         means = be.block_mean(gradient, c)
         holds = host(be.block_max((bf_core == 0).view(be.xp.uint8), c))[: means.shape[0], : means.shape[1]] == 0
         out["means"] = _value_counts(host(means)[holds])

@@ -1,4 +1,4 @@
-"""The article's block-max histogram threshold, vectorised."""
+"""The article's block-max histogram threshold, vectorised; the grey step of integer data (the noise floors)."""
 
 from __future__ import annotations
 
