@@ -376,7 +376,7 @@ def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
     p = as_params(params)
     be = get_backend(backend)
     image = be.to_device(as_intensity(image, "image", min_side=2))
-    mask, _, diameter = _nucleus_mask(image, p, be)
+    mask, _, diameter, _ = _nucleus_mask(image, p, be)
     labels, _ = split_nuclei(mask, diameter, p, be) if p.split_nuclei else be.label(mask)
     return be.to_host(labels)
 

@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -88,6 +88,7 @@ from .stages.nuclei import (
     _BACKGROUND_WIDTH,
     _DEAD_SMOOTHING,
     _MESH_SAMPLES,
+    AUTO_SMOOTHING,
     DIM_WARNING,
     GROW,
     _contrast_statistics,
@@ -105,6 +106,7 @@ from .stages.nuclei import (
     outside_nuclei,
     smoothed_stain,
     smoothing_lifts,
+    stain_sigma,
     typical_diameter,
     window,
 )
@@ -167,8 +169,10 @@ def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 
 
 
 def _smoothing_reach(p) -> int:
-    """The reach of the ``nucleus_smoothing`` Gaussian (OpenCV's radius can be a pixel past 4 sigma)."""
-    return math.ceil(4 * p.nucleus_smoothing) + 1 if p.nucleus_smoothing > 0 else 0
+    """The reach of the ``nucleus_smoothing`` Gaussian (OpenCV's radius can be a pixel past 4 sigma);
+    "auto" may smooth by `AUTO_SMOOTHING`."""
+    sigma = AUTO_SMOOTHING if p.nucleus_smoothing == "auto" else p.nucleus_smoothing
+    return math.ceil(4 * sigma) + 1 if sigma > 0 else 0
 
 
 def _background_reach(p, diameter) -> int:
@@ -328,30 +332,44 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     crop = tuple(slice((n - min(n, diameter_crop)) // 2, (n + min(n, diameter_crop)) // 2) for n in shape)
     measure = dask.delayed(_crop_diameter, pure=True)
 
-    # -- pass 0: the "contrast" threshold is a statistic of an image its diameter sets
-    diameter = p.diameter_px
-    if diameter is None and p.nucleus_threshold == "contrast":
-        (diameter,) = dask.compute(measure(ho[crop], None, p, backend, None), **compute_kwargs)
-        depth = overlap_depth(p, max_cell_diameter, diameter)
-        _check_tile(tile, depth, max_cell_diameter, diameter)
+    def threshold_pass(p, depth):
+        """Passes 0 and 1 at ``p``'s smoothing: the diameter, the tiles' statistics, the thresholds."""
+        # -- pass 0: the "contrast" threshold is a statistic of an image its diameter sets
+        diameter = p.diameter_px
+        if diameter is None and p.nucleus_threshold == "contrast":
+            (diameter,) = dask.compute(measure(ho[crop], None, p, backend, None), **compute_kwargs)
+            depth = overlap_depth(p, max_cell_diameter, diameter)
+            _check_tile(tile, depth, max_cell_diameter, diameter)
 
-    # -- pass 1: per-tile statistics, merged into the global thresholds
-    stat_depth = max((math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 2,
-                     _background_reach(p, diameter) + _smoothing_reach(p))
-    stat = dask.delayed(_tile_stats, pure=True)
-    parts = []
-    # Every statistic is of whole blocks or of global grid points, so the tiling (set
-    # here before a block-max mosaic's diameter, hence its halo, is known) does not matter.
-    for core in _tiles(shape, _chunks(shape, tile, depth)):
-        win, where = _window(shape, core, stat_depth)
-        parts.append(stat(bf[win], ho[win], d7[win], where, p, backend, shape, diameter))
-    (parts,) = dask.compute(parts, **compute_kwargs)
-    thresholds, contrast = _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
+        # -- pass 1: per-tile statistics, merged into the global thresholds
+        stat_depth = max((math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 2,
+                         _background_reach(p, diameter) + _smoothing_reach(p))
+        stat = dask.delayed(_tile_stats, pure=True)
+        parts = []
+        # Every statistic is of whole blocks or of global grid points, so the tiling (set
+        # here before a block-max mosaic's diameter, hence its halo, is known) does not matter.
+        for core in _tiles(shape, _chunks(shape, tile, depth)):
+            win, where = _window(shape, core, stat_depth)
+            parts.append(stat(bf[win], ho[win], d7[win], where, p, backend, shape, diameter))
+        (parts,) = dask.compute(parts, **compute_kwargs)
+        return diameter, depth, _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
+
+    diameter, depth, (thresholds, contrast) = threshold_pass(p, depth)
     if contrast is not None and looks_dim(*contrast, p, ho.size):
-        # segment_frame's second look at dim Hoechst, on the central crop.
-        (lifts,) = dask.compute(dask.delayed(_crop_lifts, pure=True)(ho[crop], p, backend), **compute_kwargs)
-        if lifts:
-            warnings.warn(DIM_WARNING, UserWarning, stacklevel=2)
+        if p.nucleus_smoothing == "auto":
+            # segment_frame's "auto" on dim Hoechst: the Gaussian, and the diameter and
+            # statistics again on the smoothed stain.
+            p = replace(p, nucleus_smoothing=AUTO_SMOOTHING)
+            diameter, depth, (thresholds, contrast) = threshold_pass(p, depth)
+        else:
+            # segment_frame's second look at dim Hoechst, on the central crop.
+            (lifts,) = dask.compute(dask.delayed(_crop_lifts, pure=True)(ho[crop], p, backend), **compute_kwargs)
+            if lifts:
+                warnings.warn(DIM_WARNING, UserWarning, stacklevel=2)
+    if p.nucleus_smoothing == "auto":
+        p = replace(p, nucleus_smoothing=0.0)
+        depth = overlap_depth(p, max_cell_diameter, diameter)  # no Gaussian's reach
+    thresholds["hoechst_smoothing"] = stain_sigma(p)
     local = p.dead_call == "ratio" and p.draq7_background == "local"
     if diameter is None and (p.split_nuclei or local):
         # The split's (and the local background's) diameter, measured (as segment_frame

@@ -77,14 +77,17 @@ class SegmentParams:
     nucleus_kernel : int, optional
         Side of the elliptical footprint that closes the nucleus masks. Odd, 1 to
         99 (1 disables the closing); 3 by default.
-    nucleus_smoothing : float, optional
+    nucleus_smoothing : "auto" or float, optional
         Sigma (px) of a Gaussian on each nuclear stain before its mask is
         thresholded (rounded back to the stain's integer type); the live/dead call
-        still reads the raw Draq7 and Hoechst. 0 to 10, 0 (none) by default. For
-        dim, noisy Hoechst (nucleus mean under ~4 noise sigmas over the
-        background): 1 found the nuclei with object F1 0.9-1.0 at 3.0-3.8 sigmas
-        and 0.75-0.96 at 2.7, where the defaults find few or none; below that give
-        ``nucleus_diameter_px`` too (~0.8 at 2.3) (benchmarks/README.md).
+        still reads the raw Draq7 and Hoechst. 0 (none) to 10. ``"auto"`` (default;
+        the "contrast" threshold only, else 0): 1 when the Hoechst nuclei stand
+        under 9 noise sigmas over the background, else 0 -- no real image measured
+        so far (9.3 sigmas and up) is smoothed, and Coelho's images with camera
+        noise added score F1 0.89 instead of 0.57 (benchmarks/README.md, "Noisy
+        Hoechst"). The sigma used is ``thresholds["hoechst_smoothing"]`` of each
+        result. On very dim nuclei (under ~2.5 sigmas a pixel) give
+        ``nucleus_diameter_px`` too.
     separation : {"watershed", "voronoi"}, optional
         How the cell area is split among the nuclei: ``"watershed"`` is the
         article's OpenCV marker watershed (on the CPU even in GPU runs);
@@ -200,7 +203,7 @@ class SegmentParams:
     gradient_levels: int | None = 1024
     nucleus_threshold: str | int = "contrast"
     nucleus_kernel: int = 3
-    nucleus_smoothing: float = 0.0
+    nucleus_smoothing: float | str = "auto"
     min_nucleus_area: int = 20
     separation: str = "watershed"
     nucleus_level: float = 0.35
@@ -242,7 +245,12 @@ class SegmentParams:
         else:
             _check_int("nucleus_threshold", self.nucleus_threshold, 0, 65535)
         _check_int("nucleus_kernel", self.nucleus_kernel, 1, 99, odd=True)
-        _check_number("nucleus_smoothing", self.nucleus_smoothing, 0.0, 10.0)
+        if isinstance(self.nucleus_smoothing, str):
+            if self.nucleus_smoothing != "auto":
+                raise ValueError(f"nucleus_smoothing must be 'auto' or a number in [0.0, 10.0], "
+                                 f"got {self.nucleus_smoothing!r}")
+        else:
+            _check_number("nucleus_smoothing", self.nucleus_smoothing, 0.0, 10.0)
         _check_int("min_nucleus_area", self.min_nucleus_area, 0, 10**6)
         if self.separation not in ("watershed", "voronoi"):
             raise ValueError(f"separation must be 'watershed' or 'voronoi', got {self.separation!r}")
@@ -405,7 +413,7 @@ PRESETS = {
     "article": {
         "offset": 1.2, "coarseness": 16, "kernel_size": 5, "dilations": 2, "erosions": 2,
         "cell_threshold": _BLOCK_MAX, "smoothing": 0.0, "gradient_levels": None,
-        "nucleus_threshold": _BLOCK_MAX, "nucleus_kernel": 3, "min_nucleus_area": 0,
+        "nucleus_threshold": _BLOCK_MAX, "nucleus_kernel": 3, "nucleus_smoothing": 0.0, "min_nucleus_area": 0,
         "separation": "watershed", "dead_call": "touch", "split_nuclei": False,
     },
 }

@@ -146,7 +146,7 @@ def segment_arrays(brightfield, hoechst, draq7, params: SegmentParams, backend) 
     """
     p, be = params, backend
     # The nucleus stage first: on the CPU it runs in this thread, the cell area beside it.
-    (nuc, ho_mask, d7_mask, (ho_thr, d7_thr)), area = be.together(
+    (nuc, ho_mask, d7_mask, (ho_thr, d7_thr, smoothing)), area = be.together(
         lambda: stages.find_nuclei(hoechst, draq7, p, be), lambda: stages.cell_area(brightfield, p, be)
     )
     cells, outlines = stages.separate_cells(area.mask, nuc.labels, be, p.separation)
@@ -167,6 +167,7 @@ def segment_arrays(brightfield, hoechst, draq7, params: SegmentParams, backend) 
             "hoechst": ho_thr,
             "draq7": d7_thr,
             "bleed": nuc.bleed,
+            "hoechst_smoothing": smoothing,
         },
     }
 

@@ -120,7 +120,10 @@ def test_mosaic_from_a_dask_array_with_other_chunks(frames):
 
 def test_depth_and_chunks():
     p = SegmentParams()
-    assert overlap_depth(p, 64) == 5 + 2 * 4 + 2 + 2 + 2 + 64
+    # nucleus_smoothing "auto" may smooth by 1 px: 5 px more than none
+    assert overlap_depth(p, 64) == 5 + 2 * 4 + 2 + 2 + 2 + 5 + 64
+    assert overlap_depth(SegmentParams(nucleus_smoothing=0), 64) == overlap_depth(p, 64) - 5
+    assert overlap_depth(SegmentParams(nucleus_smoothing=1), 64) == overlap_depth(p, 64)
     assert overlap_depth(p, 10) < overlap_depth(p, 64)
     # a 20-px nucleus: the background (31-px window, 3 half-windows), the nucleus_edge cut
     # (a 21-px window, 10), the split's 10 px of window maxima, the Draq7-bright regions'

@@ -54,12 +54,22 @@ def nucleus_mask(image, params: SegmentParams | None = None, backend="cpu"):
     mask : (M, N) bool array
     threshold : int
     """
-    mask, threshold, _ = _nucleus_mask(image, as_params(params), get_backend(backend))
+    mask, threshold, *_ = _nucleus_mask(image, as_params(params), get_backend(backend))
     return mask, threshold
 
 
-def _nucleus_mask(image, p, be, threshold=None, diameter=None):
-    """`nucleus_mask`, and the nucleus diameter (px) of the "contrast" threshold (else None).
+class _Mask(NamedTuple):
+    """`_nucleus_mask`'s result: the mask, its threshold, the nucleus diameter (px) of the
+    "contrast" threshold (else the parameters'), the sigma of the Gaussian it was taken after."""
+
+    mask: object
+    threshold: float
+    diameter: float | None
+    smoothing: float
+
+
+def _nucleus_mask(image, p, be, threshold=None, diameter=None) -> _Mask:
+    """`nucleus_mask`, and the nucleus diameter and smoothing it used.
 
     ``threshold`` and ``diameter``, when given, were computed elsewhere (e.g. over a
     whole mosaic of which ``image`` is one tile) and replace the image's own.
@@ -72,21 +82,32 @@ def _nucleus_mask(image, p, be, threshold=None, diameter=None):
     elif threshold is None:
         threshold = p.nucleus_threshold
     mask = be.close(be.greater(image, threshold), p.nucleus_kernel)
-    return _drop_small(mask, p.min_nucleus_area, be), threshold, p.diameter_px if diameter is None else diameter
+    return _Mask(_drop_small(mask, p.min_nucleus_area, be), threshold, p.diameter_px if diameter is None else diameter,
+                 stain_sigma(p))
+
+
+#: The Gaussian ``nucleus_smoothing="auto"`` puts on dim Hoechst (`looks_dim`).
+AUTO_SMOOTHING = 1.0
+
+
+def stain_sigma(p) -> float:
+    """The sigma `smoothed_stain` applies: ``p.nucleus_smoothing``, 0 for "auto" (until `_contrast` decides)."""
+    return 0.0 if p.nucleus_smoothing == "auto" else float(p.nucleus_smoothing)
 
 
 def smoothed_stain(image, p, be):
-    """A nuclear stain after the Gaussian of ``p.nucleus_smoothing`` (``image`` when 0).
+    """A nuclear stain after the Gaussian of ``p.nucleus_smoothing`` (``image`` when 0 or "auto").
 
     Rounded back to the image's integer type, so every statistic after it (exact
     window sums, block-max histograms) stays exact, on every backend and in every
     tile of a mosaic.
     """
-    if not p.nucleus_smoothing:
+    sigma = stain_sigma(p)
+    if not sigma:
         return image
     xp = be.xp
     top = xp.float32(xp.iinfo(image.dtype).max)
-    return xp.rint(xp.minimum(be.gaussian(image, p.nucleus_smoothing), top)).astype(image.dtype)
+    return xp.rint(xp.minimum(be.gaussian(image, sigma), top)).astype(image.dtype)
 
 
 def labelled(labels, xp):
@@ -172,17 +193,22 @@ def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
     """
     p = as_params(params)
     be = get_backend(backend)
-    mask, threshold, _ = _contrast(smoothed_stain(image, p, be), p, be)
+    mask, threshold, *_ = _contrast(smoothed_stain(image, p, be), p, be)
     return mask, threshold
 
 
-def _contrast(image, p, be, threshold=None, diameter=None):
-    """`contrast_mask`, and the nucleus diameter (px) it used.
+def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
+    """`contrast_mask`, and the nucleus diameter (px) and smoothing it used.
 
     ``threshold`` (over the subtracted background) and ``diameter``, when given,
-    replace the ones measured on ``image``.
+    replace the ones measured on ``image``. With ``nucleus_smoothing="auto"`` the
+    threshold must be measured here (it decides the smoothing).
     """
+    if p.nucleus_smoothing == "auto" and threshold is not None:
+        raise ValueError("nucleus_smoothing='auto' is decided with the Hoechst threshold; with a threshold "
+                         "given, give the smoothing it was measured with (thresholds['hoechst_smoothing'])")
     x = image.astype(be.xp.float32)
+    given = diameter
     if diameter is None:
         diameter = p.diameter_px
     grey = image_step(image, be) if threshold is None or diameter is None else 1
@@ -193,15 +219,19 @@ def _contrast(image, p, be, threshold=None, diameter=None):
         b, sigma, top = _contrast_statistics(y, be, grey=grey)
         threshold = _level(b, sigma, top, p.nucleus_level, final=True)
         # A second look, on dim or empty fields only.
-        if looks_dim(b, sigma, top, p, image.size) and smoothing_lifts(image, p, be):
-            warnings.warn(DIM_WARNING, UserWarning, stacklevel=3)
+        if looks_dim(b, sigma, top, p, image.size):
+            if p.nucleus_smoothing == "auto":
+                smooth = dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING)
+                return _contrast(smoothed_stain(image, smooth, be), smooth, be, diameter=given)
+            if smoothing_lifts(image, p, be):
+                warnings.warn(DIM_WARNING, UserWarning, stacklevel=3)
     min_area, relative = _min_area(p, diameter), _min_area(p, diameter, floor=False)
     mask = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be,
                        relative=None if p.nucleus_edge else relative)
     if p.nucleus_edge:
         mask = cut_edges(mask, y, threshold, p.nucleus_edge, diameter, be)
         mask = _drop_small(be.fill_holes(mask), min_area, be, relative=relative)
-    return mask, threshold, diameter
+    return _Mask(mask, threshold, diameter, stain_sigma(p))
 
 
 def cut_edges(mask, contrast, threshold, edge, diameter, backend="cpu"):
@@ -355,19 +385,21 @@ _DIM = 9.0
 _DIM_SMOOTHED = 10.0
 _DIM_MIN_PIXELS = 128 * 128  # smaller fields: too few samples to tell (16 x 16 uniform noise read 10+)
 DIM_WARNING = ("Hoechst nuclei stand under 9 noise sigmas over the background, too dim to threshold pixel by "
-               "pixel: nucleus_smoothing = 1 finds them (benchmarks/README.md, 'Dim, noisy Hoechst')")
+               "pixel: nucleus_smoothing = 1 (or 'auto', the default) finds them (benchmarks/README.md, "
+               "'Dim, noisy Hoechst')")
 
 
 def looks_dim(b, sigma, top, p, size) -> bool:
-    """Whether the "contrast" statistics ``(b, sigma, top)`` of a Hoechst image of ``size`` px
-    call for `smoothing_lifts`: nuclei under `_DIM` noise sigmas, no smoothing asked for."""
-    return not p.nucleus_smoothing and top - b < _DIM * sigma and size >= _DIM_MIN_PIXELS
+    """Whether the "contrast" statistics ``(b, sigma, top)`` of a Hoechst image of ``size`` px,
+    thresholded unsmoothed (``nucleus_smoothing`` 0 or "auto"), show nuclei under `_DIM`
+    noise sigmas: "auto" then smooths by `AUTO_SMOOTHING`, 0 warns when `smoothing_lifts`."""
+    return not stain_sigma(p) and top - b < _DIM * sigma and size >= _DIM_MIN_PIXELS
 
 
 def smoothing_lifts(image, p, be) -> bool:
     """Whether a 1-px Gaussian shows nuclei the raw Hoechst ``image`` hides in its noise
     (`DIM_WARNING`): they then stand `_DIM_SMOOTHED` sigmas over the smoothed background."""
-    trial = dataclasses.replace(p, nucleus_smoothing=1.0)
+    trial = dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING)
     smooth = smoothed_stain(image, trial, be)
     diameter = p.diameter_px if p.diameter_px is not None else contrast_diameter(smooth, trial, be)
     y = smooth.astype(be.xp.float32) - background(smooth, _BACKGROUND_WIDTH * diameter, be)
@@ -1069,16 +1101,18 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     -------
     nuclei : Nuclei
     hoechst_mask, draq7_mask : (M, N) bool arrays
-    thresholds : (float, float)
+    thresholds : (float, float or None, float)
+        Hoechst's, Draq7's ("touch" only) and the sigma of the Gaussian the Hoechst
+        mask was taken after (``nucleus_smoothing``, "auto" decided).
     """
     p = as_params(params)
     be = get_backend(backend)
     xp = be.xp
-    ho_mask, ho_thr, diameter = _nucleus_mask(hoechst, p, be, hoechst_threshold, diameter)
+    ho_mask, ho_thr, diameter, smoothing = _nucleus_mask(hoechst, p, be, hoechst_threshold, diameter)
     if p.dead_call == "touch":
-        d7_mask, d7_thr, _ = _nucleus_mask(draq7, p, be, draq7_threshold)
+        d7_mask, d7_thr, *_ = _nucleus_mask(draq7, p, be, draq7_threshold)
         nuc = nuclei(ho_mask, d7_mask, be, params=p, diameter=diameter)
-        return nuc, ho_mask, d7_mask, (ho_thr, d7_thr)
+        return nuc, ho_mask, d7_mask, (ho_thr, d7_thr, smoothing)
     values = draq7.astype(xp.float32)
     if bleed is None:
         bleed = p.bleed
@@ -1127,4 +1161,4 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
         # A nucleus dimmer than the Hoechst background gets no correction, not a gain.
         means -= xp.float32(bleed) * xp.maximum(lit, 0)
     dead = _above(means, over)
-    return Nuclei(labels, n, dead, float(bleed), readings), ho_mask, be.by_label(dead, labels), (ho_thr, None)
+    return Nuclei(labels, n, dead, float(bleed), readings), ho_mask, be.by_label(dead, labels), (ho_thr, None, smoothing)
