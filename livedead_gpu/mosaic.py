@@ -91,11 +91,13 @@ from .stages.nuclei import (
     AUTO_SMOOTHING,
     DIM_WARNING,
     GROW,
+    _contrast,
     _contrast_statistics,
     _level,
     _nucleus_mask,
     background,
     background_step,
+    bright_objects,
     contrast_diameter,
     contrast_step,
     labelled,
@@ -170,8 +172,10 @@ def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 
 
 def _smoothing_reach(p) -> int:
     """The reach of the ``nucleus_smoothing`` Gaussian (OpenCV's radius can be a pixel past 4 sigma);
-    "auto" may smooth by `AUTO_SMOOTHING`."""
-    sigma = AUTO_SMOOTHING if p.nucleus_smoothing == "auto" else p.nucleus_smoothing
+    "auto" may smooth by `AUTO_SMOOTHING` (the "contrast" threshold only)."""
+    sigma = stain_sigma(p)
+    if p.nucleus_smoothing == "auto" and p.nucleus_threshold == "contrast":
+        sigma = AUTO_SMOOTHING
     return math.ceil(4 * sigma) + 1 if sigma > 0 else 0
 
 
@@ -355,7 +359,13 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         return diameter, depth, _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
 
     diameter, depth, (thresholds, contrast) = threshold_pass(p, depth)
-    if contrast is not None and looks_dim(*contrast, p, ho.size):
+    dim = contrast is not None and looks_dim(*contrast, p, ho.size)
+    if dim:
+        # segment_frame's look at the objects of the threshold, on the central crop.
+        (bright,) = dask.compute(dask.delayed(_crop_bright, pure=True)(
+            ho[crop], p, backend, thresholds["hoechst"], diameter, contrast), **compute_kwargs)
+        dim = not bright
+    if dim:
         if p.nucleus_smoothing == "auto":
             # segment_frame's "auto" on dim Hoechst: the Gaussian, and the diameter and
             # statistics again on the smoothed stain.
@@ -434,6 +444,16 @@ def _check_tile(tile, depth, max_cell_diameter, diameter=None):
 
 def _chunks(shape, tile, depth):
     return tile_chunks(shape[0], tile, depth), tile_chunks(shape[1], tile, depth)
+
+
+def _crop_bright(ho, p, backend, threshold, diameter, contrast):
+    """`bright_objects` of this (crop) Hoechst's nuclei, unsmoothed, at the mosaic's
+    ``threshold``, ``diameter`` and contrast statistics."""
+    be = get_backend(backend)
+    ho = be.to_device(np.ascontiguousarray(ho))
+    mask = _contrast(ho, replace(p, nucleus_smoothing=0.0), be, threshold, diameter).mask
+    y = ho.astype(be.xp.float32) - background(ho, _BACKGROUND_WIDTH * diameter, be)
+    return bright_objects(mask, y, *contrast[:2], be)
 
 
 def _crop_lifts(ho, p, backend):

@@ -92,7 +92,10 @@ def test_default_params_match_whole_image():
     # the mosaic is within the 2048² crop: the diameter is segment_frame's own
     assert m.diameter == _contrast(f.hoechst, p, get_backend("cpu"))[2]
     assert m.thresholds["hoechst"] == whole.thresholds["hoechst"] and m.thresholds["draq7"] is None
-    assert m.depth == overlap_depth(p, 64, diameter=m.diameter) > overlap_depth(p, 64)
+    # bright nuclei: "auto" did not smooth, and the tiles' halo has no Gaussian's reach
+    assert m.thresholds["hoechst_smoothing"] == whole.thresholds["hoechst_smoothing"] == 0.0
+    plain = SegmentParams(nucleus_smoothing=0.0)
+    assert m.depth == overlap_depth(plain, 64, diameter=m.diameter) > overlap_depth(plain, 64)
     assert whole.n_live > 300 and whole.n_dead > 150
 
 
@@ -151,7 +154,8 @@ def test_errors_name_the_argument(frames):
     with pytest.raises(ValueError, match="max_cell_diameter"):
         segment_mosaic(*args, block, tile=256, max_cell_diameter=0)
     # the halo grows with the nucleus diameter: given, checked at once; measured, once it is known
-    with pytest.raises(ValueError, match=r"tile=144 .* overlap depth 162 .*nucleus diameter 20.0"):
+    # (5 px of it the reach of the Gaussian "auto" may put on the Hoechst)
+    with pytest.raises(ValueError, match=r"tile=144 .* overlap depth 167 .*nucleus diameter 20.0"):
         segment_mosaic(*args, SegmentParams(nucleus_diameter_px=20), tile=144)
     with pytest.raises(ValueError, match=r"tile=96 .* overlap depth 1\d\d .*nucleus diameter"):
         segment_mosaic(*args, tile=96, scheduler="sync")
@@ -255,19 +259,22 @@ def test_grey_step_of_a_rescaled_mosaic_is_the_whole_frames():
 
 
 def test_dim_hoechst_warns_as_the_whole_frame_does():
-    # Nuclei at a mean of 3 noise sigmas: segment_frame warns that nucleus_smoothing = 1 finds them,
-    # and so does a mosaic (whole-mosaic statistics, the smoothed look on the central crop).
+    # Nuclei at a mean of 3 noise sigmas: unsmoothed, segment_frame warns that
+    # nucleus_smoothing = 1 finds them, and so does a mosaic (whole-mosaic statistics, the
+    # objects and the smoothed look on the central crop); "auto" smooths both alike.
     f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, bit_depth=12, seed=1)
     rng = np.random.default_rng(100)
     dim = np.clip(np.rint(0.04 * f.hoechst + rng.normal(0, 0.003 * 4095, f.hoechst.shape)) + 40, 0, 4095)
     dim = dim.astype(np.uint16)
     match = "too dim to threshold pixel by pixel: nucleus_smoothing = 1"
+    plain = SegmentParams(nucleus_smoothing=0.0)
     with pytest.warns(UserWarning, match=match):
-        segment_frame(f.brightfield, dim, f.draq7)
+        segment_frame(f.brightfield, dim, f.draq7, plain)
     with pytest.warns(UserWarning, match=match):
-        segment_mosaic(f.brightfield, dim, f.draq7, tile=256, scheduler="sync")
+        segment_mosaic(f.brightfield, dim, f.draq7, plain, tile=256, scheduler="sync")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        segment_mosaic(f.brightfield, f.hoechst, f.draq7, tile=256, scheduler="sync")
-        segment_mosaic(f.brightfield, dim, f.draq7, SegmentParams(nucleus_smoothing=1.0), tile=256,
-                       scheduler="sync")
+        segment_mosaic(f.brightfield, f.hoechst, f.draq7, plain, tile=256, scheduler="sync")
+        m, classes, whole = check(dataclasses.replace(f, hoechst=dim), SegmentParams(), 256)
+    assert m.thresholds["hoechst_smoothing"] == whole.thresholds["hoechst_smoothing"] == 1.0
+    assert whole.n_dead == 18 and 40 <= whole.n_live <= 48   # 18 + 42 drawn; unsmoothed 27 live

@@ -469,23 +469,26 @@ def test_mesh_values_outvote_a_lit_block_and_fill_empty_ones():
 
 
 def test_nucleus_smoothing_finds_nuclei_in_noise():
-    # Hoechst at a nucleus mean of 3 noise sigmas over the background: the defaults find a
-    # few, a 1-px Gaussian first finds them all.
+    # Hoechst at a nucleus mean of 3 noise sigmas over the background: unsmoothed the
+    # threshold finds a few, a 1-px Gaussian first finds them all, and "auto" (the
+    # default) chooses it.
     f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, bit_depth=12, seed=1)
     rng = np.random.default_rng(100)
     noise = 0.003 * 4095
     hoechst = np.clip(np.rint(0.04 * f.hoechst + rng.normal(0, noise, f.hoechst.shape)) + 40, 0, 4095)
     hoechst = hoechst.astype(np.uint16)
     assert 2.9 < (0.04 * f.hoechst[f.nuclei > 0]).mean() / noise < 3.1
-    # The defaults say so (the size filter also warns: it drops the noise's specks).
+    # Unsmoothed, it says so (the size filter also warns: it drops the noise's specks).
     with pytest.warns(UserWarning, match="too dim to threshold pixel by pixel: nucleus_smoothing = 1"):
-        plain, *_ = find_nuclei(hoechst, f.draq7, SegmentParams())
+        plain, *_ = find_nuclei(hoechst, f.draq7, SegmentParams(nucleus_smoothing=0.0))
     assert match_instances(f.nuclei, plain.labels).f1 < 0.6
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        smooth, *_ = find_nuclei(hoechst, f.draq7, SegmentParams(nucleus_smoothing=1.0))
-    assert match_instances(f.nuclei, smooth.labels).f1 >= 0.9
-    assert _calls_wrong(f, smooth, cpu) == (0, 60)
+    for smoothing in (1.0, "auto"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            smooth, _, _, thresholds = find_nuclei(hoechst, f.draq7, SegmentParams(nucleus_smoothing=smoothing))
+        assert thresholds[2] == 1.0
+        assert match_instances(f.nuclei, smooth.labels).f1 >= 0.9
+        assert _calls_wrong(f, smooth, cpu) == (0, 60)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
