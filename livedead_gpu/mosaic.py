@@ -37,7 +37,12 @@
      halo of the background window's reach, so its core's values are the whole
      image's bit for bit, and sends the core's grid points (on the global grid) to
      the driver, which runs the stage's own level on all of them (~300 kB for a
-     20,000² mosaic).
+     20,000² mosaic). When those statistics read dim Hoechst, the objects found
+     at that threshold are looked at on the central crop, as the diameter is
+     measured; with ``nucleus_smoothing="auto"`` a dim field then gets the
+     Gaussian, and the diameter and this pass are redone on the smoothed stain.
+     A mosaic larger than the crop is segmented as `segment_frame` segments it
+     with ``nucleus_smoothing`` set to ``thresholds["hoechst_smoothing"]``.
    - the Draq7 background of the ``dead_call="ratio"`` rule: the median Draq7
      outside the (grown) nuclei on every `~livedead_gpu.stages.nuclei.background_step`-th
      row and column (every other one below 2048²), from the tiles'
@@ -292,10 +297,11 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     Warns
     -----
     UserWarning
-        As `segment_frame`, when the Hoechst nuclei stand too dim over its noise to
-        threshold pixel by pixel but ``nucleus_smoothing = 1`` would find them: the
-        raw statistics are the whole mosaic's, the smoothed second look is taken on
-        the central ``diameter_crop``.
+        As `segment_frame`, with ``nucleus_smoothing = 0``, when the Hoechst nuclei
+        stand too dim over its noise to threshold pixel by pixel but
+        ``nucleus_smoothing = 1`` would find them: the raw statistics are the whole
+        mosaic's, the look at the objects found and the smoothed second look are
+        taken on the central ``diameter_crop``, which also decides "auto".
     """
     import dask
     import dask.array as da

@@ -36,7 +36,9 @@ class FrameResult:
         ``cell_threshold="block-max"``; else None), ``gradient_noise`` (the
         background gradient's scale, for "noise"; else None), ``hoechst`` and
         ``draq7`` (intensities), ``bleed`` (the Hoechst bleed-through taken off the
-        Draq7 before the live/dead call; 0 with ``dead_call="touch"``).
+        Draq7 before the live/dead call; 0 with ``dead_call="touch"``),
+        ``hoechst_smoothing`` (the sigma of the Gaussian the Hoechst was thresholded
+        after: ``nucleus_smoothing``, with "auto" decided).
     params : SegmentParams
     backend : str
     intermediates : dict
@@ -106,8 +108,9 @@ def segment_frame(
         When the GPU runs out of memory on this frame: the frame is redone on the
         CPU backend (``result.backend == "cpu"``) rather than failing.
     UserWarning
-        When the Hoechst nuclei stand too dim over the noise to threshold pixel by
-        pixel but ``nucleus_smoothing = 1`` would find them; when
+        With ``nucleus_smoothing = 0``, when the Hoechst nuclei stand too dim over
+        the noise to threshold pixel by pixel but ``nucleus_smoothing = 1`` would
+        find them (the default "auto" smooths them); when
         ``min_nucleus_area`` drops over a quarter of the nuclei found.
     """
     p = as_params(params)

@@ -71,7 +71,9 @@ def test_result_contents(frame_and_result):
     assert (r.cells[inside] == r.nuclei[inside]).mean() > 0.99
     assert set(np.unique(r.cells)) - {0} <= set(range(1, r.nuclei.max() + 1))
     assert r.live_nuclei.max() > 0 and (r.live_nuclei > 0).sum() + (r.dead_nuclei > 0).sum() == inside.sum()
-    assert set(r.thresholds) == {"gradient", "gradient_scale", "gradient_noise", "hoechst", "draq7", "bleed"}
+    assert set(r.thresholds) == {"gradient", "gradient_scale", "gradient_noise", "hoechst", "draq7", "bleed",
+                                 "hoechst_smoothing"}
+    assert r.thresholds["hoechst_smoothing"] == 0.0   # bright nuclei: "auto" left them unsmoothed
     assert set(r.intermediates) == {"gradient", "cell_area", "hoechst_mask", "draq7_mask", "outlines"}
     assert r.intermediates["gradient"].dtype == np.float32
     # With the default "ratio" call the Draq7 mask is the dead nuclei, whole.
