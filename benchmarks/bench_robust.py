@@ -67,6 +67,8 @@ CASES = {
     "16-bit, x257": sixteen(257),
     "16-bit, x4 + 200, noise 10": sixteen(4, 200, 10),
     "16-bit, x4 + 200, noise 20": sixteen(4, 200, 20),
+    "16-bit, x4 + 200, noise 40": sixteen(4, 200, 40),
+    "16-bit, x4 + 200, noise 60": sixteen(4, 200, 60),
     "16-bit, x4.8 + 100, noise 3": sixteen(4.8, 100, 3),
     "vignette 0.5": lit("vignette", 0.5),
     "ramp 0.3": lit("ramp", 0.3),

@@ -608,6 +608,7 @@ def _write_frame(out, stem, key, frame, image, result, digest, options, sig) -> 
            zip(("background", "cell", "outline", "hoechst", "draq7"), counts)},
         "thr_gradient": _num(th.get("gradient")), "thr_hoechst": _num(th.get("hoechst")),
         "thr_draq7": _num(th.get("draq7")), "bleed": _num(th.get("bleed")),
+        "hoechst_smoothing": _num(th.get("hoechst_smoothing")),
         "n_patches": len(patch_rows), "height": int(image.shape[1]), "width": int(image.shape[2]),
         "pixel_size": frame.pixel_size,
         "channels": "|".join(frame.channel_names[r] for r in ("brightfield", "hoechst", "draq7")),

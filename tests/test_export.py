@@ -20,7 +20,7 @@ from livedead_gpu.io import MANIFEST_COLUMNS, PlateError, open_plate, open_train
 pytestmark = pytest.mark.filterwarnings("ignore:placed .* cells:UserWarning")
 REQUIRED = ["well", "site", "time", "image", "classes", "cells", "weights", "params_hash", "n_live",
             "n_dead", "dead_fraction", "frac_background", "frac_cell", "frac_outline", "frac_hoechst",
-            "frac_draq7", "thr_gradient", "thr_hoechst", "thr_draq7", "split"]
+            "frac_draq7", "thr_gradient", "thr_hoechst", "thr_draq7", "hoechst_smoothing", "split"]
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,7 @@ def test_written_frames_match_segment_frame(exported, plate):
             assert float(row[f"frac_{name}"]) == pytest.approx(f, abs=1e-6)
         assert float(row["thr_gradient"]) == pytest.approx(r.thresholds["gradient"], rel=1e-6)
         assert float(row["thr_hoechst"]) == pytest.approx(r.thresholds["hoechst"], rel=1e-6)
+        assert float(row["hoechst_smoothing"]) == r.thresholds["hoechst_smoothing"]
         if r.thresholds["draq7"] is None:  # the Draq7-ratio dead call thresholds no Draq7 mask
             assert row["thr_draq7"] == ""
         else:

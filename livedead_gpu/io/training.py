@@ -58,7 +58,7 @@ MANIFEST_COLUMNS = [
     "well", "site", "time", "image", "classes", "cells", "weights", "params_hash",
     "n_live", "n_dead", "dead_fraction",
     "frac_background", "frac_cell", "frac_outline", "frac_hoechst", "frac_draq7",
-    "thr_gradient", "thr_hoechst", "thr_draq7", "bleed", "split",
+    "thr_gradient", "thr_hoechst", "thr_draq7", "bleed", "hoechst_smoothing", "split",
     "n_patches", "height", "width", "pixel_size", "channels", "source",
 ]
 PATCH_COLUMNS = ["well", "site", "time", "split", "index", "y", "x", "size", "frac_foreground",
