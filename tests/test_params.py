@@ -40,6 +40,7 @@ def test_article_defaults():
         ("draq7_background", "median", "draq7_background must be 'local' or 'field', got 'median'"),
         ("nucleus_smoothing", 11, r"nucleus_smoothing must lie in \[0.0, 10.0\], got 11"),
         ("nucleus_smoothing", -1.0, "nucleus_smoothing"),
+        ("nucleus_smoothing", "on", r"nucleus_smoothing must be 'auto' or a number in \[0.0, 10.0\], got 'on'"),
     ],
 )
 def test_invalid_values_name_the_parameter(name, value, match):

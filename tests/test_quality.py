@@ -534,6 +534,48 @@ def test_no_dim_warning_on_noise_alone_or_bright_nuclei(scale):
     assert (nuc.n == 0) if scale == 0 else (nuc.n >= 28)
 
 
+@pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
+def test_bright_objects_is_the_median_object(make):
+    from livedead_gpu.stages.nuclei import bright_objects
+
+    be = make()
+    y = np.zeros((60, 80), np.float32)
+    mask = np.zeros(y.shape, bool)
+    for i, level in enumerate((30.0, 40.0, 10.0)):   # three objects of mean 30.5, 40.5, 10.5
+        mask[5:15, 5 + 25 * i : 15 + 25 * i] = True
+        y[5:15, 5 + 25 * i : 15 + 25 * i] = level + np.linspace(0, 1, 10, dtype=np.float32)[:, None]
+    args = [be.to_device(a) for a in (mask, y)]
+    assert bright_objects(*args, 0.0, 1.5, be)            # the median, 30.5, over 20 sigmas
+    assert not bright_objects(*args, 0.0, 1.6, be)
+    assert not bright_objects(*args, 1.0, 1.5, be)        # over b, not over 0
+    assert not bright_objects(be.to_device(np.zeros_like(mask)), args[1], 0.0, 0.1, be)   # no object
+
+
+def test_a_few_bright_nuclei_on_a_dim_looking_field_are_not_smoothed():
+    # One nucleus in 256²: too few bright pixels to outnumber the background's tail, so the
+    # statistics read "dim"; but the one object found stands ~78 sigmas over the background.
+    # Smoothed, the background's texture made 5 more "nuclei"; unsmoothed it had warned.
+    from livedead_gpu import segment_frame
+
+    f = synthetic.make_frame(shape=(256, 256), n_cells=1, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for p in (SegmentParams(), SegmentParams(nucleus_smoothing=0.0)):
+            r = segment_frame(f.brightfield, f.hoechst, f.draq7, p)
+            assert (r.n_live, r.n_dead, r.thresholds["hoechst_smoothing"]) == (f.n_live, f.n_dead, 0.0)
+    smoothed = segment_frame(f.brightfield, f.hoechst, f.draq7, SegmentParams(nucleus_smoothing=1.0))
+    assert smoothed.n_live > f.n_live
+
+
+def test_auto_smoothing_is_the_contrast_thresholds():
+    # "auto" decides from the contrast statistics; other thresholds are not smoothed.
+    f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, bit_depth=12, seed=1)
+    rng = np.random.default_rng(100)
+    dim = np.clip(np.rint(0.04 * f.hoechst + rng.normal(0, 0.003 * 4095, f.hoechst.shape)) + 40, 0, 4095)
+    p = SegmentParams(nucleus_threshold="block-max", dead_call="touch")
+    assert find_nuclei(dim.astype(np.uint16), f.draq7, p)[3][2] == 0.0
+
+
 @pytest.mark.parametrize("be", [cpu, standin()], ids=["cpu", "standin"])
 def test_grey_step(be):
     from livedead_gpu.stages.threshold import grey_levels, grey_step
