@@ -365,23 +365,17 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         return diameter, depth, _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
 
     diameter, depth, (thresholds, contrast) = threshold_pass(p, depth)
-    dim = contrast is not None and looks_dim(*contrast, p, ho.size)
-    if dim:
-        # segment_frame's look at the objects of the threshold, on the central crop.
-        (bright,) = dask.compute(dask.delayed(_crop_bright, pure=True)(
+    if contrast is not None and looks_dim(*contrast, p, ho.size):
+        # segment_frame's second look at dim Hoechst (the objects found, the smoothed
+        # stain), on the central crop.
+        (smooth,) = dask.compute(dask.delayed(_crop_smooths, pure=True)(
             ho[crop], p, backend, thresholds["hoechst"], diameter, contrast), **compute_kwargs)
-        dim = not bright
-    if dim:
-        if p.nucleus_smoothing == "auto":
-            # segment_frame's "auto" on dim Hoechst: the Gaussian, and the diameter and
-            # statistics again on the smoothed stain.
+        if smooth and p.nucleus_smoothing != "auto":
+            warnings.warn(DIM_WARNING, UserWarning, stacklevel=2)
+        elif smooth:
+            # "auto": the Gaussian, and the diameter and statistics again on the smoothed stain.
             p = replace(p, nucleus_smoothing=AUTO_SMOOTHING)
             diameter, depth, (thresholds, contrast) = threshold_pass(p, depth)
-        else:
-            # segment_frame's second look at dim Hoechst, on the central crop.
-            (lifts,) = dask.compute(dask.delayed(_crop_lifts, pure=True)(ho[crop], p, backend), **compute_kwargs)
-            if lifts:
-                warnings.warn(DIM_WARNING, UserWarning, stacklevel=2)
     if p.nucleus_smoothing == "auto":
         p = replace(p, nucleus_smoothing=0.0)
         depth = overlap_depth(p, max_cell_diameter, diameter)  # no Gaussian's reach
@@ -452,20 +446,15 @@ def _chunks(shape, tile, depth):
     return tile_chunks(shape[0], tile, depth), tile_chunks(shape[1], tile, depth)
 
 
-def _crop_bright(ho, p, backend, threshold, diameter, contrast):
-    """`bright_objects` of this (crop) Hoechst's nuclei, unsmoothed, at the mosaic's
-    ``threshold``, ``diameter`` and contrast statistics."""
+def _crop_smooths(ho, p, backend, threshold, diameter, contrast):
+    """Whether smoothing this (crop) Hoechst is called for, as `segment_frame` decides
+    (`bright_objects`, `smoothing_lifts`), at the mosaic's ``threshold``, ``diameter``
+    and contrast statistics."""
     be = get_backend(backend)
     ho = be.to_device(np.ascontiguousarray(ho))
     mask = _contrast(ho, replace(p, nucleus_smoothing=0.0), be, threshold, diameter).mask
     y = ho.astype(be.xp.float32) - background(ho, _BACKGROUND_WIDTH * diameter, be)
-    return bright_objects(mask, y, *contrast[:2], be)
-
-
-def _crop_lifts(ho, p, backend):
-    """`smoothing_lifts` on this (crop) Hoechst."""
-    be = get_backend(backend)
-    return smoothing_lifts(be.to_device(np.ascontiguousarray(ho)), p, be)
+    return not bright_objects(mask, y, *contrast[:2], be) and smoothing_lifts(ho, p, be)
 
 
 def _crop_diameter(ho, d7, p, backend, thresholds):

@@ -227,13 +227,14 @@ def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
         mask = cut_edges(mask, y, threshold, p.nucleus_edge, diameter, be)
         mask = _drop_small(be.fill_holes(mask), min_area, be, relative=relative)
     # A second look, on dim or empty fields only: a few bright nuclei among the noise
-    # (a sparse field) need no smoothing, which would raise the background's texture.
-    if dim and not bright_objects(mask, y, b, sigma, be):
-        if p.nucleus_smoothing == "auto":
+    # (a sparse field) need no smoothing, which would raise the background's texture;
+    # nor does a field that smoothing shows no nuclei in either.
+    if dim and not bright_objects(mask, y, b, sigma, be) and smoothing_lifts(image, p, be):
+        if p.nucleus_smoothing != "auto":
+            warnings.warn(DIM_WARNING, UserWarning, stacklevel=3)
+        else:
             smooth = dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING)
             return _contrast(smoothed_stain(image, smooth, be), smooth, be, diameter=given)
-        if smoothing_lifts(image, p, be):
-            warnings.warn(DIM_WARNING, UserWarning, stacklevel=3)
     return _Mask(mask, threshold, diameter, stain_sigma(p))
 
 
