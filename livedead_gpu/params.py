@@ -80,14 +80,16 @@ class SegmentParams:
     nucleus_smoothing : "auto" or float, optional
         Sigma (px) of a Gaussian on each nuclear stain before its mask is
         thresholded (rounded back to the stain's integer type); the live/dead call
-        still reads the raw Draq7 and Hoechst. 0 (none) to 10. ``"auto"`` (default;
-        the "contrast" threshold only, else 0): 1 when the Hoechst nuclei stand
-        under 9 noise sigmas over the background, else 0 -- no real image measured
-        so far (9.3 sigmas and up) is smoothed, and Coelho's images with camera
-        noise added score F1 0.89 instead of 0.57 (benchmarks/README.md, "Noisy
-        Hoechst"). The sigma used is ``thresholds["hoechst_smoothing"]`` of each
-        result. On very dim nuclei (under ~2.5 sigmas a pixel) give
-        ``nucleus_diameter_px`` too.
+        still reads the raw Draq7 and Hoechst. 0 (none) to 10, or ``"auto"``
+        (default; the "contrast" threshold only, else 0): 1 when the Hoechst
+        nuclei stand under 9 noise sigmas over the background, the objects the
+        threshold finds stand under 20 (a few bright nuclei in an empty field are
+        not dim ones), and a 1-px Gaussian lifts the nuclei 10 sigmas over its own
+        noise; else 0. No real image measured so far is smoothed (they stand 9.3
+        sigmas and up); Coelho's images with camera noise added score higher
+        (benchmarks/README.md, "Noisy Hoechst"). Each result's
+        ``thresholds["hoechst_smoothing"]`` is the sigma used. On very dim nuclei
+        (under ~2.5 sigmas a pixel) give ``nucleus_diameter_px`` too.
     separation : {"watershed", "voronoi"}, optional
         How the cell area is split among the nuclei: ``"watershed"`` is the
         article's OpenCV marker watershed (on the CPU even in GPU runs);
