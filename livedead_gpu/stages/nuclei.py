@@ -86,7 +86,7 @@ def _nucleus_mask(image, p, be, threshold=None, diameter=None) -> _Mask:
                  stain_sigma(p))
 
 
-#: The Gaussian ``nucleus_smoothing="auto"`` puts on dim Hoechst (`looks_dim`).
+#: The Gaussian ``nucleus_smoothing="auto"`` puts on dim Hoechst (`_contrast`, `_DIM`).
 AUTO_SMOOTHING = 1.0
 
 
@@ -382,9 +382,10 @@ def _contrast_statistics(y, be, sampled=False, grey=1):
     return b, sigma, top
 
 
-#: `_contrast` warns when the nuclei stand under `_DIM` noise sigmas over the background
-#: (real fields measured 9.3 and up) but a 1-px Gaussian lifts them `_DIM_SMOOTHED` over
-#: its own (noise alone: 6.3-6.5 either way; nuclei of 3 sigmas a pixel: 7.9 raw, 13 smoothed).
+#: `_contrast` smooths ("auto") or warns (0) when the nuclei stand under `_DIM` noise sigmas
+#: over the background (real fields measured 9.3 and up), the objects found are not a few
+#: bright ones (`bright_objects`), and a 1-px Gaussian lifts them `_DIM_SMOOTHED` over its own
+#: (noise alone: 6.3-6.5 either way; nuclei of 3 sigmas a pixel: 7.9 raw, 13 smoothed).
 _DIM = 9.0
 _DIM_SMOOTHED = 10.0
 _DIM_MIN_PIXELS = 128 * 128  # smaller fields: too few samples to tell (16 x 16 uniform noise read 10+)
@@ -396,7 +397,7 @@ DIM_WARNING = ("Hoechst nuclei stand under 9 noise sigmas over the background, t
 def looks_dim(b, sigma, top, p, size) -> bool:
     """Whether the "contrast" statistics ``(b, sigma, top)`` of a Hoechst image of ``size`` px,
     thresholded unsmoothed (``nucleus_smoothing`` 0 or "auto"), show nuclei under `_DIM`
-    noise sigmas: "auto" then smooths by `AUTO_SMOOTHING`, 0 warns when `smoothing_lifts`."""
+    noise sigmas: the first of `_contrast`'s three tests for smoothing by `AUTO_SMOOTHING`."""
     return not stain_sigma(p) and top - b < _DIM * sigma and size >= _DIM_MIN_PIXELS
 
 
