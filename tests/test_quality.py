@@ -574,6 +574,12 @@ def test_auto_smoothing_is_the_contrast_thresholds():
     dim = np.clip(np.rint(0.04 * f.hoechst + rng.normal(0, 0.003 * 4095, f.hoechst.shape)) + 40, 0, 4095)
     p = SegmentParams(nucleus_threshold="block-max", dead_call="touch")
     assert find_nuclei(dim.astype(np.uint16), f.draq7, p)[3][2] == 0.0
+    # A threshold given (a mosaic's tile) comes with the smoothing it was measured with.
+    with pytest.raises(ValueError, match="nucleus_smoothing='auto' is decided with the Hoechst threshold"):
+        find_nuclei(dim.astype(np.uint16), f.draq7, SegmentParams(), hoechst_threshold=50.0)
+    nuc, *_ = find_nuclei(dim.astype(np.uint16), f.draq7, SegmentParams(nucleus_smoothing=1.0),
+                          hoechst_threshold=50.0)
+    assert nuc.n > 0
 
 
 @pytest.mark.parametrize("be", [cpu, standin()], ids=["cpu", "standin"])
