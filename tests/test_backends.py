@@ -3,6 +3,8 @@ and through CuPy/cuCIM (GPU machines), checked against the OpenCV backend."""
 
 import types
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -416,6 +418,30 @@ def test_no_implicit_transfers(params):
         got = segment_frame(*channels, params, backend=strict())
         ref = segment_frame(*channels, params, backend=standin())
         assert (got.classes == ref.classes).all()
+
+
+def test_auto_smoothing_decides_alike_without_implicit_transfers():
+    # "auto" on a dim field (smoothed) and on a sparse one (its one bright object keeps it
+    # unsmoothed): the array backends decide as the CPU one, every host read explicit. The
+    # unsmoothed mask "auto" sets aside says nothing (its noise specks had made the size
+    # filter warn).
+    f = synthetic.make_frame(shape=(256, 256), n_cells=20, dead_fraction=0.3, seed=1)
+    rng = np.random.default_rng(100)
+    dim = np.clip(np.rint(0.04 * f.hoechst + rng.normal(0, 12, f.hoechst.shape)) + 40, 0, 4095).astype(np.uint16)
+    sparse = synthetic.make_frame(shape=(256, 256), n_cells=1, seed=0)
+    with pytest.warns(UserWarning) as said:
+        segment_frame(f.brightfield, dim, f.draq7, SegmentParams(nucleus_smoothing=0.0))
+    assert {str(w.message)[:25] for w in said} == {"min_nucleus_area = 20 px ", "Hoechst nuclei stand unde"}
+    for channels, sigma in (((f.brightfield, dim, f.draq7), 1.0),
+                            ((sparse.brightfield, sparse.hoechst, sparse.draq7), 0.0)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ref = segment_frame(*channels)
+        assert ref.thresholds["hoechst_smoothing"] == sigma
+        for be in (strict(), standin()):
+            got = segment_frame(*channels, backend=be)
+            assert got.thresholds["hoechst_smoothing"] == sigma
+            assert (got.classes == ref.classes).mean() >= 0.999
 
 
 def test_no_implicit_transfers_in_mosaic_tiles():

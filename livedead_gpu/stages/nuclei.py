@@ -135,12 +135,14 @@ def _objects(mask, be):
     return where, owner, be.votes(owner, n + 1)
 
 
-def _drop_small(mask, min_area, be, relative=None):
+def _drop_small(mask, min_area, be, relative=None, advice=None):
     """Drop the 8-connected objects of fewer than ``min_area`` pixels.
 
     ``relative``, the size filter's area without the absolute ``min_nucleus_area``
     floor: when that floor drops over a quarter of the objects the relative filter
-    keeps (nuclei under the floor, e.g. at low magnification), say so.
+    keeps (nuclei under the floor, e.g. at low magnification), say so: a
+    ``UserWarning``, or appended to the list ``advice`` when given (a mask that may
+    be discarded, e.g. the unsmoothed one "auto" smooths instead).
     """
     if min_area <= 1:
         return mask
@@ -153,9 +155,12 @@ def _drop_small(mask, min_area, be, relative=None):
         kept, lost = (int(v) for v in be.to_host(xp.stack([counted.sum(), (counted & small).sum()])))
         if lost >= 5 and lost > kept / 4:
             # The text does not vary with the frame, so a plate run says it once.
-            warnings.warn(f"min_nucleus_area = {min_area} px drops over a quarter of the nuclei found (they are "
-                          "smaller): lower it, or give min_nucleus_area_um2 with pixel_size", UserWarning,
-                          stacklevel=4)
+            text = (f"min_nucleus_area = {min_area} px drops over a quarter of the nuclei found (they are "
+                    "smaller): lower it, or give min_nucleus_area_um2 with pixel_size")
+            if advice is None:
+                warnings.warn(text, UserWarning, stacklevel=4)
+            else:
+                advice.append(text)
     mask = mask.copy()
     # The few pixels of the small objects (a boolean index: a sync on CuPy; scattering
     # ~small[owner] over every object pixel instead costs the CPU more than the sync saves).
@@ -221,11 +226,13 @@ def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
         threshold = _level(b, sigma, top, p.nucleus_level, final=True)
         dim = looks_dim(b, sigma, top, p, image.size)
     min_area, relative = _min_area(p, diameter), _min_area(p, diameter, floor=False)
+    # The size filter's advice waits until the mask is kept.
+    advice = []
     mask = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be,
-                       relative=None if p.nucleus_edge else relative)
+                       relative=None if p.nucleus_edge else relative, advice=advice)
     if p.nucleus_edge:
         mask = cut_edges(mask, y, threshold, p.nucleus_edge, diameter, be)
-        mask = _drop_small(be.fill_holes(mask), min_area, be, relative=relative)
+        mask = _drop_small(be.fill_holes(mask), min_area, be, relative=relative, advice=advice)
     # A second look, on dim or empty fields only: a few bright nuclei among the noise
     # (a sparse field) need no smoothing, which would raise the background's texture;
     # nor does a field that smoothing shows no nuclei in either.
@@ -235,6 +242,8 @@ def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
         else:
             smooth = dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING)
             return _contrast(smoothed_stain(image, smooth, be), smooth, be, diameter=given)
+    for text in advice:
+        warnings.warn(text, UserWarning, stacklevel=3)
     return _Mask(mask, threshold, diameter, stain_sigma(p))
 
 
