@@ -452,7 +452,8 @@ def _crop_smooths(ho, p, backend, threshold, diameter, contrast):
     and contrast statistics."""
     be = get_backend(backend)
     ho = be.to_device(np.ascontiguousarray(ho))
-    mask = _contrast(ho, replace(p, nucleus_smoothing=0.0), be, threshold, diameter).mask
+    # (the size filter's advice is the tiles' to give)
+    mask = _contrast(ho, replace(p, nucleus_smoothing=0.0), be, threshold, diameter, advice=[]).mask
     y = ho.astype(be.xp.float32) - background(ho, _BACKGROUND_WIDTH * diameter, be)
     return not bright_objects(mask, y, *contrast[:2], be) and smoothing_lifts(ho, p, be)
 

@@ -202,12 +202,13 @@ def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
     return mask, threshold
 
 
-def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
+def _contrast(image, p, be, threshold=None, diameter=None, advice=None) -> _Mask:
     """`contrast_mask`, and the nucleus diameter (px) and smoothing it used.
 
     ``threshold`` (over the subtracted background) and ``diameter``, when given,
     replace the ones measured on ``image``. With ``nucleus_smoothing="auto"`` the
-    threshold must be measured here (it decides the smoothing).
+    threshold must be measured here (it decides the smoothing). ``advice``: as
+    `_drop_small`'s.
     """
     if p.nucleus_smoothing == "auto" and threshold is not None:
         raise ValueError("nucleus_smoothing='auto' is decided with the Hoechst threshold; with a threshold "
@@ -227,12 +228,12 @@ def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
         dim = looks_dim(b, sigma, top, p, image.size)
     min_area, relative = _min_area(p, diameter), _min_area(p, diameter, floor=False)
     # The size filter's advice waits until the mask is kept.
-    advice = []
+    said = []
     mask = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be,
-                       relative=None if p.nucleus_edge else relative, advice=advice)
+                       relative=None if p.nucleus_edge else relative, advice=said)
     if p.nucleus_edge:
         mask = cut_edges(mask, y, threshold, p.nucleus_edge, diameter, be)
-        mask = _drop_small(be.fill_holes(mask), min_area, be, relative=relative, advice=advice)
+        mask = _drop_small(be.fill_holes(mask), min_area, be, relative=relative, advice=said)
     # A second look, on dim or empty fields only: a few bright nuclei among the noise
     # (a sparse field) need no smoothing, which would raise the background's texture;
     # nor does a field that smoothing shows no nuclei in either.
@@ -241,9 +242,12 @@ def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
             warnings.warn(DIM_WARNING, UserWarning, stacklevel=3)
         else:
             smooth = dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING)
-            return _contrast(smoothed_stain(image, smooth, be), smooth, be, diameter=given)
-    for text in advice:
-        warnings.warn(text, UserWarning, stacklevel=3)
+            return _contrast(smoothed_stain(image, smooth, be), smooth, be, diameter=given, advice=advice)
+    if advice is not None:
+        advice.extend(said)
+    else:
+        for text in said:
+            warnings.warn(text, UserWarning, stacklevel=3)
     return _Mask(mask, threshold, diameter, stain_sigma(p))
 
 
