@@ -482,6 +482,7 @@ def test_nucleus_smoothing_finds_nuclei_in_noise():
     with pytest.warns(UserWarning, match="too dim to threshold pixel by pixel: nucleus_smoothing = 1"):
         plain, *_ = find_nuclei(hoechst, f.draq7, SegmentParams(nucleus_smoothing=0.0))
     assert match_instances(f.nuclei, plain.labels).f1 < 0.6
+    found = []
     for smoothing in (1.0, "auto"):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -489,6 +490,9 @@ def test_nucleus_smoothing_finds_nuclei_in_noise():
         assert thresholds[2] == 1.0
         assert match_instances(f.nuclei, smooth.labels).f1 >= 0.9
         assert _calls_wrong(f, smooth, cpu) == (0, 60)
+        found.append((thresholds, smooth.labels))
+    # "auto" thresholds the stain and diameter its look measured: nucleus_smoothing = 1's, bit for bit
+    assert found[0][0] == found[1][0] and (found[0][1] == found[1][1]).all()
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])

@@ -237,12 +237,14 @@ def _contrast(image, p, be, threshold=None, diameter=None, advice=None) -> _Mask
     # A second look, on dim or empty fields only: a few bright nuclei among the noise
     # (a sparse field) need no smoothing, which would raise the background's texture;
     # nor does a field that smoothing shows no nuclei in either.
-    if dim and not bright_objects(mask, y, b, sigma, be) and smoothing_lifts(image, p, be):
-        if p.nucleus_smoothing != "auto":
+    if dim and not bright_objects(mask, y, b, sigma, be):
+        lifts, smooth, measured = _smoothed_look(image, p, be)
+        if lifts and p.nucleus_smoothing != "auto":
             warnings.warn(DIM_WARNING, UserWarning, stacklevel=3)
-        else:
-            smooth = dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING)
-            return _contrast(smoothed_stain(image, smooth, be), smooth, be, diameter=given, advice=advice)
+        elif lifts:
+            # The smoothed stain and its diameter as that look measured them.
+            return _contrast(smooth, dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING), be,
+                             diameter=measured if given is None else given, advice=advice)
     if advice is not None:
         advice.extend(said)
     else:
@@ -451,12 +453,19 @@ def bright_objects(mask, y, b, sigma, be) -> bool:
 def smoothing_lifts(image, p, be) -> bool:
     """Whether a 1-px Gaussian shows nuclei the raw Hoechst ``image`` hides in its noise
     (`DIM_WARNING`): they then stand `_DIM_SMOOTHED` sigmas over the smoothed background."""
+    return _smoothed_look(image, p, be)[0]
+
+
+def _smoothed_look(image, p, be):
+    """`smoothing_lifts`, and the smoothed stain and the diameter measured on it (which
+    "auto" thresholds next)."""
     trial = dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING)
     smooth = smoothed_stain(image, trial, be)
-    diameter = p.diameter_px if p.diameter_px is not None else contrast_diameter(smooth, trial, be)
-    y = smooth.astype(be.xp.float32) - background(smooth, _BACKGROUND_WIDTH * diameter, be)
-    b, sigma, top = _contrast_statistics(y, be, grey=image_step(smooth, be))
-    return top - b >= _DIM_SMOOTHED * sigma
+    x = smooth.astype(be.xp.float32)
+    grey = image_step(smooth, be)
+    diameter = p.diameter_px if p.diameter_px is not None else contrast_diameter(smooth, trial, be, x, grey)
+    b, sigma, top = _contrast_statistics(x - background(smooth, _BACKGROUND_WIDTH * diameter, be), be, grey=grey)
+    return top - b >= _DIM_SMOOTHED * sigma, smooth, diameter
 
 
 def typical_diameter(mask, be, min_area=9) -> float:
