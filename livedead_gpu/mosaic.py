@@ -96,10 +96,10 @@ from .stages.nuclei import (
     AUTO_SMOOTHING,
     DIM_WARNING,
     GROW,
-    _contrast,
     _contrast_statistics,
     _level,
     _nucleus_mask,
+    _threshold_mask,
     background,
     background_step,
     bright_objects,
@@ -452,9 +452,9 @@ def _crop_smooths(ho, p, backend, threshold, diameter, contrast):
     and contrast statistics."""
     be = get_backend(backend)
     ho = be.to_device(np.ascontiguousarray(ho))
-    # (the size filter's advice is the tiles' to give)
-    mask = _contrast(ho, replace(p, nucleus_smoothing=0.0), be, threshold, diameter, advice=[]).mask
     y = ho.astype(be.xp.float32) - background(ho, _BACKGROUND_WIDTH * diameter, be)
+    # (the size filter's advice is the tiles' to give)
+    mask = _threshold_mask(y, threshold, diameter, p, be, advice=[])
     return not bright_objects(mask, y, *contrast[:2], be) and smoothing_lifts(ho, p, be)
 
 

@@ -202,13 +202,12 @@ def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
     return mask, threshold
 
 
-def _contrast(image, p, be, threshold=None, diameter=None, advice=None) -> _Mask:
+def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
     """`contrast_mask`, and the nucleus diameter (px) and smoothing it used.
 
     ``threshold`` (over the subtracted background) and ``diameter``, when given,
     replace the ones measured on ``image``. With ``nucleus_smoothing="auto"`` the
-    threshold must be measured here (it decides the smoothing). ``advice``: as
-    `_drop_small`'s.
+    threshold must be measured here (it decides the smoothing).
     """
     if p.nucleus_smoothing == "auto" and threshold is not None:
         raise ValueError("nucleus_smoothing='auto' is decided with the Hoechst threshold; with a threshold "
@@ -226,14 +225,9 @@ def _contrast(image, p, be, threshold=None, diameter=None, advice=None) -> _Mask
         b, sigma, top = _contrast_statistics(y, be, grey=grey)
         threshold = _level(b, sigma, top, p.nucleus_level, final=True)
         dim = looks_dim(b, sigma, top, p, image.size)
-    min_area, relative = _min_area(p, diameter), _min_area(p, diameter, floor=False)
     # The size filter's advice waits until the mask is kept.
     said = []
-    mask = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be,
-                       relative=None if p.nucleus_edge else relative, advice=said)
-    if p.nucleus_edge:
-        mask = cut_edges(mask, y, threshold, p.nucleus_edge, diameter, be)
-        mask = _drop_small(be.fill_holes(mask), min_area, be, relative=relative, advice=said)
+    mask = _threshold_mask(y, threshold, diameter, p, be, said)
     # A second look, on dim or empty fields only: a few bright nuclei among the noise
     # (a sparse field) need no smoothing, which would raise the background's texture;
     # nor does a field that smoothing shows no nuclei in either.
@@ -244,13 +238,22 @@ def _contrast(image, p, be, threshold=None, diameter=None, advice=None) -> _Mask
         elif lifts:
             # The smoothed stain and its diameter as that look measured them.
             return _contrast(smooth, dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING), be,
-                             diameter=measured if given is None else given, advice=advice)
-    if advice is not None:
-        advice.extend(said)
-    else:
-        for text in said:
-            warnings.warn(text, UserWarning, stacklevel=3)
+                             diameter=measured if given is None else given)
+    for text in said:
+        warnings.warn(text, UserWarning, stacklevel=3)
     return _Mask(mask, threshold, diameter, stain_sigma(p))
+
+
+def _threshold_mask(y, threshold, diameter, p, be, advice=None):
+    """The nuclei of the contrast ``y`` over ``threshold``: closed, filled, cut at their
+    edges (``p.nucleus_edge``), the small ones dropped (advice: as `_drop_small`'s)."""
+    min_area, relative = _min_area(p, diameter), _min_area(p, diameter, floor=False)
+    mask = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be,
+                       relative=None if p.nucleus_edge else relative, advice=advice)
+    if p.nucleus_edge:
+        mask = cut_edges(mask, y, threshold, p.nucleus_edge, diameter, be)
+        mask = _drop_small(be.fill_holes(mask), min_area, be, relative=relative, advice=advice)
+    return mask
 
 
 def cut_edges(mask, contrast, threshold, edge, diameter, backend="cpu"):
