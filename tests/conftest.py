@@ -20,6 +20,24 @@ def pytest_runtest_setup(item):
     pytest.skip("no CUDA device (LIVEDEAD_REQUIRE_GPU=1 turns this skip into a failure)")
 
 
+@pytest.fixture(autouse=True)
+def _no_stale_distributed_scheduler():
+    """A closed `distributed.Client` that left dask's global ``scheduler`` on "dask.distributed"
+    (its close skips the reset when it times out or another Client is still registered) sent a
+    later test's ``compute()`` to no Client at all: a rare CI failure in test_mosaic after
+    test_distributed. Each test starts without such a leftover."""
+    import dask
+
+    if dask.config.get("scheduler", None) in ("dask.distributed", "distributed"):
+        try:
+            from distributed import default_client
+
+            default_client()   # a live Client: the setting is its own (test_distributed's fixture)
+        except (ImportError, ValueError):
+            dask.config.config.pop("scheduler", None)
+    yield
+
+
 @pytest.fixture(scope="session")
 def adcc_dir():
     if not ADCC.is_dir():
