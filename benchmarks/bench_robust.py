@@ -5,8 +5,8 @@
 
 Each case transforms the 29 Coelho Hoechst images (8-bit) and their labels the same way: rescaled
 (another magnification), stored in 16 bits (shifted by 4 bits as 12-bit cameras do, scaled by 257
-as ``skimage.img_as_uint`` does, with a camera offset), with camera noise added, dimmed, vignetted or
-lit by a ramp. The default parameters segment each; the object F1 at IoU 0.5 and the mean matched IoU
+as ``skimage.img_as_uint`` does, with a camera offset), with camera noise added, out of focus,
+vignetted or lit by a ramp. The default parameters segment each; the object F1 at IoU 0.5 and the mean matched IoU
 are pooled over the images. No parameter is tuned per case.
 
 ``--adcc``: the eight ADCC fields' Hoechst with white noise of 0-20 % of each field's nucleus
@@ -50,6 +50,14 @@ def sixteen(gain, offset=0.0, noise=0.0):
     return t
 
 
+def defocus(sigma):
+    """A Gaussian blur of ``sigma`` px (focus drift over a long movie), the labels kept."""
+    def t(image, labels, rng):
+        out = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8), labels
+    return t
+
+
 def lit(kind, strength):
     """A vignette (centre to corner: 1 -> 1 - strength) or a ramp adding ``strength`` of the maximum left to right."""
     def t(image, labels, rng):
@@ -76,6 +84,9 @@ CASES = {
     "16-bit, x4 + 200, noise 40": sixteen(4, 200, 40),
     "16-bit, x4 + 200, noise 60": sixteen(4, 200, 60),
     "16-bit, x4.8 + 100, noise 3": sixteen(4.8, 100, 3),
+    "defocus 2 px": defocus(2),
+    "defocus 4 px": defocus(4),
+    "defocus 8 px": defocus(8),
     "vignette 0.5": lit("vignette", 0.5),
     "ramp 0.3": lit("ramp", 0.3),
 }
