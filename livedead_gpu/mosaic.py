@@ -99,6 +99,7 @@ from .stages.nuclei import (
     _contrast_statistics,
     _level,
     _nucleus_mask,
+    _smoothed_look,
     _threshold_mask,
     background,
     background_step,
@@ -112,7 +113,6 @@ from .stages.nuclei import (
     mesh_values,
     outside_nuclei,
     smoothed_stain,
-    smoothing_lifts,
     stain_sigma,
     typical_diameter,
     window,
@@ -342,12 +342,15 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     crop = tuple(slice((n - min(n, diameter_crop)) // 2, (n + min(n, diameter_crop)) // 2) for n in shape)
     measure = dask.delayed(_crop_diameter, pure=True)
 
-    def threshold_pass(p, depth):
-        """Passes 0 and 1 at ``p``'s smoothing: the diameter, the tiles' statistics, the thresholds."""
+    def threshold_pass(p, depth, measured=None):
+        """Passes 0 and 1 at ``p``'s smoothing: the diameter (``measured`` when the crop's
+        has been already), the tiles' statistics, the thresholds."""
         # -- pass 0: the "contrast" threshold is a statistic of an image its diameter sets
         diameter = p.diameter_px
         if diameter is None and p.nucleus_threshold == "contrast":
-            (diameter,) = dask.compute(measure(ho[crop], None, p, backend, None), **compute_kwargs)
+            if measured is None:
+                (measured,) = dask.compute(measure(ho[crop], None, p, backend, None), **compute_kwargs)
+            diameter = measured
             depth = overlap_depth(p, max_cell_diameter, diameter)
             _check_tile(tile, depth, max_cell_diameter, diameter)
 
@@ -368,14 +371,14 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     if contrast is not None and looks_dim(*contrast, p, ho.size):
         # segment_frame's second look at dim Hoechst (the objects found, the smoothed
         # stain), on the central crop.
-        (smooth,) = dask.compute(dask.delayed(_crop_smooths, pure=True)(
+        ((smooth, measured),) = dask.compute(dask.delayed(_crop_smooths, pure=True)(
             ho[crop], p, backend, thresholds["hoechst"], diameter, contrast), **compute_kwargs)
         if smooth and p.nucleus_smoothing != "auto":
             warnings.warn(DIM_WARNING, UserWarning, stacklevel=2)
         elif smooth:
             # "auto": the Gaussian, and the diameter and statistics again on the smoothed stain.
             p = replace(p, nucleus_smoothing=AUTO_SMOOTHING)
-            diameter, depth, (thresholds, contrast) = threshold_pass(p, depth)
+            diameter, depth, (thresholds, contrast) = threshold_pass(p, depth, measured)
     if p.nucleus_smoothing == "auto":
         p = replace(p, nucleus_smoothing=0.0)
         depth = overlap_depth(p, max_cell_diameter, diameter)  # no Gaussian's reach
@@ -448,14 +451,18 @@ def _chunks(shape, tile, depth):
 
 def _crop_smooths(ho, p, backend, threshold, diameter, contrast):
     """Whether smoothing this (crop) Hoechst is called for, as `segment_frame` decides
-    (`bright_objects`, `smoothing_lifts`), at the mosaic's ``threshold``, ``diameter``
-    and contrast statistics."""
+    (`bright_objects`, `_smoothed_look`), at the mosaic's ``threshold``, ``diameter``
+    and contrast statistics; and the diameter measured on the smoothed crop (None
+    when not looked at), which the smoothed threshold pass reuses."""
     be = get_backend(backend)
     ho = be.to_device(np.ascontiguousarray(ho))
     y = ho.astype(be.xp.float32) - background(ho, _BACKGROUND_WIDTH * diameter, be)
     # (the size filter's advice is the tiles' to give)
     mask = _threshold_mask(y, threshold, diameter, p, be, advice=[])
-    return not bright_objects(mask, y, *contrast[:2], be) and smoothing_lifts(ho, p, be)
+    if bright_objects(mask, y, *contrast[:2], be):
+        return False, None
+    lifts, _, measured = _smoothed_look(ho, p, be)
+    return lifts, float(measured)
 
 
 def _crop_diameter(ho, d7, p, backend, thresholds):

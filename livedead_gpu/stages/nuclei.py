@@ -453,15 +453,11 @@ def bright_objects(mask, y, b, sigma, be) -> bool:
     return be.order_statistic(means, 0.5) - b >= _BRIGHT * sigma
 
 
-def smoothing_lifts(image, p, be) -> bool:
-    """Whether a 1-px Gaussian shows nuclei the raw Hoechst ``image`` hides in its noise
-    (`DIM_WARNING`): they then stand `_DIM_SMOOTHED` sigmas over the smoothed background."""
-    return _smoothed_look(image, p, be)[0]
-
-
 def _smoothed_look(image, p, be):
-    """`smoothing_lifts`, and the smoothed stain and the diameter measured on it (which
-    "auto" thresholds next)."""
+    """Whether a 1-px Gaussian shows nuclei the raw Hoechst ``image`` hides in its noise
+    (`DIM_WARNING`; they then stand `_DIM_SMOOTHED` sigmas over the smoothed background),
+    and the smoothed stain and the diameter measured on it (which "auto" thresholds next).
+    """
     trial = dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING)
     smooth = smoothed_stain(image, trial, be)
     x = smooth.astype(be.xp.float32)
