@@ -274,6 +274,54 @@ def test_gradient_in_bands_is_the_whole_image_call(monkeypatch, threads):
     assert np.array_equal(be.gradient(big, 1.0), Backend.gradient(be, big, 1.0))
 
 
+def _bands_in_child(queue):
+    out = np.zeros((1100, 1000), np.uint8)
+
+    def band(span):
+        out[span] = 1
+
+    be.by_rows(band, out.shape)
+    queue.put(int(out.sum()))
+
+
+def test_bands_in_a_forked_process():
+    # The band pool is kept between calls; a forked process (a Dask worker) must get its
+    # own, not wait forever on threads that did not survive the fork.
+    import multiprocessing
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        be.by_rows(lambda span: None, (1100, 1000))  # the parent's pool exists
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_bands_in_child, args=(queue,))
+        child.start()
+        child.join(60)
+        alive = child.is_alive()
+        if alive:
+            child.kill()
+        assert not alive and child.exitcode == 0
+        assert queue.get(timeout=5) == 1100 * 1000
+    finally:
+        cv2.setNumThreads(before)
+
+
+def test_quantize_in_bands_is_the_whole_image_call(monkeypatch):
+    import livedead_gpu.backends.cpu as cpu
+    from livedead_gpu.backends.base import Backend
+
+    rng = np.random.default_rng(5)
+    monkeypatch.setattr(cpu, "_BAND_MIN", 1)
+    monkeypatch.setattr(cpu, "_BAND_PIXELS", 1)
+    # Past 65,535 (saturates), exact integers, and values just under one (floor, not round).
+    magnitude = (rng.random((101, 37)) ** 4 * 4 * 65535).astype(np.float32)
+    magnitude[::7] = np.float32(0.9999)
+    magnitude[3] = np.arange(37, dtype=np.float32)
+    for scale in (1.0, 1.5, 3.7, 300.0):
+        assert np.array_equal(be.quantize(magnitude, scale), Backend.quantize(be, magnitude, scale)), scale
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_separation_in_bands_is_the_whole_image_pass(monkeypatch, threads):
     import livedead_gpu.backends.cpu as cpu

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from .base import Backend, ellipse
+from .base import UINT16_MAX, Backend, ellipse
 
 
 @lru_cache(maxsize=16)
@@ -29,6 +31,25 @@ _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 #: a core's L2 cache).
 _BAND_MIN = 1 << 20
 _BAND_PIXELS = 1 << 18
+
+
+_POOL_NAME = "livedead-bands"
+_pools: dict = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``threads`` workers for `CpuBackend.by_rows`.
+
+    Kept between calls: a fresh pool costs ~0.7 ms (two threads started and joined),
+    which a frame's five banded passes would pay each time. Keyed by the process id
+    too, since a forked process (a Dask worker) inherits the dict but not the threads.
+    """
+    key = (os.getpid(), threads)
+    with _pools_lock:
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix=_POOL_NAME)
+        return _pools[key]
 
 
 def _u8(mask: np.ndarray) -> np.ndarray:
@@ -82,6 +103,19 @@ class CpuBackend(Backend):
         self.by_rows(band, image.shape)
         return out
 
+    def quantize(self, magnitude, scale):
+        # Backend.quantize's float32 steps band by band on OpenCV's threads: its whole-frame
+        # float32 temporary never reaches memory.
+        out = np.empty(magnitude.shape, np.uint16)
+        factor = np.float32(1.0 / scale)
+
+        def band(span):
+            q = magnitude[span] if scale == 1 else magnitude[span] * factor
+            np.copyto(out[span], np.minimum(q, np.float32(UINT16_MAX)), casting="unsafe")
+
+        self.by_rows(band, magnitude.shape)
+        return out
+
     def by_rows(self, fn, shape):
         # Bands of ~_BAND_PIXELS on OpenCV's threads (NumPy's ufuncs and OpenCV release the
         # GIL), so a band's temporaries stay in cache; one call below _BAND_MIN pixels.
@@ -91,9 +125,9 @@ class CpuBackend(Backend):
         step = max(16, _BAND_PIXELS // cols)
         bands = [slice(start, min(rows, start + step)) for start in range(0, rows, step)]
         threads = cv2.getNumThreads()
-        if threads > 1:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(fn, bands))
+        # Not from a band itself: a nested call would wait on the workers it occupies.
+        if threads > 1 and not threading.current_thread().name.startswith(_POOL_NAME):
+            list(_pool(threads).map(fn, bands))
         else:
             for band in bands:
                 fn(band)
