@@ -92,9 +92,11 @@ def _overlaps(truth, found):
     t_area = np.bincount(t, minlength=nt)
     f_area = np.bincount(f, minlength=nf)
     both = (truth.ravel() != 0) & (found.ravel() != 0)
-    pair = np.bincount(t[both].astype(np.int64) * nf + f[both], minlength=nt * nf)
-    ti, fi = np.divmod(np.flatnonzero(pair), nf)
-    return t_ids[ti], f_ids[fi], pair[ti * nf + fi], t_area[ti], f_area[fi]
+    # The overlapping pairs' counts, as many as there are pairs: a dense drawn x found
+    # table grows with the square of the objects (20,000 nuclei: 3 GB).
+    keys, inter = np.unique(t[both].astype(np.int64) * nf + f[both], return_counts=True)
+    ti, fi = np.divmod(keys, nf)
+    return t_ids[ti], f_ids[fi], inter, t_area[ti], f_area[fi]
 
 
 def match_instances(truth, found, iou_threshold: float = 0.5) -> Scores:
@@ -273,32 +275,42 @@ def _labels(a, name):
 # -- files --------------------------------------------------------------------------
 
 
-def read_image(path, channel=None) -> np.ndarray:
+def read_image(path, channel=None, labels: bool = False) -> np.ndarray:
     """Read one 2-D image (TIFF with tifffile, others with OpenCV, unchanged depth).
 
     Parameters
     ----------
     path : path
     channel : int, str or None
-        For a multi-channel image: the channel index, or a channel name looked up
+        For a multi-channel image: the channel index (in R, G, B order for colour
+        pictures, whatever their format), or a channel name looked up
         in the ``"channels"`` list of a JSON file beside the image (``<stem>.json``,
         the celldetective convention). ``None`` takes an RGB image's first channel
         when all three are equal (a grey image saved as RGB) and refuses other
         multi-channel images.
         The channel axis is the shortest one ((C, M, N) or (M, N, C)).
+    labels : bool
+        Read a label image: one plane of instance ids. A palette (indexed-colour)
+        PNG gives its indices, as annotation tools save instance ids; colour-coded
+        or multi-plane files are refused.
     """
     path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        image = tifffile.imread(path)
-    else:
-        import cv2
-
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise OSError(f"cannot read image {str(path)!r}")
+    try:
+        image = _read(path, labels)
+    except OSError:
+        raise
+    except Exception as e:  # a damaged file: tifffile and OpenCV raise all kinds
+        raise ValueError(f"cannot read {str(path)!r}: {e}") from None
+    if image.size == 0:
+        raise ValueError(f"cannot read {str(path)!r}: it holds no pixels (shape {image.shape})")
     image = np.squeeze(image)
+    if labels:
+        if image.ndim != 2:
+            raise ValueError(
+                f"label image {str(path)!r} has shape {image.shape}; expected one 2-D plane of instance ids "
+                "(colour-coded or multi-plane labels are not read)"
+            )
+        return image
     if image.ndim == 2:
         if channel not in (None, 0, "0") and not isinstance(channel, str):
             raise ValueError(f"channel {channel!r} given, but {str(path)!r} is a one-channel 2-D image")
@@ -327,6 +339,29 @@ def read_image(path, channel=None) -> np.ndarray:
     return np.take(image, channel, axis=axis)
 
 
+def _read(path, labels):
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file {str(path)!r}")
+    if labels and path.suffix.lower() == ".png":
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.mode == "P":  # OpenCV would expand the palette into colours
+                return np.asarray(im)
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("OpenCV cannot decode it")
+    if image.ndim == 3 and image.shape[2] in (3, 4):  # OpenCV's BGR(A): R, G, B as tifffile reads
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    return image
+
+
 def find_pairs(images, labels) -> list[tuple[Path, Path]]:
     """Pair each image in folder ``images`` with its label file in folder ``labels``.
 
@@ -340,15 +375,28 @@ def find_pairs(images, labels) -> list[tuple[Path, Path]]:
     for name, folder in (("images", images), ("labels", labels)):
         if not folder.is_dir():
             raise FileNotFoundError(f"{name} folder {str(folder)!r} does not exist")
-    by_stem = {p.stem: p for p in sorted(labels.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    by_stem = {}
+    for p in sorted(labels.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            by_stem.setdefault(p.stem, []).append(p)
+    beside = images.resolve() == labels.resolve()
     pairs = []
     for image in sorted(images.iterdir()):
         if image.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         for tag in LABEL_TAGS:
-            label = by_stem.get(image.stem + tag)
-            if label is not None and label.resolve() != image.resolve():  # labels beside their images
-                pairs.append((image, label))
+            found = [p for p in by_stem.get(image.stem + tag, []) if p.resolve() != image.resolve()]
+            # Beside their images, a label file of the image's very stem (a.tif, a.png) could
+            # be either role; two label files of one stem elsewhere, either file.
+            if len(found) > 1 or (found and beside and not tag):
+                names = ", ".join(repr(p.name) for p in [image] * (beside and not tag) + found)
+                raise ValueError(
+                    f"{names} in {str(labels)!r} share the name {image.stem + tag!r}: which holds the labels of "
+                    f"{str(image)!r}? Name the label file {image.stem}_labels<ext> or keep labels in a folder of "
+                    "their own"
+                )
+            if found:
+                pairs.append((image, found[0]))
                 break
     if not pairs:
         raise ValueError(f"no image in {str(images)!r} has a label file in {str(labels)!r}")
@@ -394,17 +442,24 @@ def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend=
     Returns
     -------
     Scores
-        Pooled over the pairs; ``per_image`` maps each image's name to its own.
+        Pooled over the pairs; ``per_image`` maps each image's name (its path where
+        an earlier image has that name) to its own.
     """
     _check_iou(iou_threshold)
     total = Scores()
     for image_path, label_path in pairs:
-        truth = read_image(label_path)
-        found = segment_nuclei(read_image(image_path, channel), params, backend)
+        truth = read_image(label_path, labels=True)
+        image = read_image(image_path, channel)
+        try:
+            found = segment_nuclei(image, params, backend)
+        except (TypeError, ValueError) as e:  # a float image, NaNs ...
+            raise type(e)(f"{str(image_path)!r}: {e}") from None
         try:
             s = match_instances(truth, found, iou_threshold)
         except (TypeError, ValueError) as e:  # a label file of another shape, a bool mask ...
             raise type(e)(f"{str(label_path)!r} (labels of {str(image_path)!r}): {e}") from None
-        s.per_image = {Path(image_path).name: s.as_dict()}
+        name = Path(image_path).name
+        # Two folders' images of one name (gnf/dna-0.png, ic100/dna-0.png) each keep a row.
+        s.per_image = {str(image_path) if name in total.per_image else name: s.as_dict()}
         total = total + s
     return total

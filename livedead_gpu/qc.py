@@ -27,6 +27,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -334,7 +335,8 @@ def well_gif(frames: Iterable, path, *, title: str = "", duration_ms: int = 500,
 
 
 def _rel(target: Path, start: Path) -> str:
-    return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
+    """The relative URL of ``target`` from folder ``start`` (``%``, ``#``, ``?``, spaces quoted)."""
+    return quote(Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix())
 
 
 def _fmt(x) -> str:

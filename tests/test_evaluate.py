@@ -126,6 +126,89 @@ def test_find_pairs_with_labels_beside_their_images(tmp_path):
         find_pairs(tmp_path, tmp_path)
 
 
+def test_read_image_channels_are_rgb_in_every_format(tmp_path):
+    import cv2
+    import tifffile
+
+    rgb = np.zeros((6, 6, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 20, 30
+    tifffile.imwrite(tmp_path / "c.tif", rgb, photometric="rgb")
+    cv2.imwrite(str(tmp_path / "c.png"), rgb[..., ::-1])  # OpenCV writes BGR: an RGB picture of (10, 20, 30)
+    rgba = np.dstack([rgb, np.full((6, 6), 255, np.uint8)])
+    cv2.imwrite(str(tmp_path / "d.png"), rgba[..., [2, 1, 0, 3]])
+    for name in ("c.tif", "c.png", "d.png"):
+        assert [int(read_image(tmp_path / name, c)[0, 0]) for c in range(3)] == [10, 20, 30], name
+
+
+def test_read_labels(tmp_path):
+    from PIL import Image
+
+    ids = np.zeros((8, 8), np.uint8)
+    ids[1:3, 1:3], ids[5:7, 4:8] = 1, 7
+    palette = Image.fromarray(ids, mode="P")
+    palette.putpalette([v for i in range(256) for v in ((37 * i) % 256, (91 * i) % 256, (13 * i) % 256)])
+    palette.save(tmp_path / "p.png")
+    assert np.array_equal(read_image(tmp_path / "p.png", labels=True), ids)  # the indices, not colours
+    Image.fromarray(np.dstack([ids * 30, ids, ids])).save(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match=r"label image .*rgb.png.* has shape \(8, 8, 3\); expected one 2-D plane"):
+        read_image(tmp_path / "rgb.png", labels=True)
+
+
+def test_read_image_names_a_damaged_file(tmp_path):
+    (tmp_path / "short.tif").write_bytes(b"II*")
+    (tmp_path / "junk.tif").write_bytes(b"II*\x00" + bytes(range(200)))
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    for name in ("short.tif", "junk.tif", "junk.png"):
+        with pytest.raises(ValueError, match=f"cannot read .*{name}"):
+            read_image(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_find_pairs_refuses_one_stem_in_two_roles(tmp_path):
+    import tifffile
+
+    # a.tif (image) and a.png (labels) in one folder: each could be the other's labels
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((8, 8), np.uint16))
+    tifffile.imwrite(tmp_path / "a.png", np.zeros((8, 8), np.uint16))
+    with pytest.raises(ValueError, match="'a.png', 'a.tif' in .* share the name 'a'"):
+        find_pairs(tmp_path, tmp_path)
+    # two label files of one image in a labels folder
+    (tmp_path / "im").mkdir()
+    (tmp_path / "lab").mkdir()
+    tifffile.imwrite(tmp_path / "im" / "b.tif", np.zeros((8, 8), np.uint16))
+    for name in ("b_mask.tif", "b_mask.png"):
+        tifffile.imwrite(tmp_path / "lab" / name, np.zeros((8, 8), np.uint16))
+    with pytest.raises(ValueError, match="share the name 'b_mask'"):
+        find_pairs(tmp_path / "im", tmp_path / "lab")
+
+
+def test_evaluate_pairs_names_the_image_and_keeps_every_row(tmp_path):
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        tifffile.imwrite(tmp_path / folder / "dna.tif", rng.integers(0, 200, (64, 64)).astype(np.uint8))
+        tifffile.imwrite(tmp_path / folder / "dna_mask.tif", np.zeros((64, 64), np.uint16))
+    pairs = [(tmp_path / f / "dna.tif", tmp_path / f / "dna_mask.tif") for f in ("x", "y")]
+    scores = evaluate_pairs(pairs)
+    assert scores.images == 2 and len(scores.per_image) == 2
+    tifffile.imwrite(tmp_path / "x" / "dna.tif", rng.random((64, 64)).astype(np.float32) / 10)
+    with pytest.raises(ValueError, match=r"x/dna.tif'?: .*normalised"):
+        evaluate_pairs(pairs)
+
+
+def test_overlaps_scale_with_the_pairs_not_the_objects():
+    # 40,000 drawn and 40,000 found objects: a dense table of counts would hold 1.6e9
+    truth = np.arange(1, 40001, dtype=np.int32).reshape(200, 200).repeat(2, 0).repeat(2, 1)
+    found = truth.copy()
+    found[::2] = 0  # each found object is half its drawn one
+    s = match_instances(truth, found)
+    assert (s.tp, s.fp, s.fn) == (40000, 0, 0)
+    assert s.mean_iou == pytest.approx(0.5)
+
+
 # Synthetic floors. Sparse: 20 cells in 256^2 (~60% of blocks empty); dense: 60 cells
 # in 256^2 (45-47 placed), 60% of them in touching pairs. Nucleus diameters 6-16 px.
 # Measured with the "measured" preset (diameter measured on the image), seeds 0-3: F1 1.0

@@ -121,13 +121,21 @@ def test_qc_training_set_and_report(tmp_path):
     assert sum("qc/panels/" in link for link in links) >= 2 and sum(".gif" in link for link in links) == 4
 
 
-def test_qc_elsewhere_links_back(tmp_path):
-    root = tmp_path / "ts"
+@pytest.mark.parametrize("name", ["ts", "plate 10%FBS #3?"])
+def test_qc_elsewhere_links_back(tmp_path, name):
+    import html
+    from urllib.parse import quote, unquote
+
+    root = tmp_path / name
     write_training_set(root, make_plate(size=96, times=1, sites=1))
     res = qc.qc_training_set(root, tmp_path / "elsewhere", n_frames=1, gifs=False)
     text = res["report"].read_text()
-    assert 'href="../ts/manifest.csv"' in text
+    assert f'href="../{quote(name)}/manifest.csv"' in text
     assert res["gifs"] == []
+    links = re.findall(r'(?:href|src)="([^"]+)"', text)
+    assert len(links) >= 3
+    for link in links:  # as a browser reads them: HTML entities, then the URL's quoting
+        assert (tmp_path / "elsewhere" / unquote(html.unescape(link))).is_file(), link
 
 
 def test_qc_bad_frames_name_the_row(tmp_path):
