@@ -288,9 +288,9 @@ def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_t
     try:
         frame = plate.read(key)
         _tune_malloc(frame.brightfield.size)
-        image = _as_uint16(frame.stack(), frame.sources)
         result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params,
                                backend=_in_turn(get_backend(backend)))
+        image = _as_uint16(frame.stack(), frame.sources)
     except (PlateError, ValueError, TypeError, OSError) as e:
         return key, None, e
     if secede:

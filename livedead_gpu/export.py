@@ -521,9 +521,9 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
                     else:
                         try:
                             frame = plate.read(key)
-                            image = _as_uint16(frame.stack(), frame.sources)
                             result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params,
                                                    backend=backend)
+                            image = _as_uint16(frame.stack(), frame.sources)
                         except (PlateError, ValueError, TypeError, OSError) as e:
                             if on_error == "raise":
                                 raise _frame_error(plate, key, e) from e
@@ -568,18 +568,29 @@ def _frame_error(plate, key, error):
 
 
 def _as_uint16(stack, sources):
+    """The (3, M, N) input stack as stored, uint16; a plane out of that range is an error naming its file.
+
+    Called after `segment_frame`, whose checks name what is wrong with a channel (bool,
+    NaN, a float image normalised to [0, 1]) before this one would.
+    """
     if stack.dtype == np.uint16:
         return stack
-    if stack.dtype.kind in "ui" and (stack.size == 0 or (stack.min() >= 0 and stack.max() <= 65535)):
-        return stack.astype(np.uint16)
-    if stack.dtype.kind == "f" and np.isfinite(stack).all() and stack.min() >= 0 and stack.max() <= 65535 \
-            and stack.max() > 1:
-        return np.rint(stack).astype(np.uint16)
-    raise PlateError(f"{', '.join(sorted(set(sources.values())))}: dtype {stack.dtype} with values "
-                     f"outside the uint16 range cannot be stored as the uint16 input stack")
+    if stack.dtype.kind in "uif" and (stack.size == 0 or (stack.min() >= 0 and stack.max() <= 65535)):
+        return (np.rint(stack) if stack.dtype.kind == "f" else stack).astype(np.uint16)
+    for role, plane in zip(("brightfield", "hoechst", "draq7"), stack):
+        if plane.dtype.kind not in "uif" or plane.min() < 0 or plane.max() > 65535:
+            where = sources.get(role, role)
+            found = f"values in [{plane.min()}, {plane.max()}]" if plane.dtype.kind in "uif" else "values"
+            raise PlateError(f"{where}: the {role} channel ({plane.dtype}) holds {found}; the training set "
+                             "stores its input stack as uint16 (0..65535)")
+    raise PlateError(f"{', '.join(sorted(set(sources.values())))}: dtype {stack.dtype} cannot be stored as the "
+                     "uint16 input stack")
 
 
 def _write_frame(out, stem, key, frame, image, result, digest, options, sig) -> dict:
+    # The old record goes before any of its files changes: a run killed halfway through
+    # this frame then leaves it undone, not an old record beside new files.
+    _forget(out, stem)
     w = None
     if options["weights"]:
         w = unet_weights(result.classes, result.cells, **options["weights"])
@@ -650,7 +661,7 @@ def _source_signature(plate, key):
         except ValueError:
             rel = str(p)
         sig.append([rel, size, mtime])
-    return sorted(sig)
+    return {"files": sorted(sig), "roles": plate.roles(key)}
 
 
 def _is_done(out, rec, digest, options, sig) -> bool:
@@ -682,7 +693,7 @@ def _write_manifests(out, records, splits, failed) -> Path:
     for key in sorted(records):
         rec = records[key]
         split = splits.get(key.well, "")
-        source = ";".join(s[0] for s in rec["sources"])
+        source = ";".join(s[0] for s in rec["sources"]["files"])
         rows.append({"well": key.well, "site": key.site, "time": key.time, **rec["files"],
                      "params_hash": rec["params_hash"], **rec["stats"], "split": split, "source": source})
         for pr in rec.get("patches", []):

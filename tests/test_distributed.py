@@ -92,6 +92,9 @@ class KillOnce(Plate):
     def sources(self, key):
         return self.inner.sources(key)
 
+    def roles(self, key):
+        return self.inner.roles(key)
+
     def read(self, key):
         if key == self.victim and not os.path.exists(self.marker):
             open(self.marker, "w").close()

@@ -184,10 +184,16 @@ def test_weights_match_the_formula_on_a_small_case():
 
 
 def test_patches(tmp_path, plate):
-    src = write_gen5(tmp_path / "plate", plate)
+    from livedead_gpu.io.plate import _pixel_size
+
+    src = write_gen5(tmp_path / "plate", plate, pixel_size=0.65)
     summary = export_plate(src, tmp_path / "out", weights=True, patches=(32, 0.1))
     out = tmp_path / "out"
     rows = list(csv.DictReader((out / "patches.csv").open()))
+    for kind in ("image", "classes", "weights"):  # the pixel size in a unit readers know (not per inch)
+        with tifffile.TiffFile(out / rows[0][kind]) as tif:
+            assert tif.pages.first.tags["ResolutionUnit"].value == tifffile.RESUNIT.CENTIMETER
+            assert _pixel_size(tif) == pytest.approx(0.65)
     frames = {(r["well"], r["site"], r["time"]): r for r in read_manifest(out)}
     assert sum(int(r["n_patches"]) for r in frames.values()) == len(rows) > 0
     ts = open_training_set(out, patches=True)
@@ -481,6 +487,45 @@ def test_a_run_stopped_halfway_keeps_the_last_runs_parameters_beside_its_manifes
         export_plate(src, out, params=SegmentParams(min_nucleus_area=5))
     assert SegmentParams.from_toml(out / "params.toml") == SegmentParams(bleed=first.bleed)
     assert (out / "manifest.csv").read_bytes() == manifest
+
+
+def test_a_frame_redone_loses_its_old_record_before_its_files(tmp_path, plate, monkeypatch):
+    # Run B (other parameters) overwrote a frame's TIFFs and died before its record: run A's
+    # record stayed, so a rerun with A's parameters took B's mask for A's and skipped it.
+    import livedead_gpu.export as export
+
+    src = write_gen5(tmp_path / "plate", plate)
+    out = tmp_path / "out"
+    export_plate(src, out, params=SegmentParams(dead_call="touch"))
+    row = read_manifest(out)[0]
+    before = tifffile.imread(out / row["classes"])
+    real = export.write_record
+
+    def full_disk(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(export, "write_record", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        export_plate(src, out, params=SegmentParams(dead_call="touch", offset=3.0))
+    assert not np.array_equal(tifffile.imread(out / row["classes"]), before)  # B's mask is there
+    monkeypatch.setattr(export, "write_record", real)
+    again = export_plate(src, out, params=SegmentParams(dead_call="touch"))
+    assert len(again.written) == 1 and len(again.resumed) == len(plate) - 1
+    assert np.array_equal(tifffile.imread(out / row["classes"]), before)
+
+
+def test_a_corrected_channel_map_redoes_the_frames(tmp_path, plate):
+    # The same files in other roles: the signature sorted the files and lost which was which.
+    names = {"brightfield": "Bright Field", "hoechst": "Ch2", "draq7": "Ch3"}
+    src = write_gen5(tmp_path / "plate", plate, names=names)
+    out = tmp_path / "out"
+    export_plate(src, out, channel_map={"Ch2": "draq7", "Ch3": "hoechst"})
+    again = export_plate(src, out, channel_map={"Ch2": "hoechst", "Ch3": "draq7"})
+    assert len(again.written) == len(plate) and not again.resumed
+    key = sorted(plate)[0]
+    image = tifffile.imread(out / read_manifest(out)[0]["image"])
+    assert np.array_equal(image[1], plate[key].hoechst) and np.array_equal(image[2], plate[key].draq7)
+    assert len(export_plate(src, out, channel_map={"Ch2": "hoechst", "Ch3": "draq7"}).resumed) == len(plate)
 
 
 def test_frames_gone_from_the_plate_are_reported(tmp_path, plate, caplog):

@@ -42,14 +42,15 @@ def write_gen5(root, plate, style="old", names=GEN5_NAMES, pixel_size=None):
     return root
 
 
-def write_imagexpress(root, plate):
+def write_imagexpress(root, plate, prefix="", sites=True):
     root = Path(root)
     for (well, site, t), frame in plate.items():
         folder = root / f"TimePoint_{t + 1}"
         folder.mkdir(parents=True, exist_ok=True)
         wx = f"{well[0]}{int(well[1:]):02d}"
+        s = f"_s{site + 1}" if sites else ""
         for c, image in enumerate(channels(frame).values(), 1):
-            tifffile.imwrite(folder / f"{wx}_s{site + 1}_w{c}.tif", image)
+            tifffile.imwrite(folder / f"{prefix}{wx}{s}_w{c}.tif", image)
     return root
 
 
@@ -113,6 +114,16 @@ def test_imagexpress_timepoint_folders(tmp_path, plate):
     assert p.keys()[0] == FrameKey("B02", 1, 1)
     check_frames(p, plate, lambda k: FrameKey(f"{k[0][0]}0{k[0][1]}", k[1] + 1, k[2] + 1))
     assert p.read(("B02", 1, 1)).channel_names == {"brightfield": "w1", "hoechst": "w2", "draq7": "w3"}
+
+
+def test_imagexpress_names_with_the_plate_and_without_sites(tmp_path, plate):
+    # MetaXpress: <plate>_<well>_s<site>_w<n>.TIF, and no _s<site> in one-site wells
+    p = open_plate(write_imagexpress(tmp_path / "ix", plate, prefix="Plate_1_2024_"))
+    assert p.layout == "imagexpress" and not p.problems
+    check_frames(p, plate, lambda k: FrameKey(f"{k[0][0]}0{k[0][1]}", k[1] + 1, k[2] + 1))
+    one_site = {k: f for k, f in plate.items() if k[1] == 0}
+    p = open_plate(write_imagexpress(tmp_path / "one", one_site, prefix="P1_", sites=False))
+    check_frames(p, one_site, lambda k: FrameKey(f"{k[0][0]}0{k[0][1]}", 0, k[2] + 1))
 
 
 def test_imagexpress_channel_map_override(tmp_path, plate):
@@ -254,6 +265,20 @@ def test_stack_problems(tmp_path, plate):
     with pytest.raises(PlateError, match="A1.tif"):
         p.read(("A1", 0, 0))
     p.read(("B2", 0, 1))
+
+
+@pytest.mark.parametrize("kind", ["ome", "imagej", "plain"])
+def test_a_stack_cut_short_is_damaged(tmp_path, plate, kind):
+    # An interrupted copy: tifffile only logs the cut and shows the pages before it (and the
+    # OME-XML naming the channels may be gone), so frames vanished and channels were swapped.
+    root = write_stacks(tmp_path / "st", plate, kind=kind, names=("Cy5", "DAPI", "Bright Field"))
+    path = sorted(root.glob("*.tif"))[0]
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(PlateError, match=f"cannot read .*{path.name}.*damaged or truncated"):
+        open_plate(path)
+    p = open_plate(root)  # beside intact stacks: that position's listed problem
+    assert any("damaged or truncated" in msg for msg in p.problems.values())
 
 
 def test_stack_with_fewer_time_points(tmp_path, plate):

@@ -24,9 +24,12 @@ in the file names (0 where a name carries none); in a stack, ``time`` is the
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import warnings
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -67,9 +70,11 @@ PATTERNS = {
         r"_(?P<channel>[^/]+?)_(?P<time>\d+)\.(?i:tiff?)$",
     ),
     "imagexpress": (
-        # TimePoint_3/A01_s1_w2.tif, the name optionally followed by a GUID
-        r"(?:^|/)(?:TimePoint_(?P<time>\d+)/)?(?:ZStep_\d+/)?(?P<well>[A-Za-z]{1,2}\d{2})"
-        r"_s(?P<site>\d+)_(?P<channel>w\d+)(?:[0-9A-Fa-f-]{36})?\.(?i:tiff?)$",
+        # TimePoint_3/A01_s1_w2.tif; MetaXpress prefixes the plate's name
+        # (Plate1_B02_s1_w1.TIF), leaves out the site of one-site wells (Plate1_B02_w1.TIF)
+        # and may follow the name with a GUID
+        r"(?:^|/)(?:TimePoint_(?P<time>\d+)/)?(?:ZStep_\d+/)?(?:[^/]*_)?(?P<well>[A-Za-z]{1,2}\d{2})"
+        r"(?:_s(?P<site>\d+))?_(?P<channel>w\d+)(?:[0-9A-Fa-f-]{36})?\.(?i:tiff?)$",
     ),
 }
 _STACK_NAME = re.compile(rf"^(?P<well>{_WELL})(?:[_-]s?(?P<site>\d+))?(?:[_.-]|$)")
@@ -197,6 +202,15 @@ class Plate:
         """The files a frame is read from."""
         raise NotImplementedError
 
+    def roles(self, key) -> dict:
+        """Which channel plays which role in a frame: ``{role: channel name or index}``.
+
+        Part of what a resumed export compares: the same files with the channels
+        mapped otherwise (a corrected channel map) make another frame. ``{}`` where
+        unknown.
+        """
+        return {}
+
     @property
     def wells(self) -> list[str]:
         return sorted({k.well for k in self.keys()})
@@ -234,6 +248,9 @@ class FolderPlate(Plate):
 
     def sources(self, key):
         return [p for _, p in self.files.get(FrameKey(*key), {}).values()]
+
+    def roles(self, key):
+        return {role: name for role, (name, _) in self.files.get(FrameKey(*key), {}).items()}
 
     def read(self, key) -> Frame:
         key = self._problem(key)
@@ -419,6 +436,10 @@ class StackPlate(Plate):
             return [path] if path else []
         return [s.path]
 
+    def roles(self, key):
+        s = self.stacks.get((key[0], key[1]))
+        return {} if s is None else dict(s.roles)
+
     def read(self, key) -> Frame:
         key = self._problem(key)
         s = self.stacks[(key.well, key.site)]
@@ -449,13 +470,49 @@ def _page_index(s: _Stack, t, c):
     return int(np.ravel_multi_index(index, dims)) if dims else 0
 
 
+class _Damage(logging.Handler):
+    """tifffile's complaints in this thread: of a file cut short it only logs them."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.thread, self.messages = threading.get_ident(), []
+
+    def emit(self, record):
+        message = record.getMessage()
+        if record.thread == self.thread and ("invalid" in message or "corrupt" in message):
+            self.messages.append(message)
+
+
+@contextmanager
+def _intact(path):
+    """Raise `PlateError` when tifffile, reading ``path`` within, logs it damaged.
+
+    A stack cut short (an interrupted copy) opens without an error: tifffile logs
+    "invalid page offset" and shows the pages before the cut, and the OME-XML
+    naming the channels may be lost with them, so frames would vanish and channels
+    fall back to the default order. (A user who silences tifffile's logger below
+    WARNING silences this check too.)
+    """
+    logger, handler = logging.getLogger("tifffile"), _Damage()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    if handler.messages:
+        raise PlateError(f"cannot read {str(path)!r}: a damaged or truncated TIFF (tifffile: {handler.messages[0]})")
+
+
 def _open_stack(path, lookup, user_keys) -> _Stack:
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _intact(path), tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             axes, shape = series.axes, series.shape
             names = _stack_channel_names(tif)
             size = _pixel_size(tif)
+            len(tif.pages)  # every page read, so a cut in the chain of pages shows
+    except PlateError:
+        raise
     except Exception as e:
         raise PlateError(f"cannot read {str(path)!r}: {_why(e)}") from None
     if axes[-2:] != "YX" or "S" in axes:

@@ -157,7 +157,9 @@ def optional_files(stem) -> tuple:
 def write_patches(out, stem, image, classes, weights=None, pixel_size=None) -> dict:
     """Write a frame's patches, stacked: (K, 3, P, P), (K, P, P)[, (K, P, P)]."""
     out = Path(out)
-    res, _ = _resolution(pixel_size)
+    # Not ImageJ files (a Q axis of patches), so no ImageJ unit: pixels per centimetre,
+    # in the TIFF's own unit tag (without one, readers take the resolution per inch).
+    res = {"resolution": (1e4 / pixel_size, 1e4 / pixel_size), "resolutionunit": "CENTIMETER"} if pixel_size else {}
     rel = _patch_paths(stem)
     if weights is None:
         rel["weights"] = ""
