@@ -49,7 +49,7 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
         n = r.n_live + r.n_dead
         rows.append({
             "well": well, "site": site, "time": t, "n_live": r.n_live, "n_dead": r.n_dead,
-            "dead_fraction": round(r.n_dead / n, 4) if n else 0.0,
+            "dead_fraction": round(r.n_dead / n, 4) if n else "",  # no nuclei: no fraction
             "true_live": frame.n_live, "true_dead": frame.n_dead,
             "classes_file": f"masks/{stem}_classes.tif",
         })

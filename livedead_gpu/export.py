@@ -614,7 +614,7 @@ def _write_frame(out, stem, key, frame, image, result, digest, options, sig) -> 
     th = result.thresholds
     stats = {
         "n_live": result.n_live, "n_dead": result.n_dead,
-        "dead_fraction": round(result.n_dead / n, 6) if n else 0.0,
+        "dead_fraction": round(result.n_dead / n, 6) if n else None,  # no nuclei: an empty cell, not 0
         **{f"frac_{name}": round(float(c), 6) for name, c in
            zip(("background", "cell", "outline", "hoechst", "draq7"), counts)},
         "thr_gradient": _num(th.get("gradient")), "thr_hoechst": _num(th.get("hoechst")),

@@ -145,7 +145,7 @@ def read_manifest(path) -> list[dict]:
     elif not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: Excel's "CSV UTF-8" starts with a BOM
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a CSV text file") from None
     try:

@@ -72,7 +72,7 @@ def test_written_frames_match_segment_frame(exported, plate):
         assert row["params_hash"] == params.digest()
         assert (int(row["n_live"]), int(row["n_dead"])) == (r.n_live, r.n_dead)
         n = r.n_live + r.n_dead
-        assert float(row["dead_fraction"]) == pytest.approx(r.n_dead / n if n else 0, abs=1e-6)
+        assert (float(row["dead_fraction"]) == pytest.approx(r.n_dead / n, abs=1e-6)) if n else row["dead_fraction"] == ""
         fracs = np.bincount(r.classes.ravel(), minlength=5) / r.classes.size
         for name, f in zip(("background", "cell", "outline", "hoechst", "draq7"), fracs):
             assert float(row[f"frac_{name}"]) == pytest.approx(f, abs=1e-6)
@@ -526,6 +526,19 @@ def test_a_corrected_channel_map_redoes_the_frames(tmp_path, plate):
     image = tifffile.imread(out / read_manifest(out)[0]["image"])
     assert np.array_equal(image[1], plate[key].hoechst) and np.array_equal(image[2], plate[key].draq7)
     assert len(export_plate(src, out, channel_map={"Ch2": "hoechst", "Ch3": "draq7"}).resumed) == len(plate)
+
+
+def test_a_frame_without_nuclei_has_no_dead_fraction(tmp_path):
+    # Not 0.0 (no nucleus dead) beside the readout's NaN: there is no fraction to give.
+    plate = {("B2", 0, 0): synthetic.make_frame((96, 96), n_cells=0, seed=1),
+             ("B2", 0, 1): synthetic.make_frame((96, 96), n_cells=6, seed=2)}
+    export_plate(write_gen5(tmp_path / "plate", plate), tmp_path / "out")
+    rows = read_manifest(tmp_path / "out")
+    assert [(r["n_live"], r["n_dead"], r["dead_fraction"]) for r in rows][0] == ("0", "0", "")
+    assert float(rows[1]["dead_fraction"]) >= 0
+    # an Excel-saved copy ("CSV UTF-8") starts with a byte-order mark
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "out" / "manifest.csv").read_bytes())
+    assert read_manifest(tmp_path / "bom.csv") == rows
 
 
 def test_frames_gone_from_the_plate_are_reported(tmp_path, plate, caplog):

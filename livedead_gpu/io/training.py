@@ -218,7 +218,7 @@ def read_manifest(path) -> list[dict]:
     if path.is_dir():
         path = path / "manifest.csv"
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # an Excel-saved copy starts with a BOM
             return list(csv.DictReader(f))
     except FileNotFoundError:
         raise FileNotFoundError(f"no manifest at {str(path)!r}: not a training set") from None
