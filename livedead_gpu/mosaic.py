@@ -88,7 +88,7 @@ import numpy as np
 from . import stages
 from .backends import get_backend
 from .params import SegmentParams, as_params
-from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, noise_from_statistics
+from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, noise_blocks, noise_from_statistics
 from .stages.nuclei import (
     _BACKGROUND_WIDTH,
     _DEAD_SMOOTHING,
@@ -545,7 +545,7 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
         out["residual"] = _value_counts(residual[valid])
         out["residual_levels"] = grey_levels(grid)
         means = be.block_mean(gradient, c)
-        holds = host(be.block_max((bf_core == 0).view(be.xp.uint8), c))[: means.shape[0], : means.shape[1]] == 0
+        holds = host(noise_blocks(bf_core, c, be))[: means.shape[0], : means.shape[1]]
         out["means"] = _value_counts(host(means)[holds])
     else:
         out["gradient_max"] = _value_counts(host(be.block_max(gradient, c)))

@@ -190,6 +190,22 @@ def test_cell_area_smoothed(be, bit_depth):
     assert (host(be, got.mask) == ref.mask).mean() >= 0.9999
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_noise_blocks(be, dtype):
+    from livedead_gpu.stages.gradient import noise_blocks
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(1, 200, (70, 50)).astype(dtype)
+    image[:32, :16] = 200          # clipped: blocks (0, 0) and (1, 0) of one value
+    image[40, 40] = 0              # padding: block (2, 2)
+    image[64:, 48:] = 7            # a constant partial edge block (4, 3)
+    want = np.ones((5, 4), bool)
+    want[0, 0] = want[1, 0] = want[2, 2] = want[4, 3] = False
+    got = noise_blocks(be.to_device(image), 16, be)
+    assert np.array_equal(host(be, got), want)
+    assert np.array_equal(noise_blocks(image, 16, cpu), want)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_whole_frame_parity(be, seed):
     f = synthetic.make_frame(shape=(256, 256), n_cells=22, dead_fraction=0.4, bit_depth=12, seed=seed)

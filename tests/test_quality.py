@@ -620,3 +620,25 @@ def test_an_image_rescaled_segments_the_same(seed):
         got = segment_frame(*(np.asarray(a, np.uint16) * k for a in (f.brightfield, f.hoechst, f.draq7)))
         assert (got.n_live, got.n_dead) == (ref.n_live, ref.n_dead), k
         assert (got.classes == ref.classes).mean() >= 0.999, k
+
+
+@pytest.mark.parametrize("bit_depth", [12, 16])
+@pytest.mark.parametrize("share", [0.1, 0.25])
+def test_an_overexposed_brightfield_region_leaves_the_rest_alone(bit_depth, share):
+    """A corner clipped at the camera's maximum (a bright reflection, overexposure): its
+    blocks have a gradient of exactly 0, which at 5 % of the blocks made the flat blocks'
+    gradient, and so the cell threshold, 0: the whole field was cell area."""
+    from livedead_gpu import segment_frame
+
+    f = synthetic.make_frame(shape=(256, 256), n_cells=20, bit_depth=bit_depth, seed=4)
+    ref = segment_frame(f.brightfield, f.hoechst, f.draq7)
+    side = int(256 * share**0.5)
+    bf = f.brightfield.copy()
+    bf[:side, :side] = 2**bit_depth - 1
+    got = segment_frame(bf, f.hoechst, f.draq7)
+    assert got.thresholds["gradient"] == pytest.approx(ref.thresholds["gradient"], rel=0.05)
+    rest = np.ones(bf.shape, bool)
+    rest[: side + 16, : side + 16] = False   # the clipped corner and its edge
+    cell = np.isin(got.classes, (1, 2, 3, 4))
+    assert abs(cell[rest].mean() - np.isin(ref.classes, (1, 2, 3, 4))[rest].mean()) < 0.02
+    assert cell[rest].mean() < 0.5

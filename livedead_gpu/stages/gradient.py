@@ -107,9 +107,36 @@ def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None
     median = _masked_quantile(be, residual, valid, 0.5)
 
     means = be.block_mean(gradient, coarseness)
-    holds_data = be.block_max((brightfield == 0).view(xp.uint8), coarseness)[: means.shape[0], : means.shape[1]] == 0
-    flat = _masked_quantile(be, means, holds_data, FLAT_QUANTILE)
+    flat = _masked_quantile(be, means, noise_blocks(brightfield, coarseness, be)[: means.shape[0], : means.shape[1]],
+                            FLAT_QUANTILE)
     return noise_from_statistics(median, flat, coarseness, offset, smoothing, ceiling, grey_step(grey_levels(grid, be)))
+
+
+def noise_blocks(brightfield, coarseness: int, backend="cpu"):
+    """Which ``coarseness`` blocks can show the camera noise: those with no pixel 0 and not all one value.
+
+    A block holding a 0 is (partly) alignment padding; a block of one value, clipped
+    (a region overexposed to the camera's maximum) or padding, has a gradient of 0
+    that is no noise at all: with such blocks past `FLAT_QUANTILE` of a field, the
+    flat blocks' gradient, and so the threshold, would be 0 and the whole field cell.
+
+    Parameters
+    ----------
+    brightfield : (M, N) uint8, uint16 or float32 array
+    coarseness : int
+
+    Returns
+    -------
+    (ceil(M / coarseness), ceil(N / coarseness)) bool array
+    """
+    be = get_backend(backend)
+    xp = be.xp
+    no_zero = be.block_max((brightfield == 0).view(xp.uint8), coarseness) == 0
+    # The block minimum as the maximum of the complement (~x is max - x for unsigned).
+    flip = ~brightfield if brightfield.dtype.kind == "u" else -brightfield
+    low = be.block_max(flip, coarseness)
+    low = ~low if brightfield.dtype.kind == "u" else -low
+    return no_zero & (be.block_max(brightfield, coarseness) != low)
 
 
 def noise_from_statistics(residual: float, flat: float, coarseness: int, offset: float | None, smoothing: float,
