@@ -206,6 +206,18 @@ def test_noise_blocks(be, dtype):
     assert np.array_equal(noise_blocks(image, 16, cpu), want)
 
 
+@pytest.mark.parametrize("sigma", [0.6, 1.0, 1.1, 2.1, 5.1])
+def test_gaussian_kernel_radius(be, sigma):
+    # OpenCV sized its kernel itself, a tap wider than ndimage's where 4 sigma % 1 is in [0.25, 0.5)
+    image = np.zeros((61, 61), np.float32)
+    image[30, 30] = 1
+    radius = int(4 * sigma + 0.5)
+    for got in (host(be, be.gaussian(be.to_device(image), sigma)), cpu.gaussian(image, sigma)):
+        assert got[30, 30 + radius] > 0 and got[30, 30 + radius + 1] == 0
+    np.testing.assert_allclose(host(be, be.gaussian(be.to_device(image), sigma)), cpu.gaussian(image, sigma),
+                               rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_whole_frame_parity(be, seed):
     f = synthetic.make_frame(shape=(256, 256), n_cells=22, dead_fraction=0.4, bit_depth=12, seed=seed)

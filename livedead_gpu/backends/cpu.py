@@ -75,8 +75,11 @@ class CpuBackend(Backend):
         self.overlap = overlap
 
     def gaussian(self, image, sigma):
-        # For float32 OpenCV sizes the kernel 2 * round(4 * sigma) + 1, as ndimage's truncate=4.
-        return cv2.GaussianBlur(image.astype(np.float32, copy=False), (0, 0), sigma)
+        # The size given: OpenCV's own, cvRound(8 sigma + 1) | 1 taps, is a tap wider each side
+        # than ndimage's truncate=4 (radius int(4 sigma + 0.5)) wherever 4 sigma % 1 is in
+        # [0.25, 0.5) (sigma 1.1, 2.1, 5.1 ...).
+        size = 2 * int(4 * sigma + 0.5) + 1
+        return cv2.GaussianBlur(image.astype(np.float32, copy=False), (size, size), sigma)
 
     def sobel(self, image):
         return _sobel(image)
@@ -88,9 +91,8 @@ class CpuBackend(Backend):
         # the whole-image calls: each band reads real rows past both filters' reach above and
         # below, and a band keeps whole rows, so every row takes the same SIMD path.
         rows = image.shape[0]
-        # Sobel's 1 row, and the Gaussian's radius (OpenCV's, from cvRound(8 sigma + 1) | 1,
-        # can be a row more than int(4 sigma + 0.5)).
-        reach = 1 + (int(4 * sigma) + 2 if sigma > 0 else 0)
+        # Sobel's 1 row, and the Gaussian's radius (`gaussian`'s kernel).
+        reach = 1 + (int(4 * sigma + 0.5) if sigma > 0 else 0)
         out = np.empty(image.shape, np.float32)
 
         def band(span):
