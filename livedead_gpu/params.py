@@ -265,6 +265,11 @@ class SegmentParams:
         for name in ("nucleus_diameter", "min_nucleus_area_um2"):
             if getattr(self, name) is not None and self.pixel_size is None:
                 raise ValueError(f"{name} is in µm and needs pixel_size (µm per pixel), got pixel_size=None")
+        if self.nucleus_diameter is not None and not 3.0 <= self.nucleus_diameter / self.pixel_size <= 2000.0:
+            # Each in its range, the two can still ask for a nucleus of 10**6 px.
+            raise ValueError(
+                f"nucleus_diameter / pixel_size must be 3 to 2000 px (as nucleus_diameter_px), got "
+                f"{self.nucleus_diameter} µm / {self.pixel_size} µm per px = {self.nucleus_diameter / self.pixel_size:g} px")
         if self.dead_call not in ("ratio", "touch"):
             raise ValueError(f"dead_call must be 'ratio' or 'touch', got {self.dead_call!r}")
         _check_number("dead_ratio", self.dead_ratio, 1.0, 100.0)

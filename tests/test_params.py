@@ -48,6 +48,14 @@ def test_invalid_values_name_the_parameter(name, value, match):
         SegmentParams(**{name: value})
 
 
+@pytest.mark.parametrize("size, diameter", [(0.001, 1000.0), (0.01, 100.0), (10.0, 20.0)])
+def test_a_diameter_in_um_is_held_to_the_pixel_range(size, diameter):
+    # each value in its own range, the two asked for nuclei of 10**6 px (an OpenCV allocation error)
+    with pytest.raises(ValueError, match=r"nucleus_diameter / pixel_size must be 3 to 2000 px .*got"):
+        SegmentParams(pixel_size=size, nucleus_diameter=diameter)
+    assert SegmentParams(pixel_size=0.65, nucleus_diameter=10.0).diameter_px == pytest.approx(10 / 0.65)
+
+
 @pytest.mark.parametrize("name, value", [("coarseness", 16.0), ("dilations", True), ("offset", "1.2"),
                                          ("bleed", True)])
 def test_wrong_types(name, value):
