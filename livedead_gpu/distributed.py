@@ -133,10 +133,20 @@ def connect(scheduler=None, workers: int | None = None, gpus=None, threads_per_w
     if not isinstance(scheduler, str):
         raise TypeError(f"scheduler must be None, a name, an address or a distributed.Client, got {scheduler!r}")
     try:
-        client = distributed.Client(scheduler, timeout=timeout)
+        # Parsed first: a Client made of a typo ("thread") is left half-built, and a later
+        # Client of this process could then fail on an AssertionError of distributed's.
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        scheme, location = parse_address(scheduler)
+        if scheme in ("tcp", "tls", "ws", "wss", "ucx"):
+            parse_host_port(location)
     except ValueError as e:  # not an address at all ("missing port number in address ...")
         raise ValueError(f"scheduler {scheduler!r} is neither a local scheduler "
                          f"({', '.join(sorted(LOCAL_SCHEDULERS))}, local) nor an address: {e}") from None
+    try:
+        client = distributed.Client(scheduler, timeout=timeout)
+    except ValueError as e:
+        raise ValueError(f"scheduler {scheduler!r}: {e}") from None
     except (OSError, TimeoutError) as e:
         raise RuntimeError(f"scheduler {scheduler!r} did not answer within {timeout:g} s ({e}); is a "
                            f"dask scheduler running there? (`dask scheduler` starts one)") from None

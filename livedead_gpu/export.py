@@ -332,6 +332,8 @@ def plate_bleed(plate, params: SegmentParams | None = None, backend="cpu", sched
     else:
         import dask
 
+        _check_scheduler(scheduler)
+
         readings = dask.compute(*[dask.delayed(_series_readings, pure=True)(plate, key, params, backend)
                                   for _, key in firsts], scheduler=scheduler)
     kept = {series: r for (series, _), r in zip(firsts, readings) if r is not None}
@@ -447,6 +449,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     if scheduler is None:
         backend = _in_turn(get_backend(backend))
     else:
+        _check_scheduler(scheduler)
         check_backend(backend)
     patch_opts = _check_patches(patches)
     weight_opts = None
@@ -556,6 +559,20 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         _report_strays(out, keys)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+#: Dask's names of its local schedulers, which ``dask.compute(scheduler=)`` takes.
+_DASK_LOCAL = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes", "multiprocessing")
+
+
+def _check_scheduler(scheduler):
+    """A scheduler string must be a local scheduler's name: an address or "local" goes through
+    `livedead_gpu.distributed.connect`, which makes the Client this function takes."""
+    if isinstance(scheduler, str) and scheduler not in _DASK_LOCAL:
+        raise ValueError(
+            f"scheduler must be one of {', '.join(map(repr, _DASK_LOCAL))} or a distributed.Client, got "
+            f"{scheduler!r} (for an address or a local cluster: "
+            f"`with livedead_gpu.distributed.connect({scheduler!r}) as client: export_plate(..., scheduler=client)`)")
 
 
 def _frame_error(plate, key, error):

@@ -327,6 +327,9 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         a = image if isinstance(image, da.Array) else da.asarray(image)
         if a.ndim != 2:
             raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
+        if any(math.isnan(n) for n in a.shape):  # e.g. after boolean indexing
+            raise ValueError(f"{name} has chunks of unknown size (shape {a.shape}); "
+                             f"call its .compute_chunk_sizes() first")
         if a.dtype.name not in _BINS:
             raise ValueError(f"{name} has dtype {a.dtype}; mosaics take uint8 or uint16")
         if not a.dtype.isnative:  # e.g. a big-endian TIFF's memmap: OpenCV reads its bytes as native

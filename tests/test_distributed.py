@@ -187,11 +187,14 @@ def test_errors_are_skipped_or_raised_on_the_cluster(source, cluster, tmp_path):
 
 
 def test_connect_errors():
+    # Typos first: each made a half-built Client, after which an unanswered address could
+    # fail on an AssertionError of distributed's instead of this RuntimeError.
+    for typo in ("bogus", "thread", "", "tcp://host"):
+        with pytest.raises(ValueError, match=f"scheduler '{typo}' is neither a local scheduler"):
+            with connect(typo, timeout=1):
+                pass
     with pytest.raises(RuntimeError, match="tcp://127.0.0.1:9"):
         with connect("tcp://127.0.0.1:9", timeout=1):
-            pass
-    with pytest.raises(ValueError, match="scheduler 'bogus' is neither a local scheduler"):
-        with connect("bogus", timeout=1):
             pass
     with pytest.raises(ValueError, match="workers"):
         with connect(workers=0):

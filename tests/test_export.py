@@ -411,6 +411,21 @@ def test_a_bad_backend_is_refused_before_anything_is_written(tmp_path, plate, ba
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("scheduler", ["tcp://127.0.0.1:8786", "local", "thread"])
+def test_a_scheduler_string_is_a_local_name(tmp_path, plate, scheduler):
+    # dask's own "Expected one of [...]" came after every record of a resume=False run was dropped
+    src = write_gen5(tmp_path / "plate", plate)
+    out = tmp_path / "out"
+    export_plate(src, out, params=SegmentParams(bleed=0.0))
+    records = sorted((out / "records").iterdir())
+    for bleed in (0.0, "auto"):
+        with pytest.raises(ValueError, match=f"scheduler must be one of .*got '{scheduler}'.*connect"):
+            export_plate(src, out, params=SegmentParams(bleed=bleed), scheduler=scheduler, resume=False)
+        assert sorted((out / "records").iterdir()) == records
+    with pytest.raises(ValueError, match="scheduler must be one of"):
+        plate_bleed(open_plate(src), scheduler=scheduler)
+
+
 def test_cli_patch_size_zero_is_refused(tmp_path, plate):
     # 0 used to be taken as "no patches" and the run went on without them
     src = write_gen5(tmp_path / "plate", plate)

@@ -167,6 +167,11 @@ def test_errors_name_the_argument(frames):
         segment_mosaic(*args, block, tiles=256)   # dask.compute would have ignored it
     with pytest.raises(ValueError, match="one shape"):
         segment_mosaic(f.brightfield, f.hoechst[:512], f.draq7, block, tile=256)
+    import dask.array as da
+
+    unknown = [da.from_array(a, chunks=256)[da.from_array(np.ones(1024, bool), chunks=256)] for a in args]
+    with pytest.raises(ValueError, match=r"brightfield has chunks of unknown size .*compute_chunk_sizes"):
+        segment_mosaic(*unknown, block, tile=256)   # was "must have one shape": nan != nan
     with pytest.raises(ValueError, match="dtype"):
         segment_mosaic(f.brightfield.astype(np.float32), f.hoechst, f.draq7, block, tile=256)
     with pytest.raises(TypeError, match="params must be a SegmentParams"):
