@@ -71,6 +71,8 @@ def _cmd_demo(args) -> int:
     for flag, value, low in (("--size", args.size, 32), ("--times", args.times, 1), ("--seed", args.seed, 0)):
         if value < low:
             raise ValueError(f"{flag} must be an int >= {low}, got {value}")
+    if args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder (new or existing)")
     rows = demo(args.out, args.backend, args.config, args.size, args.times, args.seed)
     _say(args, f"{'well':<5}{'time':>5}{'live':>6}{'dead':>6}  (truth live/dead)")
     for r in rows:
@@ -87,13 +89,18 @@ def _cmd_segment(args) -> int:
     start = time.perf_counter()
     if args.patch_size is not None and args.patch_size < 8:
         raise ValueError(f"--patch-size must be an int >= 8, got {args.patch_size}")
+    if args.min_foreground is not None and args.patch_size is None:
+        raise ValueError(f"--min-foreground {args.min_foreground:g} is a patch's share; it needs --patch-size")
+    if args.opencv_threads is not None and args.opencv_threads < 1:
+        raise ValueError(f"--opencv-threads must be an int >= 1, got {args.opencv_threads}")
+    min_foreground = 0.05 if args.min_foreground is None else args.min_foreground
     gpus = args.gpus if args.gpus in (None, "auto") else _positive_int(args.gpus, "--gpus")
     backend = "gpu" if gpus is not None and args.backend == "cpu" else args.backend
     with connect(args.scheduler, workers=args.workers, gpus=gpus, threads_per_worker=args.threads_per_worker,
                  memory_limit=args.memory_limit, timeout=args.scheduler_timeout) as scheduler:
         s = export_plate(
             args.plate, args.out, params=_params(args.config), backend=backend, weights=args.weights,
-            patches=(args.patch_size, args.min_foreground) if args.patch_size is not None else None,
+            patches=(args.patch_size, min_foreground) if args.patch_size is not None else None,
             split=tuple(args.split), seed=args.seed, on_error=args.on_error, progress=_progress(args), resume=args.resume,
             layout=args.layout, pattern=args.pattern, channel_map=args.channel_map, scheduler=scheduler,
             opencv_threads=args.opencv_threads)
@@ -132,6 +139,8 @@ def _cmd_readout(args) -> int:
     from . import readout
 
     _check_to(args.to)
+    if args.out.name == "manifest.csv" and args.out.is_file():  # the manifest named, not its folder
+        args.out = args.out.parent
     if not args.out.is_dir():
         raise FileNotFoundError(f"training-set folder not found: {args.out}")
     frames = readout.manifest_readout(args.out)
@@ -323,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channel name -> brightfield|hoechst|draq7|ignore (on top of the defaults)")
     g.add_argument("--weights", action="store_true", help="also write U-Net border weight maps")
     g.add_argument("--patch-size", type=int, metavar="N", help="also write N x N patches")
-    g.add_argument("--min-foreground", type=float, default=0.05,
-                   help="least non-background share of a patch (default: 0.05)")
+    g.add_argument("--min-foreground", type=float, metavar="F",
+                   help="least non-background share of a patch (default: 0.05; needs --patch-size)")
     g.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
                    help="fractions of wells per split (default: 0.7 0.15 0.15)")
     g.add_argument("--seed", type=int, default=0, help="seed of the well split (default: 0)")

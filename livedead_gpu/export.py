@@ -458,7 +458,14 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         if unknown:
             raise ValueError(f"weights: unknown option(s) {', '.join(map(str, unknown))}; known: w0, sigma")
         weight_opts = {"w0": W0, "sigma": SIGMA, **(weights if isinstance(weights, dict) else {})}
-        weight_opts = {"w0": float(weight_opts["w0"]), "sigma": float(weight_opts["sigma"])}
+        for name, low in (("w0", 0.0), ("sigma", 0.0)):
+            value = weight_opts[name]
+            ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < low or (name == "sigma" and value == 0):
+                want = "a number >= 0" if name == "w0" else "a number > 0"
+                raise ValueError(f"weights[{name!r}] must be {want}, got {value!r}")
+            weight_opts[name] = float(value)
+        weight_opts = {"w0": weight_opts["w0"], "sigma": weight_opts["sigma"]}
     out = Path(out)
     root = plate.root if isinstance(plate, Plate) else Path(plate)
     if out.exists() and not out.is_dir():

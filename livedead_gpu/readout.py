@@ -98,15 +98,16 @@ def frame_readout(result, well: str = "", site: int = 0, time=0) -> dict:
 # ----------------------------------------------------------------------------- manifest
 
 
-def _number(text: str, name: str, where: str, integer: bool, minimum=None):
+def _number(text: str, name: str, where: str, integer: bool, minimum=None, maximum=None):
     try:
         value = float(text)
     except (TypeError, ValueError):
         value = math.nan
     if not math.isfinite(value) or (integer and value != int(value)) or (
-            minimum is not None and value < minimum):
+            minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         kind = "an integer" if integer else "a number"
         bound = f" >= {minimum}" if minimum is not None else ""
+        bound += f"{' and' if bound else ''} <= {maximum}" if maximum is not None else ""
         raise ValueError(f"{where}: {name} must be {kind}{bound}, got {text!r}")
     if integer or value == int(value):
         return int(value)
@@ -185,13 +186,19 @@ def _cell_fraction(row: Mapping, root: Path | None) -> float:
     """1 - frac_background, else the sum of the foreground fractions, else from the mask."""
     where = f"manifest row {row['well']} site {row['site']} time {row['time']}"
     if row.get("frac_background", "") not in ("", None):
-        return 1.0 - float(_number(row["frac_background"], "frac_background", where, False, 0))
+        return 1.0 - float(_number(row["frac_background"], "frac_background", where, False, 0, 1))
     if all(row.get(c, "") not in ("", None) for c in _FOREGROUND_FRACTIONS):
-        return float(sum(_number(row[c], c, where, False, 0) for c in _FOREGROUND_FRACTIONS))
+        return float(sum(_number(row[c], c, where, False, 0, 1) for c in _FOREGROUND_FRACTIONS))
     if row.get("classes") and root is not None:
         import tifffile
 
-        classes = tifffile.imread(root / row["classes"])
+        path = root / row["classes"]
+        try:
+            classes = tifffile.imread(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{where}: classes file not found: {str(path)!r}") from None
+        except Exception as e:  # a damaged file: tifffile raises all kinds
+            raise ValueError(f"{where}: cannot read classes file {str(path)!r}: {e}") from None
         return float(np.count_nonzero(classes)) / classes.size
     return math.nan
 

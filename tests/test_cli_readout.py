@@ -136,6 +136,34 @@ def test_bad_training_sets_are_one_line_errors(tmp_path, capsys, command, setup,
     assert message in err
 
 
+def test_cli_argument_slips(training_set, tmp_path, capsys):
+    root, _ = training_set
+    assert main(["readout", str(root / "manifest.csv"), "--to", str(tmp_path / "r")]) == 0  # the manifest named
+    assert (tmp_path / "r" / "readout" / "frames.csv").is_file()
+    (tmp_path / "afile").write_text("x")
+    assert main(["demo", "--out", str(tmp_path / "afile")]) == 2
+    assert "--out '" in capsys.readouterr().err
+    for args, message in ((["--min-foreground", "0.2"], "--min-foreground 0.2 is a patch's share; it needs --patch-size"),
+                          (["--opencv-threads", "-5"], "--opencv-threads must be an int >= 1, got -5")):
+        assert main(["segment", str(tmp_path), "--out", str(tmp_path / "o"), *args]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_readout_checks_fractions_and_names_the_classes_file(tmp_path, capsys):
+    root = tmp_path / "ts"
+    root.mkdir()
+    head = "well,site,time,n_live,n_dead,frac_background,classes\n"
+    (root / "manifest.csv").write_text(head + "A1,0,0,3,1,1.7,\n")
+    assert main(["readout", str(root)]) == 2
+    assert "frac_background must be a number >= 0 and <= 1, got '1.7'" in capsys.readouterr().err
+    (root / "bad.tif").write_bytes(b"not a tiff")
+    (root / "manifest.csv").write_text(head + "A1,0,0,3,1,,bad.tif\n")
+    assert main(["readout", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest row A1 site 0 time 0: cannot read classes file" in err and "bad.tif" in err
+
+
 def test_qc_needs_image_columns(tmp_path, capsys):
     (tmp_path / "manifest.csv").write_text("well,site,time,n_live,n_dead\nA1,0,0,3,1\n")
     assert main(["qc", str(tmp_path)]) == 2

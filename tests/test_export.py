@@ -478,6 +478,25 @@ def test_unknown_weight_options(tmp_path, plate):
     with pytest.raises(ValueError, match=r"weights: unknown option\(s\) sgima; known: w0, sigma"):
         export_plate(src, tmp_path / "o", weights={"sgima": 3})
     assert not (tmp_path / "o").exists()
+    # checked before anything is written (sigma 0 failed in the writer, after bleed.json)
+    for bad, match in (({"w0": "abc"}, r"weights\['w0'\] must be a number >= 0, got 'abc'"),
+                       ({"sigma": 0}, r"weights\['sigma'\] must be a number > 0, got 0"),
+                       ({"w0": -1.0}, r"weights\['w0'\]"), ({"sigma": float("nan")}, r"weights\['sigma'\]")):
+        with pytest.raises(ValueError, match=match):
+            export_plate(src, tmp_path / "o", weights=bad)
+        assert not (tmp_path / "o").exists()
+
+
+def test_training_set_without_a_column_is_named(tmp_path, plate):
+    src = write_gen5(tmp_path / "plate", plate)
+    out = tmp_path / "out"
+    export_plate(src, out)
+    rows = list(csv.reader((out / "manifest.csv").open()))
+    keep = [i for i, c in enumerate(rows[0]) if c not in ("weights", "split")]
+    (out / "manifest.csv").write_text("\n".join(",".join(r[i] for i in keep) for r in rows) + "\n")
+    assert len(open_training_set(out)) == len(plate)   # no weights column: no weight maps
+    with pytest.raises(ValueError, match=r"manifest.csv' has no column split; its columns: well"):
+        open_training_set(out, split="train")
 
 
 def test_a_run_stopped_halfway_keeps_the_last_runs_parameters_beside_its_manifest(tmp_path, plate, monkeypatch):

@@ -243,14 +243,19 @@ class TrainingSet(Sequence):
         if patches and not (self.root / "patches.csv").is_file() and (self.root / "manifest.csv").is_file():
             raise ValueError(f"{str(self.root)!r} has no patches (no patches.csv): export it with patches, "
                              "or open its frames with patches=False")
-        rows = read_manifest(self.root / ("patches.csv" if patches else "manifest.csv"))
+        table = self.root / ("patches.csv" if patches else "manifest.csv")
+        rows = read_manifest(table)
+        need = ["image", "classes"] + ["split"] * (split is not None) + ["index"] * self.patches
+        missing = [c for c in need if rows and c not in rows[0]]
+        if missing:
+            raise ValueError(f"{str(table)!r} has no column {', '.join(missing)}; its columns: {', '.join(rows[0])}")
         if split is not None:
             wanted = {split} if isinstance(split, str) else set(split)
             if not wanted <= set(SPLITS):
                 raise ValueError(f"split must be {', '.join(SPLITS[:-1])} or {SPLITS[-1]} (or several), "
                                  f"got {split if isinstance(split, str) else sorted(wanted)!r}")
             rows = [r for r in rows if r["split"] in wanted]
-        has_weights = bool(rows) and all(r["weights"] for r in rows)
+        has_weights = bool(rows) and all(r.get("weights") for r in rows)
         if weights and rows and not has_weights:  # (an empty split lacks no weight map)
             raise ValueError(f"{str(self.root)!r}: weights requested but not every item has a "
                              "weight map (export with weights=True)")
