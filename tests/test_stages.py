@@ -320,6 +320,8 @@ def test_quantize_in_bands_is_the_whole_image_call(monkeypatch):
     magnitude[3] = np.arange(37, dtype=np.float32)
     for scale in (1.0, 1.5, 3.7, 300.0):
         assert np.array_equal(be.quantize(magnitude, scale), Backend.quantize(be, magnitude, scale)), scale
+        flat = magnitude.ravel()  # a mosaic's merged block maxima
+        assert np.array_equal(be.quantize(flat, scale), Backend.quantize(be, flat, scale)), scale
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -107,7 +107,10 @@ class CpuBackend(Backend):
 
     def quantize(self, magnitude, scale):
         # Backend.quantize's float32 steps band by band on OpenCV's threads: its whole-frame
-        # float32 temporary never reaches memory.
+        # float32 temporary never reaches memory. (Values of any shape, e.g. a mosaic's
+        # merged 1-D block maxima, in one call.)
+        if magnitude.ndim != 2:
+            return super().quantize(magnitude, scale)
         out = np.empty(magnitude.shape, np.uint16)
         factor = np.float32(1.0 / scale)
 
