@@ -333,7 +333,6 @@ def plate_bleed(plate, params: SegmentParams | None = None, backend="cpu", sched
         import dask
 
         _check_scheduler(scheduler)
-
         readings = dask.compute(*[dask.delayed(_series_readings, pure=True)(plate, key, params, backend)
                                   for _, key in firsts], scheduler=scheduler)
     kept = {series: r for (series, _), r in zip(firsts, readings) if r is not None}
@@ -458,14 +457,13 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         if unknown:
             raise ValueError(f"weights: unknown option(s) {', '.join(map(str, unknown))}; known: w0, sigma")
         weight_opts = {"w0": W0, "sigma": SIGMA, **(weights if isinstance(weights, dict) else {})}
-        for name, low in (("w0", 0.0), ("sigma", 0.0)):
+        for name in ("w0", "sigma"):
             value = weight_opts[name]
             ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or value < low or (name == "sigma" and value == 0):
-                want = "a number >= 0" if name == "w0" else "a number > 0"
-                raise ValueError(f"weights[{name!r}] must be {want}, got {value!r}")
-            weight_opts[name] = float(value)
-        weight_opts = {"w0": weight_opts["w0"], "sigma": weight_opts["sigma"]}
+            if not ok or (value <= 0 if name == "sigma" else value < 0):
+                raise ValueError(f"weights[{name!r}] must be a number {'>' if name == 'sigma' else '>='} 0, "
+                                 f"got {value!r}")
+        weight_opts = {name: float(weight_opts[name]) for name in ("w0", "sigma")}
     out = Path(out)
     root = plate.root if isinstance(plate, Plate) else Path(plate)
     if out.exists() and not out.is_dir():
