@@ -307,23 +307,6 @@ def test_bands_in_a_forked_process():
         cv2.setNumThreads(before)
 
 
-def test_quantize_in_bands_is_the_whole_image_call(monkeypatch):
-    import livedead_gpu.backends.cpu as cpu
-    from livedead_gpu.backends.base import Backend
-
-    rng = np.random.default_rng(5)
-    monkeypatch.setattr(cpu, "_BAND_MIN", 1)
-    monkeypatch.setattr(cpu, "_BAND_PIXELS", 1)
-    # Past 65,535 (saturates), exact integers, and values just under one (floor, not round).
-    magnitude = (rng.random((101, 37)) ** 4 * 4 * 65535).astype(np.float32)
-    magnitude[::7] = np.float32(0.9999)
-    magnitude[3] = np.arange(37, dtype=np.float32)
-    for scale in (1.0, 1.5, 3.7, 300.0):
-        assert np.array_equal(be.quantize(magnitude, scale), Backend.quantize(be, magnitude, scale)), scale
-        flat = magnitude.ravel()  # a mosaic's merged block maxima
-        assert np.array_equal(be.quantize(flat, scale), Backend.quantize(be, flat, scale)), scale
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 def test_separation_in_bands_is_the_whole_image_pass(monkeypatch, threads):
     import livedead_gpu.backends.cpu as cpu

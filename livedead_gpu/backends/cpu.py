@@ -10,7 +10,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from .base import UINT16_MAX, Backend, ellipse
+from .base import Backend, ellipse
 
 
 @lru_cache(maxsize=16)
@@ -103,22 +103,6 @@ class CpuBackend(Backend):
             _sobel(self.gaussian(part, sigma) if sigma > 0 else part, (span.start - top, span.stop - top), out[span])
 
         self.by_rows(band, image.shape)
-        return out
-
-    def quantize(self, magnitude, scale):
-        # Backend.quantize's float32 steps band by band on OpenCV's threads: its whole-frame
-        # float32 temporary never reaches memory. (Values of any shape, e.g. a mosaic's
-        # merged 1-D block maxima, in one call.)
-        if magnitude.ndim != 2:
-            return super().quantize(magnitude, scale)
-        out = np.empty(magnitude.shape, np.uint16)
-        factor = np.float32(1.0 / scale)
-
-        def band(span):
-            q = magnitude[span] if scale == 1 else magnitude[span] * factor
-            np.copyto(out[span], np.minimum(q, np.float32(UINT16_MAX)), casting="unsafe")
-
-        self.by_rows(band, magnitude.shape)
         return out
 
     def by_rows(self, fn, shape):
