@@ -104,11 +104,11 @@ def _cmd_segment(args) -> int:
             split=tuple(args.split), seed=args.seed, on_error=args.on_error, progress=_progress(args), resume=args.resume,
             layout=args.layout, pattern=args.pattern, channel_map=args.channel_map, scheduler=scheduler,
             opencv_threads=args.opencv_threads)
-    print(f"{s.frames} frames: {len(s.written)} written, {len(s.resumed)} done before, "
-          f"{len(s.failed)} skipped for errors in {time.perf_counter() - start:.2f} s -> {s.manifest}")
+    _say(args, f"{s.frames} frames: {len(s.written)} written, {len(s.resumed)} done before, "
+               f"{len(s.failed)} skipped for errors in {time.perf_counter() - start:.2f} s -> {s.manifest}")
     if s.bleed is not None:
-        print(f"Hoechst bleed into Draq7: {s.bleed:.3f} (bleed = \"auto\": measured on the nuclei of the series' "
-              "first time points, taken off every frame)")
+        _say(args, f"Hoechst bleed into Draq7: {s.bleed:.3f} (bleed = \"auto\": measured on the nuclei of the series' "
+                   "first time points, taken off every frame)")
     for key, msg in s.failed:
         print(f"skipped {key.well} s{key.site} t{key.time}: {msg}", file=sys.stderr)
     return 0
@@ -198,7 +198,9 @@ def _gpus() -> tuple[list[str], str]:
     try:
         import cupy
     except ImportError:
-        return [], "CuPy not installed (pip install 'livedead-gpu[gpu-cu12]' or '[gpu-cu13]')"
+        from .backends.gpu import INSTALL
+
+        return [], f"CuPy not installed ({INSTALL})"
     except Exception as e:  # a broken CUDA install can raise anything on import
         return [], f"CuPy does not import: {type(e).__name__}: {e}"
     try:

@@ -186,8 +186,8 @@ def _cuda_cluster(gpus, threads_per_worker, memory_limit):
     try:
         import dask_cuda
     except ImportError:
-        raise RuntimeError(f"gpus={gpus!r} needs dask-cuda: pip install 'livedead-gpu[gpu-cu12]' "
-                           "(or [gpu-cu13]), which brings it") from None
+        raise RuntimeError(f"gpus={gpus!r} needs dask-cuda: pip install dask-cuda, or in the livedead-gpu "
+                           "checkout pip install -e '.[gpu-cu12]' (or '.[gpu-cu13]'), which brings it") from None
     seen = gpu_count()
     if seen == 0:
         raise RuntimeError(f"gpus={gpus!r} but CuPy sees no CUDA device")

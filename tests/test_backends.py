@@ -290,7 +290,7 @@ def test_gpu_without_cupy_is_a_clear_error():
     try:
         import cupy  # noqa: F401
     except ImportError:
-        with pytest.raises(RuntimeError, match=r"needs CuPy .*gpu-cu12"):
+        with pytest.raises(RuntimeError, match=r"needs CuPy .*cupy-cuda12x cucim-cu12.*-e '\.\[gpu-cu12\]'"):
             get_backend("gpu")
     else:
         pytest.skip("CuPy is installed")

@@ -191,6 +191,9 @@ def test_segment_then_readout_and_qc_end_to_end(tmp_path):
     out = tmp_path / "ts"
     proc = run("segment", src, "-o", out)
     assert proc.returncode == 0, proc.stderr
+    assert f"{len(plate)} frames: {len(plate)} written" in proc.stdout
+    proc = run("-q", "segment", src, "-o", out)   # errors only
+    assert proc.returncode == 0 and proc.stdout == "", proc.stdout
     proc = run("readout", out)
     assert proc.returncode == 0, proc.stderr
     with (out / "readout" / "frames.csv").open() as fh:

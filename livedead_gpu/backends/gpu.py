@@ -20,6 +20,10 @@ import numpy as np
 from .base import Backend, ellipse
 from .cpu import CpuBackend
 
+#: How to get the GPU packages (livedead-gpu itself is installed from its checkout, not PyPI).
+INSTALL = ("pip install cupy-cuda12x cucim-cu12 (CUDA 12; cupy-cuda13x cucim-cu13 for CUDA 13), "
+           "or in the livedead-gpu checkout pip install -e '.[gpu-cu12]' (or '.[gpu-cu13]')")
+
 
 def rectangles(size: int) -> list[tuple[int, int]]:
     """The OpenCV ellipse of odd ``size`` as a union of centred rectangles (height, width).
@@ -214,17 +218,11 @@ def cupy_backend(device: int | None = None) -> ArrayBackend:
         import cupy
         import cupyx.scipy.ndimage as ndi
     except ImportError as e:
-        raise RuntimeError(
-            f"backend='gpu' needs CuPy ({e.name} is missing): "
-            "pip install 'livedead-gpu[gpu-cu12]' (CUDA 12) or 'livedead-gpu[gpu-cu13]' (CUDA 13)"
-        ) from None
+        raise RuntimeError(f"backend='gpu' needs CuPy ({e.name} is missing): {INSTALL}") from None
     try:
         import cucim.skimage as ski
     except ImportError:
-        raise RuntimeError(
-            "backend='gpu' needs cuCIM (cucim is missing): "
-            "pip install 'livedead-gpu[gpu-cu12]' (CUDA 12) or 'livedead-gpu[gpu-cu13]' (CUDA 13)"
-        ) from None
+        raise RuntimeError(f"backend='gpu' needs cuCIM (cucim is missing): {INSTALL}") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # CUDARuntimeError without a driver
