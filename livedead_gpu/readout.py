@@ -389,8 +389,9 @@ def plot_plate_map(well_rows: Iterable[Mapping], path, title: str | None = None,
     """Kill curves as small multiples laid out like the plate, as a PNG.
 
     One panel per well at its row letter and column number (rows A.. down, columns
-    1.. across, from A1 to the last row and column used); wells whose names are not
-    plate positions are laid out in a near-square grid in name order. Each panel
+    1.. across, from A1 to the last row and column used). When any well's name is
+    not a plate position, all wells are laid out in a near-square grid instead, in
+    plate order (row and column names left off). Each panel
     shows the well's dead fraction over time, shaded and coloured by its final value
     (a shared 0-1 scale, see the colour bar). Panels without data stay blank.
 

@@ -119,7 +119,7 @@ def make_frame(shape=(256, 256), n_cells=20, dead_fraction=0.3, bit_depth=12, se
         ``(M, N)``, each at least 32.
     n_cells : int, optional
         Cells to place (>= 0). Cells that find no free place (a frame too crowded)
-        are left out with a ``UserWarning``; the frame's ``n`` says how many were
+        are left out with a ``UserWarning``; ``n_live + n_dead`` says how many were
         drawn.
     dead_fraction : float, optional
         Share of the cells that are dead, in [0, 1]; ``round(dead_fraction * n)``
@@ -129,7 +129,8 @@ def make_frame(shape=(256, 256), n_cells=20, dead_fraction=0.3, bit_depth=12, se
     seed : int, numpy.random.SeedSequence or None, optional
         Seed of ``numpy.random.default_rng``; equal seeds give equal frames.
     cell_radius : tuple of 2 float, optional
-        Range of the cells' equivalent radii in px, ``0 < low <= high``. The default
+        Range of the cells' equivalent radii in px, ``4 <= low <= high`` (a smaller
+        cell would have no room for its nucleus). The default
         gives diameters of 18-32 px: the default 20 cells cover about 15 % of
         a 256 x 256 frame and leave about 60 % of its 16 x 16 blocks empty.
     touching : float, optional
@@ -506,7 +507,9 @@ def _check_radius(cell_radius):
         lo, hi = (float(x) for x in cell_radius)
     except (TypeError, ValueError):
         lo = hi = np.nan
-    if not 0 < lo <= hi < np.inf:
+    # Under 4 px a cell has no pixel 2 px inside its edge to hold a nucleus (and under
+    # ~0.5 px no pixel at all), yet would count as live or dead.
+    if not 4 <= lo <= hi < np.inf:
         raise ValueError(
-            f"cell_radius must be (low, high) px with 0 < low <= high < inf, got {cell_radius!r}")
+            f"cell_radius must be (low, high) px with 4 <= low <= high < inf, got {cell_radius!r}")
     return lo, hi

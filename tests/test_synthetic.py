@@ -295,6 +295,8 @@ def test_plate_death_rates_override():
     (make_frame, {"dead_fraction": 1.5}, "dead_fraction"),
     (make_frame, {"bit_depth": 10}, "bit_depth"),
     (make_frame, {"cell_radius": (0, 5)}, "cell_radius"),
+    # under 4 px a cell had no room for a nucleus, yet counted as live or dead
+    (make_frame, {"cell_radius": (3, 3)}, r"cell_radius must be \(low, high\) px with 4 <= low"),
     (make_frame, {"cell_radius": (5, float("inf"))}, "cell_radius"),
     (make_frame, {"touching": 2}, "touching"),
     (make_timeseries, {"n_times": 0}, "n_times"),
@@ -329,3 +331,11 @@ def test_invariants(rows, cols, n_cells, dead_fraction, touching, seed):
         f = make_frame((rows, cols), n_cells, dead_fraction, seed=seed, touching=touching)
     check_classes(f)
     assert not pairs(f.nuclei, SHIFTS)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_every_counted_cell_has_its_nucleus_at_the_smallest_radius(seed):
+    f = make_frame((128, 128), n_cells=20, cell_radius=(4, 4), seed=seed)
+    nuclei = np.unique(f.nuclei[f.nuclei > 0])
+    assert len(nuclei) == f.n_live + f.n_dead
+    assert len(np.unique(f.cells[f.cells > 0])) == f.n_live + f.n_dead
