@@ -17,7 +17,9 @@ def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
       value lies in [0, 65535], else ``ValueError``;
     - floats are taken as intensities on the uint16 scale and rounded to the
       nearest integer, when finite and in [0, 65535]; a float image whose maximum is
-      at most 1 looks normalised and is refused (scale it to the camera's range);
+      at most 1 looks normalised and is refused (scale it to the camera's range), as
+      is one of fractions that would round to under 16 grey levels (a flat-field
+      ratio around 1);
     - bool (a mask, not an image), complex and object arrays are a ``TypeError``.
 
     Parameters
@@ -69,8 +71,23 @@ def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
                 f"{name} is a float image with values in [{lo}, {hi}]; it looks normalised to "
                 f"[0, 1]: scale it to the camera's range (e.g. * 65535) first"
             )
-        return np.rint(a).astype(np.uint16)
+        # Rounded to whole grey levels, a ratio image (a flat-field correction's, around 1)
+        # would keep a handful of levels and lose the cells without a word. (Whole numbers
+        # stored as floats, e.g. a dim 8-bit channel, lose nothing.)
+        rounded = np.rint(a)
+        levels = round(hi) - round(lo) + 1
+        if levels < _MIN_FLOAT_LEVELS and (rounded != a).any():
+            raise ValueError(
+                f"{name} is a float image with values in [{lo:g}, {hi:g}], {levels} grey level(s) once rounded; "
+                f"it looks rescaled (e.g. flat-field divided): scale it to the camera's range (e.g. * 1000) first"
+            )
+        return rounded.astype(np.uint16)
     return a.astype(np.uint16)
+
+
+#: A float image must span this many whole grey levels (an 8-bit camera's dimmest
+#: useful image spans dozens).
+_MIN_FLOAT_LEVELS = 16
 
 
 def check_same_shape(**images) -> None:

@@ -114,6 +114,9 @@ GOOD = np.zeros((64, 64), np.uint16)
         ((np.full((64, 64), np.nan, np.float32), GOOD, GOOD), ValueError, r"brightfield holds 4096 NaN"),
         ((GOOD, np.full((64, 64), -3, np.int16), GOOD), ValueError, r"hoechst has values in \[-3, -3\]"),
         ((GOOD, GOOD, np.full((64, 64), 0.5)), ValueError, r"draq7 is a float image .* normalised"),
+        # a flat-field ratio around 1 would round to 1-2 grey levels: the cells lost without a word
+        ((np.linspace(0.56, 1.44, 64 * 64).reshape(64, 64), GOOD, GOOD), ValueError,
+         r"brightfield is a float image with values in \[0.56, 1.44\], 1 grey level\(s\) once rounded; .*flat-field"),
         ((GOOD, GOOD, np.zeros((64, 64), complex)), TypeError, r"draq7 has dtype complex"),
         (("image", GOOD, GOOD), TypeError, r"brightfield must be a 2-D array"),
         ((GOOD, np.ma.masked_array(GOOD, GOOD == 0), GOOD), TypeError, r"hoechst is a masked array"),
@@ -149,6 +152,14 @@ def test_other_dtypes_are_converted():
 
 
 @pytest.mark.filterwarnings("error")
+def test_whole_numbers_as_floats_pass_however_few_their_levels():
+    # a dim 8-bit Draq7 channel stored as float (values 0..5) is no ratio image
+    rng = np.random.default_rng(0)
+    dim = rng.integers(0, 6, (64, 64))
+    r = segment_frame(GOOD, GOOD, dim.astype(np.float32))
+    assert (r.classes == segment_frame(GOOD, GOOD, dim.astype(np.uint16)).classes).all()
+
+
 def test_float16_is_converted_without_overflow_warnings():
     # comparing a float16 maximum with 65535 cast 65535 to float16 (inf): three
     # "overflow encountered in cast" RuntimeWarnings per frame
