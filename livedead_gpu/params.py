@@ -152,6 +152,14 @@ class SegmentParams:
         (`livedead_gpu.stages.nuclei.local_background`), so a glow or a vignetted
         corner neither kills the live nuclei under it nor hides the dead ones on the
         dark side. ``"field"``: one median for the whole field.
+    draq7_dark : float, optional
+        For ``dead_call="ratio"``: the Draq7 camera's dark level (offset, bias) in
+        grey levels, 0 to 65535, 0 by default. The dead ratio is one of
+        fluorescence, so both a nucleus' Draq7 and its background are counted from
+        this level: a camera's offset of 1,000 on 12-bit data otherwise reads
+        every dead nucleus of a synthetic frame live (its Draq7 / background ratio
+        falls from ~50 to under 2). Read it off a dark frame (shutter closed) or the
+        camera's specification; 0 for data already offset-corrected.
     split_nuclei : bool, optional
         Split touching nuclei so the labels are one per nucleus (True by default;
         the article has no split): seeds at the hills of the distance to the
@@ -218,6 +226,7 @@ class SegmentParams:
     dead_ratio: float = 3.0
     bleed: float | str = "auto"
     draq7_background: str = "local"
+    draq7_dark: float = 0.0
     split_nuclei: bool = True
     split_depth: float = 0.15
     split_spacing: float = 0.5
@@ -280,6 +289,7 @@ class SegmentParams:
             _check_number("bleed", self.bleed, 0.0, 1.0)
         if self.draq7_background not in ("local", "field"):
             raise ValueError(f"draq7_background must be 'local' or 'field', got {self.draq7_background!r}")
+        _check_number("draq7_dark", self.draq7_dark, 0.0, 65535.0)
         for name in ("split_nuclei", "dead_seeds"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")

@@ -45,6 +45,15 @@ def test_tiled_mosaic_matches_whole_image(frames, dead_call, bleed):
     assert whole.n_live > 100 and whole.n_dead > 30
 
 
+def test_draq7_dark_in_tiles_matches_whole_image(frames):
+    # a camera offset on every channel, given as draq7_dark
+    f = frames[1024]
+    shifted = dataclasses.replace(f, **{c: np.clip(getattr(f, c).astype(np.int64) + 800, 0, 4095).astype(np.uint16)
+                                        for c in ("brightfield", "hoechst", "draq7")})
+    _, _, whole = check(shifted, SegmentParams(draq7_dark=800), 256)
+    assert (whole.n_live, whole.n_dead) == (f.n_live, f.n_dead)
+
+
 def test_uneven_mosaic_and_the_block_max_cell_threshold(frames):
     # 1000 px in 96-px tiles: a 40-px remainder (under the halo) joins the last tile
     params = SegmentParams(nucleus_threshold="block-max", dead_call="touch", cell_threshold="block-max")

@@ -39,6 +39,8 @@ def test_article_defaults():
         ("bleed", -0.01, "bleed"),
         ("draq7_background", "median", "draq7_background must be 'local' or 'field', got 'median'"),
         ("nucleus_smoothing", 11, r"nucleus_smoothing must lie in \[0.0, 10.0\], got 11"),
+        ("draq7_dark", -1.0, r"draq7_dark must lie in \[0.0, 65535.0\], got -1.0"),
+        ("draq7_dark", 70000, "draq7_dark"),
         ("nucleus_smoothing", -1.0, "nucleus_smoothing"),
         ("nucleus_smoothing", "on", r"nucleus_smoothing must be 'auto' or a number in \[0.0, 10.0\], got 'on'"),
     ],

@@ -642,3 +642,33 @@ def test_an_overexposed_brightfield_region_leaves_the_rest_alone(bit_depth, shar
     cell = np.isin(got.classes, (1, 2, 3, 4))
     assert abs(cell[rest].mean() - np.isin(ref.classes, (1, 2, 3, 4))[rest].mean()) < 0.02
     assert cell[rest].mean() < 0.5
+
+
+@pytest.mark.parametrize("bit_depth, offset", [(12, 1000), (8, 100)])
+@pytest.mark.parametrize("backend", [cpu, standin()], ids=["cpu", "standin"])
+def test_a_camera_offset_given_as_draq7_dark_keeps_the_calls(bit_depth, offset, backend):
+    """A camera's offset adds to a dead nucleus' Draq7 and to its background alike: their
+    ratio, counted from 0, fell under 3 (12-bit +1000: all 18 dead called live)."""
+    from livedead_gpu import segment_frame
+
+    f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, bit_depth=bit_depth, seed=1)
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    shifted = [np.clip(a.astype(np.int64) + offset, 0, 2**bit_depth - 1).astype(dtype)
+               for a in (f.brightfield, f.hoechst, f.draq7)]
+    ref = segment_frame(f.brightfield, f.hoechst, f.draq7, backend=backend)
+    assert (ref.n_live, ref.n_dead) == (f.n_live, f.n_dead)
+    assert segment_frame(*shifted, backend=backend).n_dead < f.n_dead / 2   # the limit without it
+    for params in (SegmentParams(draq7_dark=offset), SegmentParams(draq7_dark=offset, draq7_background="field")):
+        got = segment_frame(*shifted, params, backend=backend)
+        assert (got.n_live, got.n_dead) == (f.n_live, f.n_dead)
+        assert (got.classes == ref.classes).mean() > 0.99
+
+
+def test_dead_line():
+    from livedead_gpu.stages.nuclei import dead_line
+
+    assert dead_line(21.0, 3.0, 0.0) == 63.0
+    assert dead_line(1021.0, 3.0, 1000.0) == 1063.0
+    assert dead_line(900.0, 3.0, 1000.0) == 1003.0   # a background under the dark level: one grey level over it
+    got = dead_line(np.array([21.0, 1021.0], np.float32), 3.0, 1000.0)
+    assert got.dtype == np.float32 and got.tolist() == [1003.0, 1063.0]

@@ -749,7 +749,7 @@ def nuclei(hoechst_mask, draq7_mask, backend="cpu", *, draq7=None, params: Segme
             (field,) = backgrounds([values], inside, be, outside=outside)
             floor = local_background(values, inside, size, be, fill=field, outside=outside)
         return Nuclei(labels, n, dead_by_ratio(labels, n, values if floor is not None else draq7,
-                                               params.dead_ratio, be, floor=floor))
+                                               params.dead_ratio, be, floor=floor, dark=params.draq7_dark))
     # Any Draq7 pixel (the mask is already size-filtered) makes the whole nucleus dead.
     # The labels under Draq7 pixels only (a boolean index: a sync on CuPy).
     dead = be.votes(labels[draq7_mask], n + 1) > 0
@@ -780,6 +780,29 @@ def outside_nuclei(nucleus_mask, backend="cpu"):
 def _is_image(floor) -> bool:
     """Whether a Draq7 background is an image (`local_background`) rather than one number."""
     return getattr(floor, "ndim", 0) == 2
+
+
+def dead_line(floor, ratio: float, dark: float, backend="cpu"):
+    """The Draq7 level over which a nucleus is dead: ``ratio`` times its background,
+    both counted from the camera's dark level ``dark`` (``params.draq7_dark``).
+
+    ``dark + ratio * max(floor - dark, 1)``: a background at or under the dark
+    level (one set too high) counts as one grey level over it.
+
+    Parameters
+    ----------
+    floor : float or float32 array (per pixel or per nucleus)
+    ratio, dark : float
+
+    Returns
+    -------
+    float, or a float32 array of ``floor``'s shape on the backend's device
+    """
+    if getattr(floor, "ndim", 0):
+        xp = get_backend(backend).xp
+        dark32 = xp.float32(dark)
+        return dark32 + xp.float32(ratio) * xp.maximum(floor - dark32, xp.float32(1))
+    return dark + ratio * max(float(floor) - dark, 1.0)
 
 
 def background_step(shape) -> int:
@@ -924,8 +947,9 @@ def mesh_image(grid, box, shape, origin=(0, 0), backend="cpu"):
     return be.upsample(part, box)[top : top + h, left : left + w]
 
 
-def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
-    """Dead where a nucleus' mean Draq7 is above ``ratio`` times the Draq7 background.
+def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None, dark=0.0):
+    """Dead where a nucleus' mean Draq7 is above ``ratio`` times the Draq7 background
+    (both counted from the camera's dark level ``dark``: `dead_line`).
 
     The background (``floor``: a number, or an image such as `local_background`,
     averaged over each nucleus; else `draq7_background` outside ``labels``) is
@@ -944,8 +968,8 @@ def dead_by_ratio(labels, n, draq7, ratio, backend="cpu", *, floor=None):
         floor = draq7_background(values, labels > 0, be)
     if _is_image(floor):
         means, floor = nucleus_means(labels, n, [values, floor], be)
-        return _above(means, be.xp.float32(ratio) * floor)
-    return _above(nucleus_means(labels, n, [values], be)[0], ratio * floor)
+        return _above(means, dead_line(floor, ratio, dark, be) if dark else be.xp.float32(ratio) * floor)
+    return _above(nucleus_means(labels, n, [values], be)[0], dead_line(floor, ratio, dark) if dark else ratio * floor)
 
 
 def _above(means, level):
@@ -1089,8 +1113,10 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
     top = be.octagon_max(xp.minimum(smooth, xp.float32(65535)).astype(xp.uint16), max(1, round(diameter / 2)))
     local = _is_image(floor)
     ratio, share = xp.float32(p.dead_ratio), xp.float32(p.nucleus_level)
+    dark = p.draq7_dark
     if not local:
-        floor, over = xp.float32(floor), xp.float32(p.dead_ratio * floor)
+        over = dead_line(floor, p.dead_ratio, dark) if dark else p.dead_ratio * floor
+        floor, over = xp.float32(floor), xp.float32(over)
     out = xp.empty(smooth.shape, bool)
 
     def band(rows):
@@ -1102,7 +1128,11 @@ def dead_regions(draq7, floor, diameter, params: SegmentParams | None = None, ba
         level *= share
         level += f
         xp.greater_equal(smooth[rows], level, out=out[rows])
-        out[rows] &= smooth[rows] > (ratio * f if local else over)
+        if not local:
+            line = over
+        else:   # (the dark level's own form only where one is set: the defaults' floats stay as they were)
+            line = dead_line(f, p.dead_ratio, dark, be) if dark else ratio * f
+        out[rows] &= smooth[rows] > line
 
     be.by_rows(band, smooth.shape)
     return out
@@ -1208,7 +1238,9 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     # Each nucleus' own background: the mean of the local one over its pixels.
     if local:
         *rest, floor = rest
-        over = xp.float32(p.dead_ratio) * floor
+        over = dead_line(floor, p.dead_ratio, p.draq7_dark, be) if p.draq7_dark else xp.float32(p.dead_ratio) * floor
+    elif p.draq7_dark:
+        floor, over = xp.float32(floor), xp.float32(dead_line(floor, p.dead_ratio, p.draq7_dark))
     else:
         floor, over = xp.float32(floor), p.dead_ratio * floor
     readings = None
