@@ -437,7 +437,9 @@ def strict():
 @pytest.mark.parametrize("params", [
     SegmentParams(), SegmentParams.from_preset("article"), SegmentParams(dead_call="touch"),
     SegmentParams(separation="voronoi"), SegmentParams(cell_threshold="block-max", nucleus_threshold=300),
-], ids=["default", "article", "touch", "voronoi", "block-max"])
+    SegmentParams(draq7_dark=5.0), SegmentParams(draq7_dark=5.0, draq7_background="field"),
+    SegmentParams(draq7_dark=5.0, split_nuclei=False),
+], ids=["default", "article", "touch", "voronoi", "block-max", "dark", "dark-field", "dark-masks"])
 def test_no_implicit_transfers(params):
     # Every host read of a device array goes through Backend.to_host (explicit, counted, commented).
     f = synthetic.make_frame(shape=(128, 128), n_cells=8, dead_fraction=0.5, seed=8)
