@@ -787,7 +787,9 @@ def dead_line(floor, ratio: float, dark: float, backend="cpu"):
     both counted from the camera's dark level ``dark`` (``params.draq7_dark``).
 
     ``dark + ratio * max(floor - dark, 1)``: a background at or under the dark
-    level (one set too high) counts as one grey level over it.
+    level (one set too high) counts as one grey level over it. The callers keep
+    their own ``ratio * floor`` where ``dark`` is 0, so that outputs made without a
+    dark level stay bit for bit (a float32 product there, a float64 one here).
 
     Parameters
     ----------
