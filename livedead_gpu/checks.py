@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["as_intensity", "check_same_shape"]
@@ -96,3 +98,79 @@ def check_same_shape(**images) -> None:
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{n} {s}" for n, s in shapes.items())
         raise ValueError(f"channel shapes differ: {listed}; expected one (M, N) shape")
+
+
+#: A stain with this share of its pixels at 0 where the brightfield holds data looks
+#: background-subtracted and clipped (synthetic frames broke from ~40 %).
+_ZERO_SHARE = 0.25
+_SUBTRACTED = {
+    "hoechst": "its noise, taken from the darker half of the image, reads 0 and the nucleus threshold "
+               "falls into it (thousands of false nuclei)",
+    "draq7": "the dead call compares each nucleus' Draq7 with dead_ratio times the Draq7 background, which the "
+             "subtraction took away (live nuclei called dead)",
+}
+
+
+def warn_if_subtracted(images: dict, stains=("hoechst", "draq7"), stacklevel: int = 3) -> None:
+    """A `UserWarning` for each stain that looks background-subtracted and clipped at 0.
+
+    Counted on every 4th row and column, where the brightfield is not 0 (alignment
+    padding is 0 in every channel). See README, "Known limits".
+
+    Parameters
+    ----------
+    images : dict of (M, N) uint8 or uint16 host arrays, "brightfield" and the stains
+    """
+    data = images["brightfield"][::4, ::4] > 0
+    n = int(np.count_nonzero(data))
+    if n < 256:
+        return
+    for name in stains:
+        share = np.count_nonzero(images[name][::4, ::4][data] == 0) / n
+        if share >= _ZERO_SHARE:
+            warnings.warn(
+                f"{name} has {share:.0%} of its pixels at 0 where the brightfield holds data: it looks "
+                f"background-subtracted (e.g. a rolling ball) and clipped; {_SUBTRACTED[name]}. Give the raw "
+                "image (and draq7_dark for a camera offset)",
+                UserWarning, stacklevel=stacklevel)
+
+
+def data_box(images, least: int = 1):
+    """The rows and columns inside margins of exact 0 that all ``images`` share, or None.
+
+    Registering a movie's frames (drift correction) pads each with 0 in every
+    channel. Segmented whole, a margin of a quarter of the frame made the Hoechst
+    statistics (its darker half all 0) read a noise sigma of 0: no nucleus found
+    (a 512² synthetic frame, 128 of its columns 0: nucleus F1 1.0 -> 0.03), and a
+    tenth of it put 15 live nuclei among the dead. Only whole rows and columns at
+    the edges count (a translation's padding); the frame inside must keep ``least``
+    px a side, else None.
+
+    Parameters
+    ----------
+    images : iterable of (M, N) host arrays, one shape
+
+    Returns
+    -------
+    (slice, slice) or None
+        None when no edge row or column is 0 in every image (most frames: four edge
+        lines read).
+    """
+    images = list(images)
+    edges = (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1])
+    if not any(all(not image[e].any() for image in images) for e in edges):
+        return None
+    zero = np.logical_and.reduce([image == 0 for image in images])
+    return box_inside(zero.all(axis=1), zero.all(axis=0), least)
+
+
+def box_inside(zero_rows, zero_cols, least: int = 1):
+    """`data_box` from which rows and which columns are 0 throughout (1-D bool host arrays)."""
+    spans = []
+    for zero in (zero_rows, zero_cols):
+        keep = np.flatnonzero(~np.asarray(zero))
+        if keep.size == 0 or keep[-1] + 1 - keep[0] < least:
+            return None
+        spans.append(slice(int(keep[0]), int(keep[-1]) + 1))
+    box = tuple(spans)
+    return None if box == (slice(0, len(zero_rows)), slice(0, len(zero_cols))) else box

@@ -87,6 +87,7 @@ import numpy as np
 
 from . import stages
 from .backends import get_backend
+from .checks import box_inside
 from .params import SegmentParams, as_params
 from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, noise_blocks, noise_from_statistics
 from .stages.nuclei import (
@@ -342,6 +343,11 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     if min(shape) < p.coarseness:
         raise ValueError(f"mosaic of shape {shape} is smaller than one block ({p.coarseness} px)")
     bf, ho, d7 = arrays["brightfield"], arrays["hoechst"], arrays["draq7"]
+    box = _padding_box((bf, ho, d7), p.coarseness, compute_kwargs)
+    if box is not None:  # alignment padding, as `segment_frame`: the mosaic inside it, pasted back
+        inner = segment_mosaic(bf[box], ho[box], d7[box], params, tile, max_cell_diameter, backend, diameter_crop,
+                               **compute_kwargs)
+        return _paste(inner, box, shape)
     crop = tuple(slice((n - min(n, diameter_crop)) // 2, (n + min(n, diameter_crop)) // 2) for n in shape)
     measure = dask.delayed(_crop_diameter, pure=True)
 
@@ -439,6 +445,42 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     classes = (packed % 8).astype(np.uint8)
     cells = (packed // 8).astype(cell_dtype)
     return MosaicResult(classes, cells, thresholds, depth, chunks, diameter, packed, counts)
+
+
+def _padding_box(arrays, least, compute_kwargs):
+    """`livedead_gpu.checks.data_box` of dask arrays: their four edge lines read first, the
+    whole mosaic only when one of them is 0 in every channel."""
+    import dask
+    import dask.array as da
+
+    edges = (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1])
+    def zero(part):
+        out = part(arrays[0]) == 0
+        for a in arrays[1:]:
+            out &= part(a) == 0
+        return out
+
+    flat = dask.compute(*[zero(lambda a, e=e: a[e]).all() for e in edges], **compute_kwargs)
+    if not any(flat):
+        return None
+    zero = zero(lambda a: a)
+    rows, cols = dask.compute(zero.all(axis=1), zero.all(axis=0), **compute_kwargs)
+    return box_inside(rows, cols, least)
+
+
+def _paste(inner: MosaicResult, box, shape) -> MosaicResult:
+    """``inner``, the result of the mosaic inside ``box``, on the whole mosaic: margins background,
+    cell labels renumbered to the whole mosaic's raster index."""
+    import dask.array as da
+
+    (top, left), cols = (box[0].start, box[1].start), box[1].stop - box[1].start
+    pad = ((top, shape[0] - box[0].stop), (left, shape[1] - box[1].stop))
+    index = inner.cells.astype(np.int64) - 1
+    cells = da.where(inner.cells > 0, (index // cols + top) * shape[1] + index % cols + left + 1, 0)
+    cells = da.pad(cells.astype(np.int32 if shape[0] * shape[1] < 2**31 - 1 else np.int64), pad)
+    classes = da.pad(inner.classes, pad)
+    return MosaicResult(classes, cells, inner.thresholds, inner.depth, classes.chunks, inner.diameter,
+                        cells.astype(np.int64) * 8 + classes, inner._counts)
 
 
 def _check_tile(tile, depth, max_cell_diameter, diameter=None):

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import stages
 from .backends import get_backend
-from .checks import as_intensity, check_same_shape
+from .checks import as_intensity, check_same_shape, data_box, warn_if_subtracted
 from .params import SegmentParams, as_params
 from .stages.nuclei import bleed_from
 
@@ -120,8 +120,13 @@ def segment_frame(
         for name, image in (("brightfield", brightfield), ("hoechst", hoechst), ("draq7", draq7))
     }
     check_same_shape(**images)
+    shape = images["brightfield"].shape
+    box = data_box(images.values(), p.coarseness)
+    if box is not None:  # alignment padding: the frame inside it, pasted back below
+        images = {name: image[box] for name, image in images.items()}
+    warn_if_subtracted(images, ("hoechst", "draq7") if p.dead_call == "ratio" else ("hoechst",))
     try:
-        return _segment(images, p, be, intermediates)
+        result = _segment(images, p, be, intermediates)
     except Exception as error:
         if not be.is_out_of_memory(error):
             raise
@@ -131,7 +136,21 @@ def segment_frame(
             RuntimeWarning,
             stacklevel=2,
         )
-        return _segment(images, p, get_backend("cpu"), intermediates)
+        result = _segment(images, p, get_backend("cpu"), intermediates)
+    return result if box is None else _paste(result, box, shape)
+
+
+def _paste(result: FrameResult, box, shape) -> FrameResult:
+    """``result`` of the frame inside ``box``, on the whole frame: the margins background."""
+
+    def whole(part):
+        out = np.zeros(shape, part.dtype)
+        out[box] = part
+        return out
+
+    return dataclasses.replace(
+        result, classes=whole(result.classes), cells=whole(result.cells), nuclei=whole(result.nuclei),
+        intermediates={k: whole(v) for k, v in result.intermediates.items()})
 
 
 def segment_arrays(brightfield, hoechst, draq7, params: SegmentParams, backend) -> dict:
@@ -217,6 +236,9 @@ def bleed_readings(hoechst, draq7, params: SegmentParams | None = None, backend=
     check_same_shape(**images)
     if p.dead_call != "ratio":
         return np.zeros((3, 0))
+    box = data_box(images.values(), p.coarseness)   # as `segment_frame`
+    if box is not None:
+        images = {name: image[box] for name, image in images.items()}
     nuc, *_ = stages.find_nuclei(be.to_device(images["hoechst"]), be.to_device(images["draq7"]),
                                  dataclasses.replace(p, bleed="auto"), be)
     return nuc.readings

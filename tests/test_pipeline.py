@@ -188,3 +188,44 @@ def test_degenerate_frames_segment(shape, dtype):
             r = segment_frame(*channels, SegmentParams(separation=separation))
             assert r.classes.shape == shape and r.classes.max() <= 4, (bf, ho, d7, separation)
             assert len(r.dead) == r.nuclei.max() + 1
+
+
+@pytest.mark.parametrize("margins", [(0, 0, 128, 0), (40, 11, 0, 64), (0, 0, 0, 200)])
+def test_alignment_padding_is_set_aside(margins):
+    """Margins of 0 in every channel (a registered movie's padding): a quarter of the frame had
+    made the Hoechst noise read 0 (no nucleus found); the frame inside them is segmented and
+    pasted back, the margins background."""
+    import warnings
+
+    from livedead_gpu.evaluate import match_instances
+    from livedead_gpu.pipeline import bleed_readings
+
+    top, bottom, left, right = margins
+    f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, seed=1)
+    inside = np.s_[top : 512 - bottom, left : 512 - right]
+    padded = []
+    for a in (f.brightfield, f.hoechst, f.draq7):
+        b = np.zeros_like(a)
+        b[inside] = a[inside]
+        padded.append(b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # and no "looks background-subtracted" for the padding
+        got = segment_frame(*padded, intermediates=True)
+    part = segment_frame(*(a[inside] for a in padded), intermediates=True)
+    assert got.classes.shape == (512, 512) and (got.n_live, got.n_dead) == (part.n_live, part.n_dead)
+    assert np.array_equal(got.classes[inside], part.classes) and not got.classes.sum() - part.classes.sum()
+    assert all(np.array_equal(got.intermediates[k][inside], part.intermediates[k]) for k in part.intermediates)
+    truth = np.zeros_like(f.nuclei)
+    truth[inside] = f.nuclei[inside]
+    assert match_instances(truth, got.nuclei).f1 >= 0.95
+    assert np.array_equal(bleed_readings(*padded[1:]), bleed_readings(*(a[inside] for a in padded[1:])))
+
+
+def test_a_background_subtracted_stain_warns():
+    f = synthetic.make_frame((256, 256), n_cells=20, seed=1)
+    clipped = np.clip(f.draq7.astype(np.int64) - 21, 0, None).astype(np.uint16)
+    with pytest.warns(UserWarning, match=r"draq7 has \d+% of its pixels at 0 .*background-subtracted"):
+        segment_frame(f.brightfield, f.hoechst, clipped)
+    clipped = np.clip(f.hoechst.astype(np.int64) - 80, 0, None).astype(np.uint16)
+    with pytest.warns(UserWarning, match=r"hoechst has \d+% of its pixels at 0"):
+        segment_frame(f.brightfield, clipped, f.draq7)
