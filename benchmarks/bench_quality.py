@@ -25,6 +25,7 @@ import numpy as np
 from livedead_gpu import SegmentParams
 from livedead_gpu.backends import get_backend
 from livedead_gpu.evaluate import Scores, find_pairs, match_instances, read_image, segment_nuclei
+from livedead_gpu.checks import data_box
 from livedead_gpu.stages import find_nuclei
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -95,7 +96,12 @@ def adcc(root, presets):
         total, right, count, n_dead = Scores(), 0, 0, 0
         for stem, hoechst, pi, labels, px in adcc_fields(root):
             p = make(px)
-            nuc, *_ = find_nuclei(hoechst, pi, p, be)
+            # Alignment padding set aside, as segment_frame and bleed_readings do (session 12)
+            box = data_box([hoechst, pi], p.coarseness) or np.s_[:, :]
+            nuc, *_ = find_nuclei(np.ascontiguousarray(hoechst[box]), np.ascontiguousarray(pi[box]), p, be)
+            found = np.zeros(labels.shape, np.int32)
+            found[box] = nuc.labels
+            nuc = nuc._replace(labels=found)
             total = total + match_instances(labels, nuc.labels)
             truth, present = truth_dead(pi, labels)
             call = called_dead(nuc.labels, nuc.dead, labels)

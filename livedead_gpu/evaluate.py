@@ -417,16 +417,21 @@ def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
     int32 array.
     """
     from .backends import get_backend
-    from .checks import as_intensity
+    from .checks import as_intensity, data_box
     from .params import as_params
     from .stages.nuclei import _nucleus_mask, split_nuclei
 
     p = as_params(params)
     be = get_backend(backend)
-    image = be.to_device(as_intensity(image, "image", min_side=2))
-    mask, _, diameter, _ = _nucleus_mask(image, p, be)
+    image = as_intensity(image, "image", min_side=2)
+    box = data_box([image], p.coarseness)   # alignment padding set aside, as segment_frame does
+    mask, _, diameter, _ = _nucleus_mask(be.to_device(image if box is None else image[box]), p, be)
     labels, _ = split_nuclei(mask, diameter, p, be) if p.split_nuclei else be.label(mask)
-    return be.to_host(labels)
+    if box is None:
+        return be.to_host(labels)
+    whole = np.zeros(image.shape, np.int32)
+    whole[box] = be.to_host(labels)
+    return whole
 
 
 def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend="cpu") -> Scores:
