@@ -340,3 +340,15 @@ def test_scores_as_dict_keeps_enough_places_to_round_once():
     # Printed to 3 places from these: rounded to 4 first, Coelho gnf's 0.917526 came out 0.917.
     s = Scores(tp=445, fp=53, fn=27, iou_sum=0.0, pixel_inter=0, pixel_union=0, images=1)
     assert f"{s.as_dict()['f1']:.3f}" == f"{s.f1:.3f}" == "0.918"
+
+
+def test_segment_nuclei_sets_alignment_padding_aside():
+    f = synthetic.make_frame((384, 384), n_cells=30, seed=3)
+    padded = np.zeros_like(f.hoechst)
+    padded[:, 100:] = f.hoechst[:, 100:]   # a quarter of the frame 0: the noise read 0 before
+    got = segment_nuclei(padded)
+    assert not got[:, :100].any()
+    assert np.array_equal(got[:, 100:], segment_nuclei(f.hoechst[:, 100:]))
+    truth = f.nuclei.copy()
+    truth[:, :100] = 0
+    assert match_instances(truth, got).f1 >= 0.9
