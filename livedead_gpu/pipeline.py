@@ -123,7 +123,7 @@ def segment_frame(
     shape = images["brightfield"].shape
     box = data_box(images.values(), p.coarseness)
     if box is not None:  # alignment padding: the frame inside it, pasted back below
-        images = {name: image[box] for name, image in images.items()}
+        images = {name: np.ascontiguousarray(image[box]) for name, image in images.items()}
     warn_if_subtracted(images, ("hoechst", "draq7") if p.dead_call == "ratio" else ("hoechst",))
     try:
         result = _segment(images, p, be, intermediates)
@@ -238,7 +238,7 @@ def bleed_readings(hoechst, draq7, params: SegmentParams | None = None, backend=
         return np.zeros((3, 0))
     box = data_box(images.values(), p.coarseness)   # as `segment_frame`
     if box is not None:
-        images = {name: image[box] for name, image in images.items()}
+        images = {name: np.ascontiguousarray(image[box]) for name, image in images.items()}
     nuc, *_ = stages.find_nuclei(be.to_device(images["hoechst"]), be.to_device(images["draq7"]),
                                  dataclasses.replace(p, bleed="auto"), be)
     return nuc.readings
