@@ -20,8 +20,8 @@ def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
     - floats are taken as intensities on the uint16 scale and rounded to the
       nearest integer, when finite and in [0, 65535]; a float image whose maximum is
       at most 1 looks normalised and is refused (scale it to the camera's range), as
-      is one of fractions that would round to under 16 grey levels (a flat-field
-      ratio around 1);
+      is a brightfield of fractions that would round to under 16 grey levels (divided
+      by its background: a ratio around 1);
     - bool (a mask, not an image), complex and object arrays are a ``TypeError``.
 
     Parameters
@@ -73,12 +73,14 @@ def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
                 f"{name} is a float image with values in [{lo}, {hi}]; it looks normalised to "
                 f"[0, 1]: scale it to the camera's range (e.g. * 65535) first"
             )
-        # Rounded to whole grey levels, a ratio image (a flat-field correction's, around 1)
-        # would keep a handful of levels and lose the cells without a word. (Whole numbers
-        # stored as floats, e.g. a dim 8-bit channel, lose nothing.)
+        # Rounded to whole grey levels, a brightfield divided by its background (a ratio
+        # around 1) would keep a handful of levels and lose the cells without a word. A
+        # brightfield is never that dim; a stain is (an empty well's Draq7 spans a few
+        # levels), so the stains are not held to it. (Whole numbers stored as floats lose
+        # nothing.)
         rounded = np.rint(a)
         levels = round(hi) - round(lo) + 1
-        if levels < _MIN_FLOAT_LEVELS and (rounded != a).any():
+        if name == "brightfield" and levels < _MIN_FLOAT_LEVELS and (rounded != a).any():
             raise ValueError(
                 f"{name} is a float image with values in [{lo:g}, {hi:g}], {levels} grey level(s) once rounded; "
                 f"it looks rescaled (e.g. flat-field divided): scale it to the camera's range (e.g. * 1000) first"
@@ -87,8 +89,8 @@ def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
     return a.astype(np.uint16)
 
 
-#: A float image must span this many whole grey levels (an 8-bit camera's dimmest
-#: useful image spans dozens).
+#: A float brightfield must span this many whole grey levels (an 8-bit camera's spans
+#: dozens at the least).
 _MIN_FLOAT_LEVELS = 16
 
 

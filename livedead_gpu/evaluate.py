@@ -305,6 +305,10 @@ def read_image(path, channel=None, labels: bool = False) -> np.ndarray:
         raise ValueError(f"cannot read {str(path)!r}: it holds no pixels (shape {image.shape})")
     image = np.squeeze(image)
     if labels:
+        if image.ndim == 3 and min(image.shape) in (3, 4):   # grey ids saved as RGB(A): all three equal
+            planes = np.moveaxis(image, int(np.argmin(image.shape)), 0)
+            if all((p == planes[0]).all() for p in planes[1:3]):
+                image = planes[0]
         if image.ndim != 2:
             raise ValueError(
                 f"label image {str(path)!r} has shape {image.shape}; expected one 2-D plane of instance ids "
@@ -384,10 +388,11 @@ def find_pairs(images, labels) -> list[tuple[Path, Path]]:
     for image in sorted(images.iterdir()):
         if image.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        for tag in LABEL_TAGS:
+        # Beside their images, a tagged name (a_labels.tif) first: a file of the image's very
+        # stem (a.tif beside a.png) could be either role.
+        for tag in LABEL_TAGS[1:] + LABEL_TAGS[:1] if beside else LABEL_TAGS:
             found = [p for p in by_stem.get(image.stem + tag, []) if p.resolve() != image.resolve()]
-            # Beside their images, a label file of the image's very stem (a.tif, a.png) could
-            # be either role; two label files of one stem elsewhere, either file.
+            # Two label files of one stem: either file.
             if len(found) > 1 or (found and beside and not tag):
                 names = ", ".join(repr(p.name) for p in [image] * (beside and not tag) + found)
                 raise ValueError(

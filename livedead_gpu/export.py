@@ -291,7 +291,7 @@ def _series_readings(plate, key, params, backend):
     """`bleed_readings` of one frame of ``plate``; None (and a log line) when it cannot be read."""
     try:
         frame = plate.read(key)
-        return bleed_readings(frame.hoechst, frame.draq7, params, backend)
+        return bleed_readings(frame.hoechst, frame.draq7, params, backend, brightfield=frame.brightfield)
     except (PlateError, ValueError, TypeError, OSError) as e:
         # The frame's own turn in the export reports it (or skips it) as on_error says.
         log.info("bleed: %s s%s t%s left out: %s", key.well, key.site, key.time, e)

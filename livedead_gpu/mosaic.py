@@ -228,7 +228,8 @@ class MosaicResult:
     depth : int
         The halo of each tile.
     chunks : tuple
-        The tiles (dask chunks) of the mosaic.
+        The tiles (dask chunks) of the mosaic; with alignment padding set aside, the
+        margins are chunks of their own around them.
     diameter : float or None
         The nucleus diameter (px) every tile used: the parameters' own, else the
         one measured on the central crop; None when no stage needed one.

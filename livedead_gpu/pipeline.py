@@ -212,12 +212,17 @@ def _segment(images, p, be, intermediates) -> FrameResult:
     )
 
 
-def bleed_readings(hoechst, draq7, params: SegmentParams | None = None, backend="cpu") -> np.ndarray:
+def bleed_readings(hoechst, draq7, params: SegmentParams | None = None, backend="cpu", *,
+                   brightfield=None) -> np.ndarray:
     """What ``bleed="auto"`` reads of each nucleus of one frame, found as `segment_frame` finds them.
 
     Parameters
     ----------
-    hoechst, draq7 : (M, N) array_like, as in `segment_frame` (no brightfield needed)
+    hoechst, draq7 : (M, N) array_like, as in `segment_frame`
+    brightfield : (M, N) array_like, optional
+        The frame's brightfield: with it, the alignment padding set aside is the
+        one `segment_frame` sets aside (margins of 0 in all three channels), else
+        margins of 0 in both stains.
     params : SegmentParams, optional
         Its ``bleed`` is ignored (the measurement is the point).
     backend : {"cpu", "auto", "gpu"} or Backend
@@ -232,7 +237,8 @@ def bleed_readings(hoechst, draq7, params: SegmentParams | None = None, backend=
     p = as_params(params)
     be = get_backend(backend)
     images = {name: as_intensity(image, name, min_side=p.coarseness)
-              for name, image in (("hoechst", hoechst), ("draq7", draq7))}
+              for name, image in (("hoechst", hoechst), ("draq7", draq7), ("brightfield", brightfield))
+              if image is not None}
     check_same_shape(**images)
     if p.dead_call != "ratio":
         return np.zeros((3, 0))

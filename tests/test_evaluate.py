@@ -152,6 +152,8 @@ def test_read_labels(tmp_path):
     Image.fromarray(np.dstack([ids * 30, ids, ids])).save(tmp_path / "rgb.png")
     with pytest.raises(ValueError, match=r"label image .*rgb.png.* has shape \(8, 8, 3\); expected one 2-D plane"):
         read_image(tmp_path / "rgb.png", labels=True)
+    Image.fromarray(np.dstack([ids] * 3)).save(tmp_path / "grey.png")   # grey ids saved as RGB
+    assert np.array_equal(read_image(tmp_path / "grey.png", labels=True), ids)
 
 
 def test_read_image_names_a_damaged_file(tmp_path):
@@ -173,6 +175,13 @@ def test_find_pairs_refuses_one_stem_in_two_roles(tmp_path):
     tifffile.imwrite(tmp_path / "a.png", np.zeros((8, 8), np.uint16))
     with pytest.raises(ValueError, match="'a.png', 'a.tif' in .* share the name 'a'"):
         find_pairs(tmp_path, tmp_path)
+    # named as that error asks, the tagged label file wins, a preview a.jpg beside a.tif or not
+    import cv2
+
+    (tmp_path / "a.png").rename(tmp_path / "a_labels.png")
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((8, 8), np.uint8))
+    assert [(i.name, l.name) for i, l in find_pairs(tmp_path, tmp_path)] == [("a.jpg", "a_labels.png"),
+                                                                            ("a.tif", "a_labels.png")]
     # two label files of one image in a labels folder
     (tmp_path / "im").mkdir()
     (tmp_path / "lab").mkdir()

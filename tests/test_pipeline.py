@@ -152,12 +152,14 @@ def test_other_dtypes_are_converted():
 
 
 @pytest.mark.filterwarnings("error")
-def test_whole_numbers_as_floats_pass_however_few_their_levels():
-    # a dim 8-bit Draq7 channel stored as float (values 0..5) is no ratio image
+def test_dim_float_stains_pass_however_few_their_levels():
+    # a dim 8-bit Draq7 channel stored as float (values 0..5) is no ratio image, nor is one
+    # divided by a vignetting flat of 1.05-1.1 (fractions, 0..4.7: an empty well's Draq7)
     rng = np.random.default_rng(0)
     dim = rng.integers(0, 6, (64, 64))
     r = segment_frame(GOOD, GOOD, dim.astype(np.float32))
     assert (r.classes == segment_frame(GOOD, GOOD, dim.astype(np.uint16)).classes).all()
+    segment_frame(GOOD, GOOD, (dim / np.linspace(1.05, 1.1, 64)).astype(np.float32))
 
 
 def test_float16_is_converted_without_overflow_warnings():
@@ -218,7 +220,14 @@ def test_alignment_padding_is_set_aside(margins):
     truth = np.zeros_like(f.nuclei)
     truth[inside] = f.nuclei[inside]
     assert match_instances(truth, got.nuclei).f1 >= 0.95
-    assert np.array_equal(bleed_readings(*padded[1:]), bleed_readings(*(a[inside] for a in padded[1:])))
+    assert np.array_equal(bleed_readings(*padded[1:], brightfield=padded[0]),
+                          bleed_readings(*(a[inside] for a in padded[1:])))
+    # stains 0 in the margins but not the brightfield: no padding for segment_frame, nor for the bleed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = segment_frame(f.brightfield, *padded[1:])
+        readings = bleed_readings(*padded[1:], brightfield=f.brightfield)
+    assert readings.shape[1] == len(whole.dead) - 1
 
 
 def test_a_background_subtracted_stain_warns():
