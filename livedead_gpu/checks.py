@@ -113,22 +113,22 @@ _SUBTRACTED = {
 }
 
 
-def warn_if_subtracted(images: dict, stains=("hoechst", "draq7"), stacklevel: int = 3) -> None:
+def warn_if_subtracted(images: dict, stains=("hoechst", "draq7"), step: int = 4, stacklevel: int = 3) -> None:
     """A `UserWarning` for each stain that looks background-subtracted and clipped at 0.
 
-    Counted on every 4th row and column, where the brightfield is not 0 (alignment
-    padding is 0 in every channel). See README, "Known limits".
+    Counted on every ``step``-th row and column, where the brightfield is not 0
+    (alignment padding is 0 in every channel). See README, "Known limits".
 
     Parameters
     ----------
     images : dict of (M, N) uint8 or uint16 host arrays, "brightfield" and the stains
     """
-    data = images["brightfield"][::4, ::4] > 0
+    data = images["brightfield"][::step, ::step] > 0
     n = int(np.count_nonzero(data))
     if n < 256:
         return
     for name in stains:
-        share = np.count_nonzero(images[name][::4, ::4][data] == 0) / n
+        share = np.count_nonzero(images[name][::step, ::step][data] == 0) / n
         if share >= _ZERO_SHARE:
             warnings.warn(
                 f"{name} has {share:.0%} of its pixels at 0 where the brightfield holds data: it looks "

@@ -87,7 +87,7 @@ import numpy as np
 
 from . import stages
 from .backends import get_backend
-from .checks import box_inside
+from .checks import box_inside, warn_if_subtracted
 from .params import SegmentParams, as_params
 from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, noise_blocks, noise_from_statistics
 from .stages.nuclei import (
@@ -351,6 +351,11 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         return _paste(inner, box, shape)
     crop = tuple(slice((n - min(n, diameter_crop)) // 2, (n + min(n, diameter_crop)) // 2) for n in shape)
     measure = dask.delayed(_crop_diameter, pure=True)
+    # As `segment_frame` warns of a background-subtracted stain: on the central crop (every 4th
+    # pixel of it is all the warning reads).
+    sample = dict(zip(("brightfield", "hoechst", "draq7"),
+                      dask.compute(*(a[crop][::4, ::4] for a in (bf, ho, d7)), **compute_kwargs)))
+    warn_if_subtracted(sample, ("hoechst", "draq7") if p.dead_call == "ratio" else ("hoechst",), step=1)
 
     def threshold_pass(p, depth, measured=None):
         """Passes 0 and 1 at ``p``'s smoothing: the diameter (``measured`` when the crop's

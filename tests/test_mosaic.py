@@ -308,3 +308,10 @@ def test_dim_hoechst_warns_as_the_whole_frame_does():
         m, classes, whole = check(dataclasses.replace(f, hoechst=dim), SegmentParams(), 256)
     assert m.thresholds["hoechst_smoothing"] == whole.thresholds["hoechst_smoothing"] == 1.0
     assert whole.n_dead == 18 and 40 <= whole.n_live <= 48   # 18 + 42 drawn; unsmoothed 27 live
+
+
+def test_a_background_subtracted_stain_warns_in_tiles_too(frames):
+    f = frames[1000]
+    clipped = np.clip(f.draq7.astype(np.int64) - 21, 0, None).astype(np.uint16)
+    with pytest.warns(UserWarning, match=r"draq7 has \d+% of its pixels at 0 .*background-subtracted"):
+        segment_mosaic(f.brightfield, f.hoechst, clipped, SegmentParams(bleed=0.0), tile=256, scheduler="sync")
