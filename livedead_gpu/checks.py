@@ -137,6 +137,18 @@ def warn_if_subtracted(images: dict, stains=("hoechst", "draq7"), step: int = 4,
                 UserWarning, stacklevel=stacklevel)
 
 
+#: The four edge lines of an image: padding shows there first.
+EDGES = (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1])
+
+
+def inside_padding(images: dict, least: int = 1):
+    """``(images, box)``: the named images cut to their `data_box` (contiguous), or as given and None."""
+    box = data_box(images.values(), least)
+    if box is None:
+        return images, None
+    return {name: np.ascontiguousarray(image[box]) for name, image in images.items()}, box
+
+
 def data_box(images, least: int = 1):
     """The rows and columns inside margins of exact 0 that all ``images`` share, or None.
 
@@ -159,8 +171,7 @@ def data_box(images, least: int = 1):
         lines read).
     """
     images = list(images)
-    edges = (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1])
-    if not any(all(not image[e].any() for image in images) for e in edges):
+    if not any(all(not image[e].any() for image in images) for e in EDGES):
         return None
     zero = np.logical_and.reduce([image == 0 for image in images])
     return box_inside(zero.all(axis=1), zero.all(axis=0), least)

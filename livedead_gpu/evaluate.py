@@ -422,15 +422,15 @@ def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
     int32 array.
     """
     from .backends import get_backend
-    from .checks import as_intensity, data_box
+    from .checks import as_intensity, inside_padding
     from .params import as_params
     from .stages.nuclei import _nucleus_mask, split_nuclei
 
     p = as_params(params)
     be = get_backend(backend)
     image = as_intensity(image, "image", min_side=2)
-    box = data_box([image], p.coarseness)   # alignment padding set aside, as segment_frame does
-    mask, _, diameter, _ = _nucleus_mask(be.to_device(image if box is None else image[box]), p, be)
+    inside, box = inside_padding({"image": image}, p.coarseness)   # alignment padding, as segment_frame
+    mask, _, diameter, _ = _nucleus_mask(be.to_device(inside["image"]), p, be)
     labels, _ = split_nuclei(mask, diameter, p, be) if p.split_nuclei else be.label(mask)
     if box is None:
         return be.to_host(labels)

@@ -87,7 +87,7 @@ import numpy as np
 
 from . import stages
 from .backends import get_backend
-from .checks import box_inside, warn_if_subtracted
+from .checks import EDGES, box_inside, warn_if_subtracted
 from .params import SegmentParams, as_params
 from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, noise_blocks, noise_from_statistics
 from .stages.nuclei import (
@@ -177,8 +177,8 @@ def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 
 
 
 def _smoothing_reach(p) -> int:
-    """The reach of the ``nucleus_smoothing`` Gaussian (OpenCV's radius can be a pixel past 4 sigma);
-    "auto" may smooth by `AUTO_SMOOTHING` (the "contrast" threshold only)."""
+    """The reach of the ``nucleus_smoothing`` Gaussian (its radius int(4 sigma + 0.5), and a pixel to
+    spare); "auto" may smooth by `AUTO_SMOOTHING` (the "contrast" threshold only)."""
     sigma = stain_sigma(p)
     if p.nucleus_smoothing == "auto" and p.nucleus_threshold == "contrast":
         sigma = AUTO_SMOOTHING
@@ -457,16 +457,14 @@ def _padding_box(arrays, least, compute_kwargs):
     """`livedead_gpu.checks.data_box` of dask arrays: their four edge lines read first, the
     whole mosaic only when one of them is 0 in every channel."""
     import dask
-    import dask.array as da
 
-    edges = (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1])
     def zero(part):
         out = part(arrays[0]) == 0
         for a in arrays[1:]:
             out &= part(a) == 0
         return out
 
-    flat = dask.compute(*[zero(lambda a, e=e: a[e]).all() for e in edges], **compute_kwargs)
+    flat = dask.compute(*[zero(lambda a, e=e: a[e]).all() for e in EDGES], **compute_kwargs)
     if not any(flat):
         return None
     zero = zero(lambda a: a)

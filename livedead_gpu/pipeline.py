@@ -10,7 +10,7 @@ import numpy as np
 
 from . import stages
 from .backends import get_backend
-from .checks import as_intensity, check_same_shape, data_box, warn_if_subtracted
+from .checks import as_intensity, check_same_shape, inside_padding, warn_if_subtracted
 from .params import SegmentParams, as_params
 from .stages.nuclei import bleed_from
 
@@ -121,9 +121,7 @@ def segment_frame(
     }
     check_same_shape(**images)
     shape = images["brightfield"].shape
-    box = data_box(images.values(), p.coarseness)
-    if box is not None:  # alignment padding: the frame inside it, pasted back below
-        images = {name: np.ascontiguousarray(image[box]) for name, image in images.items()}
+    images, box = inside_padding(images, p.coarseness)  # alignment padding: pasted back below
     warn_if_subtracted(images, ("hoechst", "draq7") if p.dead_call == "ratio" else ("hoechst",))
     try:
         result = _segment(images, p, be, intermediates)
@@ -242,9 +240,7 @@ def bleed_readings(hoechst, draq7, params: SegmentParams | None = None, backend=
     check_same_shape(**images)
     if p.dead_call != "ratio":
         return np.zeros((3, 0))
-    box = data_box(images.values(), p.coarseness)   # as `segment_frame`
-    if box is not None:
-        images = {name: np.ascontiguousarray(image[box]) for name, image in images.items()}
+    images, _ = inside_padding(images, p.coarseness)   # as `segment_frame`
     nuc, *_ = stages.find_nuclei(be.to_device(images["hoechst"]), be.to_device(images["draq7"]),
                                  dataclasses.replace(p, bleed="auto"), be)
     return nuc.readings
