@@ -63,7 +63,8 @@
    the image edge keeps its own border rule): each tile runs the stages with the
    global values (``cell_area(..., threshold=, scale=)``, ``find_nuclei(...,
    hoechst_threshold=, draq7_threshold=, diameter=, floor=)``) and only its core
-   is kept. The halo (`overlap_depth`) covers the Gaussian and Sobel footprints,
+   is kept. The halo (`overlap_depth`) covers the gradient's footprints (the
+   Gaussian, Sobel, and the fill of zero padding),
    the closing and size-filter footprints, the background window, the windows of
    the nucleus split and of the Draq7-bright regions, and the largest expected
    cell diameter, so every cell with a pixel in a core has its nucleus, and its
@@ -89,7 +90,7 @@ from . import stages
 from .backends import get_backend
 from .checks import EDGES, box_inside, warn_if_subtracted
 from .params import SegmentParams, as_params
-from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, noise_blocks, noise_from_statistics
+from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, gradient_reach, noise_blocks, noise_from_statistics
 from .stages.nuclei import (
     _BACKGROUND_WIDTH,
     _DEAD_SMOOTHING,
@@ -129,9 +130,10 @@ _COMPUTE_KWARGS = {"scheduler", "num_workers", "pool", "optimize_graph"}
 def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 64, diameter=None) -> int:
     """Halo in pixels each tile needs for its core to match whole-image processing.
 
-    The Gaussian (radius ``round(4 sigma)``) and Sobel (1) footprints, the
+    The gradient's reach (`~livedead_gpu.stages.gradient.gradient_reach`: the
+    Gaussian and Sobel footprints, and the fill of zero padding), the
     cell-area dilations and erosions (``kernel_size // 2`` each), the nucleus
-    closing, the zero-padding opening and the Draq7-ratio growth, plus
+    closing and the Draq7-ratio growth, 2 px to spare, plus
     ``max_cell_diameter``: a cell pixel in the core has its nucleus within a cell
     diameter, so the whole cell and its nucleus lie inside the tile. With a
     nucleus diameter, the footprints that scale with it are added in turn, as each
@@ -164,7 +166,7 @@ def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 
     elif isinstance(diameter, bool) or not isinstance(diameter, (int, float, np.integer, np.floating)) \
             or not diameter > 0:
         raise ValueError(f"diameter must be a number > 0 (px), got {diameter!r}")
-    gradient = (math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 1
+    gradient = gradient_reach(p.smoothing)
     morphology = (p.kernel_size // 2) * (p.dilations + p.erosions)
     nuclei = 2 * (p.nucleus_kernel // 2) + GROW // 2 + _smoothing_reach(p)
     if diameter is not None:
@@ -370,7 +372,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
             _check_tile(tile, depth, max_cell_diameter, diameter)
 
         # -- pass 1: per-tile statistics, merged into the global thresholds
-        stat_depth = max((math.ceil(4 * p.smoothing) if p.smoothing > 0 else 0) + 2,
+        stat_depth = max(gradient_reach(p.smoothing) + 1,
                          _background_reach(p, diameter) + _smoothing_reach(p))
         stat = dask.delayed(_tile_stats, pure=True)
         parts = []

@@ -450,6 +450,19 @@ def test_no_implicit_transfers(params):
         assert (got.classes == ref.classes).all()
 
 
+def test_padding_fill_without_implicit_transfers():
+    # a registered frame's zero corners: found, filled and set aside on the device
+    from livedead_gpu.stages import cell_area
+
+    f = synthetic.make_frame(shape=(128, 128), n_cells=8, seed=8)
+    bf = f.brightfield.copy()
+    bf[np.add.outer(np.arange(128), np.arange(128)) < 40] = 0   # a triangle, as a rotation leaves
+    be = strict()
+    got = be.to_host(cell_area(be.to_device(bf), backend=be).mask)
+    ref = cell_area(bf, backend=standin()).mask
+    assert (got == ref).all() and not got[:20, :20].any()
+
+
 def test_auto_smoothing_decides_alike_without_implicit_transfers():
     # "auto" on a dim field (smoothed) and on a sparse one (its one bright object keeps it
     # unsmoothed): the array backends decide as the CPU one, every host read explicit. The

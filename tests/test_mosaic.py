@@ -70,10 +70,10 @@ def test_alignment_padding_in_tiles_matches_whole_image(frames):
 
 
 def test_uneven_mosaic_and_the_block_max_cell_threshold(frames):
-    # 1000 px in 96-px tiles: a 40-px remainder (under the halo) joins the last tile
+    # 1000 px in 112-px tiles: a 104-px remainder (under the halo) joins the last tile
     params = SegmentParams(nucleus_threshold="block-max", dead_call="touch", cell_threshold="block-max")
-    check(frames[1000], params, 96)
-    check(frames[1000], SegmentParams(nucleus_threshold=300, dead_call="touch"), 96)
+    check(frames[1000], params, 112)
+    check(frames[1000], SegmentParams(nucleus_threshold=300, dead_call="touch"), 112)
 
 
 def test_local_draq7_background_in_tiles_matches_whole_image(frames):
@@ -145,10 +145,28 @@ def test_mosaic_from_a_dask_array_with_other_chunks(frames):
     assert (m.classes.compute(scheduler="sync") == whole.classes).mean() >= 0.999
 
 
+def test_rotated_padding_in_tiles_matches_whole_image(frames):
+    # a rigidly registered frame: its corners 0, not whole rows or columns, so no crop; the
+    # padding's fill (a window 21 px wide) stays inside the halo
+    import cv2
+
+    from livedead_gpu.stages.gradient import padding_mask
+
+    f = frames[1024]
+    m = cv2.getRotationMatrix2D((511.5, 511.5), 7, 1.0)
+    rotated = {c: cv2.warpAffine(getattr(f, c), m, (1024, 1024), flags=cv2.INTER_LINEAR)
+               for c in ("brightfield", "hoechst", "draq7")}
+    _, classes, whole = check(dataclasses.replace(f, **rotated), SegmentParams(), 256)
+    # no cell area on the padding (nuclei cut by the image's edge reach the 2-px margin)
+    assert whole.n_live > 100 and not np.isin(classes[padding_mask(rotated["brightfield"])], (1, 2)).any()
+
+
 def test_depth_and_chunks():
     p = SegmentParams()
-    # nucleus_smoothing "auto" may smooth by 1 px: 5 px more than none
-    assert overlap_depth(p, 64) == 5 + 2 * 4 + 2 + 2 + 2 + 5 + 64
+    # the gradient (Gaussian radius 4 and Sobel's pixel, then the padding fill's 10 and
+    # its mask's 4: stages.gradient.gradient_reach); nucleus_smoothing "auto" may smooth
+    # by 1 px: 5 px more than none
+    assert overlap_depth(p, 64) == 5 + 10 + 4 + 2 * 4 + 2 + 2 + 2 + 5 + 64
     assert overlap_depth(SegmentParams(nucleus_smoothing=0), 64) == overlap_depth(p, 64) - 5
     assert overlap_depth(SegmentParams(nucleus_smoothing=1), 64) == overlap_depth(p, 64)
     assert overlap_depth(p, 10) < overlap_depth(p, 64)
@@ -171,7 +189,7 @@ def test_errors_name_the_argument(frames):
     f = frames[1024]
     block = SegmentParams(nucleus_threshold="block-max")
     args = (f.brightfield, f.hoechst, f.draq7)
-    with pytest.raises(ValueError, match=r"tile=64 .* overlap depth 83"):
+    with pytest.raises(ValueError, match=r"tile=64 .* overlap depth 97"):
         segment_mosaic(*args, block, tile=64)
     with pytest.raises(ValueError, match="multiple of coarseness"):
         segment_mosaic(*args, block, tile=250)
@@ -179,10 +197,10 @@ def test_errors_name_the_argument(frames):
         segment_mosaic(*args, block, tile=256, max_cell_diameter=0)
     # the halo grows with the nucleus diameter: given, checked at once; measured, once it is known
     # (5 px of it the reach of the Gaussian "auto" may put on the Hoechst)
-    with pytest.raises(ValueError, match=r"tile=144 .* overlap depth 167 .*nucleus diameter 20.0"):
+    with pytest.raises(ValueError, match=r"tile=144 .* overlap depth 181 .*nucleus diameter 20.0"):
         segment_mosaic(*args, SegmentParams(nucleus_diameter_px=20), tile=144)
-    with pytest.raises(ValueError, match=r"tile=96 .* overlap depth 1\d\d .*nucleus diameter"):
-        segment_mosaic(*args, tile=96, scheduler="sync")
+    with pytest.raises(ValueError, match=r"tile=112 .* overlap depth 1\d\d .*nucleus diameter"):
+        segment_mosaic(*args, tile=112, scheduler="sync")
     with pytest.raises(ValueError, match="contrast.*touch"):
         segment_mosaic(*args, SegmentParams(dead_call="touch"), tile=256)
     with pytest.raises(ValueError, match="diameter_crop"):

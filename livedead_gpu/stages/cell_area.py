@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from ..backends import get_backend
 from ..params import SegmentParams, as_params
-from .gradient import gradient_scale, noise_threshold, quantize, smoothed_gradient
+from .gradient import gradient_scale, noise_threshold, padded_gradient, quantize
 from .threshold import block_max_threshold
 
 
@@ -38,7 +38,8 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", t
     ``erosions`` erosions, and holes filled: background not connected to the
     image border becomes cell area. (The article floods from pixel (0, 0), which
     fills the wrong region when a cell covers that corner.) Regions of zeros
-    (registration padding) are left out.
+    (registration padding) are left out, and their edge is no cell edge
+    (`padded_gradient`).
 
     Parameters
     ----------
@@ -56,7 +57,7 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", t
     """
     p = as_params(params)
     be = get_backend(backend)
-    gradient = smoothed_gradient(brightfield, p.smoothing, be)
+    gradient, padding = padded_gradient(brightfield, p.smoothing, be)
     noise = None
     if p.cell_threshold == "noise":
         if threshold is None:
@@ -75,9 +76,6 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", t
     mask = be.dilate(mask, p.kernel_size, p.dilations)
     mask = be.erode(mask, p.kernel_size, p.erosions)
     mask = be.fill_holes(mask)
-    # Regions of exact zeros (alignment padding of registered stacks) hold no image,
-    # so no cell; the opening spares lone zero pixels, which can be real in 8 bits.
-    zero = brightfield == 0
-    if be.to_host(zero.any()):  # one bool to the host; most frames have no zero
-        mask &= ~be.dilate(be.erode(zero, 3), 3)
+    if padding is not None:
+        mask &= ~padding  # no image, so no cell (the closing reaches into it)
     return CellArea(mask, gradient, threshold, scale, noise)

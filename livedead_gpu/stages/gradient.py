@@ -13,6 +13,8 @@ from .threshold import grey_levels, grey_step
 SCALE_QUANTILE = 0.99
 #: the share of flattest blocks whose mean gradient measures the background ("noise")
 FLAT_QUANTILE = 0.05
+#: px of image beside a region of zeros counted as padding (`padding_mask`)
+PADDING_MARGIN = 2
 # median |N(0, 1)|, and the mean of a Rayleigh(1) variable
 _MAD = 0.6744897501960817
 _RAYLEIGH_MEAN = math.sqrt(math.pi / 2)
@@ -36,8 +38,89 @@ def sobel_magnitude(image, backend="cpu"):
 
 
 def smoothed_gradient(image, smoothing: float, backend="cpu"):
-    """`sobel_magnitude` of the image after a Gaussian of sigma ``smoothing`` (0: none)."""
-    return get_backend(backend).gradient(image, smoothing)
+    """`sobel_magnitude` of the image after a Gaussian of sigma ``smoothing`` (0: none).
+
+    Alignment padding (`padding_mask`) is filled first and its gradient is 0: see
+    `padded_gradient`.
+    """
+    return padded_gradient(image, smoothing, backend)[0]
+
+
+def gradient_reach(smoothing: float) -> int:
+    """How far (px) `smoothed_gradient` reads: the Gaussian's radius and Sobel's pixel, then as far
+    again twice for the padding's fill, and how far `padding_mask` reads."""
+    return 3 * _sobel_reach(smoothing) + 2 + PADDING_MARGIN
+
+
+def _sobel_reach(smoothing: float) -> int:
+    """The Gaussian's radius (int(4 sigma + 0.5), as `Backend.gaussian`) and Sobel's pixel."""
+    return (int(4 * smoothing + 0.5) if smoothing > 0 else 0) + 1
+
+
+def padding_mask(image, backend="cpu"):
+    """Regions of exact zeros (a registered stack's alignment padding), or None when there are none.
+
+    Zeros opened by a 3x3 ellipse (lone zero pixels can be real data, a dark 8-bit
+    pixel; a region of them is not), then grown by `PADDING_MARGIN` px.
+
+    Parameters
+    ----------
+    image : (M, N) uint8 or uint16 array
+
+    Returns
+    -------
+    (M, N) bool array or None
+    """
+    be = get_backend(backend)
+    zero = image == 0
+    if not be.to_host(zero.any()):  # one bool to the host; most frames have no zero
+        return None
+    # Grown by 2 px: a registration that interpolates (bilinear, bicubic) blends the
+    # image with the zeros over 1-2 px, a ramp down to 0 that is no cell edge either.
+    padding = be.dilate(be.erode(zero, 3), 3 + 2 * PADDING_MARGIN)
+    return padding if be.to_host(padding.any()) else None  # one more bool, padded frames only
+
+
+def padded_gradient(image, smoothing: float, backend="cpu"):
+    """`smoothed_gradient`, and the padding it set aside.
+
+    Registration pads a shifted or rotated frame with zeros; the step from image to
+    0 is no cell edge, yet its gradient would put a band of cell area along every
+    padded edge (a rigidly registered frame: two thirds of the pixels within 7 px
+    of a rotated corner). Each padding pixel within reach of the image is first
+    set to the mean of the image pixels in the ``4 * reach + 1`` square around it
+    (rounded; `Backend.box_sums`, exact on every backend), so the image
+    continues past its edge at its local level, and the gradient is 0 on the
+    padding itself (no data, no edge).
+
+    Parameters
+    ----------
+    image : (M, N) uint8 or uint16 array
+    smoothing : float
+
+    Returns
+    -------
+    gradient : (M, N) float32 array
+    padding : (M, N) bool array or None
+        `padding_mask` of ``image``.
+    """
+    be = get_backend(backend)
+    padding = padding_mask(image, be) if image.dtype.kind == "u" else None
+    if padding is None:
+        return be.gradient(image, smoothing), None
+    xp = be.xp
+    # A window twice the gradient's reach each way: a padding pixel that the gradient of
+    # an image pixel reads (within the reach) takes the mean of at least `reach` rows or
+    # columns of image, not of a few noisy pixels at the window's edge.
+    size = 4 * _sobel_reach(smoothing) + 1
+    image_only = xp.where(padding, image.dtype.type(0), image)
+    sums = be.box_sums(image_only, size)
+    counts = be.box_sums((~padding).view(xp.uint8), size)
+    mean = xp.rint(sums / xp.maximum(counts, 1))
+    filled = xp.where(padding, mean.astype(image.dtype), image)
+    gradient = be.gradient(filled, smoothing)
+    xp.copyto(gradient, xp.float32(0), where=padding)
+    return gradient, padding
 
 
 def sobel_noise_gain(smoothing: float) -> float:
