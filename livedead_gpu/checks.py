@@ -6,7 +6,11 @@ import warnings
 
 import numpy as np
 
+
 __all__ = ["as_intensity", "check_same_shape"]
+
+#: zero rows or columns a crop of alignment padding keeps beside the image (`box_inside`)
+KEPT_ZEROS = 1
 
 
 def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
@@ -178,12 +182,20 @@ def data_box(images, least: int = 1):
 
 
 def box_inside(zero_rows, zero_cols, least: int = 1):
-    """`data_box` from which rows and which columns are 0 throughout (1-D bool host arrays)."""
+    """`data_box` from which rows and which columns are 0 throughout (1-D bool host arrays).
+
+    A side cut at zeros keeps one line of them: the cell-area stage then sees
+    where the padding lies (`~livedead_gpu.stages.gradient.padding_mask`) and sets
+    aside the image beside it too, which a registration that shifts by a fraction of
+    a pixel blends with the zeros (a dim ramp whose edge would be cell area: a 512²
+    frame shifted 10.5 px had the 3 columns beside the padding all cell area, 0.2
+    elsewhere) or whose boundary runs slanted across the last rows.
+    """
     spans = []
     for zero in (zero_rows, zero_cols):
         keep = np.flatnonzero(~np.asarray(zero))
         if keep.size == 0 or keep[-1] + 1 - keep[0] < least:
             return None
-        spans.append(slice(int(keep[0]), int(keep[-1]) + 1))
+        spans.append(slice(max(0, int(keep[0]) - KEPT_ZEROS), min(len(zero), int(keep[-1]) + 1 + KEPT_ZEROS)))
     box = tuple(spans)
     return None if box == (slice(0, len(zero_rows)), slice(0, len(zero_cols))) else box

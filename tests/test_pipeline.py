@@ -204,12 +204,14 @@ def test_alignment_padding_is_set_aside(margins):
 
     top, bottom, left, right = margins
     f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, seed=1)
-    inside = np.s_[top : 512 - bottom, left : 512 - right]
     padded = []
     for a in (f.brightfield, f.hoechst, f.draq7):
         b = np.zeros_like(a)
-        b[inside] = a[inside]
+        b[top : 512 - bottom, left : 512 - right] = a[top : 512 - bottom, left : 512 - right]
         padded.append(b)
+    # segmented with one line of the zeros, which shows the cell area where the padding lies
+    top, bottom, left, right = (m - 1 if m else 0 for m in margins)
+    inside = np.s_[top : 512 - bottom, left : 512 - right]
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # and no "looks background-subtracted" for the padding
         got = segment_frame(*padded, intermediates=True)
@@ -228,6 +230,30 @@ def test_alignment_padding_is_set_aside(margins):
         whole = segment_frame(f.brightfield, *padded[1:])
         readings = bleed_readings(*padded[1:], brightfield=f.brightfield)
     assert readings.shape[1] == len(whole.dead) - 1
+
+
+@pytest.mark.parametrize("shift", [(10.5, 0.0), (0.0, -7.3), (6.25, 12.75)])
+def test_a_sub_pixel_registration_puts_no_cell_area_along_its_padding(shift):
+    """Shifted by a fraction of a pixel (bilinear), the image's first line beside the zeros is a
+    dim blend of both; cropped at the zeros its edge had made the 3 lines beside them all cell
+    area (0.2 elsewhere). One line of zeros kept shows the cell-area stage where the padding is."""
+    import cv2
+
+    dx, dy = shift
+    f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, seed=3)
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    got = segment_frame(*(cv2.warpAffine(a, m, (512, 512), flags=cv2.INTER_LINEAR)
+                          for a in (f.brightfield, f.hoechst, f.draq7)))
+    assert (got.n_live, got.n_dead) == (f.n_live, f.n_dead)
+    cell = np.isin(got.classes, (1, 2))
+    beside = []
+    if dx:
+        beside.append(cell[:, int(np.ceil(dx)) - 1 : int(np.ceil(dx)) + 3])
+    if dy:
+        beside.append(cell[512 + int(np.floor(dy)) - 3 : 512 + int(np.floor(dy)) + 1] if dy < 0
+                      else cell[int(np.ceil(dy)) - 1 : int(np.ceil(dy)) + 3])
+    for lines in beside:
+        assert lines.mean() < cell.mean() + 0.05   # 0.75 before: 3 of the 4 lines all cell area
 
 
 def test_a_background_subtracted_stain_warns():

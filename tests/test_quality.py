@@ -686,7 +686,7 @@ def _rotated(image, degrees, interpolation):
 def test_a_rotated_frames_padding_edge_is_no_cell_edge(interpolation, degrees):
     """A rigidly registered frame: rotated, its corners padded with 0. The step from image to 0
     had put a band of cell area along the padding (0.54-0.68 of the 7 px beside it, against
-    0.17-0.18 of the frame elsewhere; now 0.16-0.21); interpolation ramps the step over 1-2 px."""
+    0.17-0.18 of the frame elsewhere; now 0.14-0.17); interpolation ramps the step over 1-2 px."""
     import cv2
 
     from livedead_gpu.stages import cell_area

@@ -49,7 +49,7 @@ def smoothed_gradient(image, smoothing: float, backend="cpu"):
 def gradient_reach(smoothing: float) -> int:
     """How far (px) `smoothed_gradient` reads: the Gaussian's radius and Sobel's pixel, then as far
     again twice for the padding's fill, and how far `padding_mask` reads."""
-    return 3 * _sobel_reach(smoothing) + 2 + PADDING_MARGIN
+    return 3 * _sobel_reach(smoothing) + 1 + PADDING_MARGIN
 
 
 def _sobel_reach(smoothing: float) -> int:
@@ -60,8 +60,10 @@ def _sobel_reach(smoothing: float) -> int:
 def padding_mask(image, backend="cpu"):
     """Regions of exact zeros (a registered stack's alignment padding), or None when there are none.
 
-    Zeros opened by a 3x3 ellipse (lone zero pixels can be real data, a dark 8-bit
-    pixel; a region of them is not), then grown by `PADDING_MARGIN` px.
+    The zeros with at least two more in their 3x3 square (one or two zero pixels
+    can be real data, dark 8-bit pixels; a region or a line of them is not: padding,
+    or a dead camera row), grown by `PADDING_MARGIN` px. The image's edge is
+    replicated, so one zero line along it counts.
 
     Parameters
     ----------
@@ -77,7 +79,8 @@ def padding_mask(image, backend="cpu"):
         return None
     # Grown by 2 px: a registration that interpolates (bilinear, bicubic) blends the
     # image with the zeros over 1-2 px, a ramp down to 0 that is no cell edge either.
-    padding = be.dilate(be.erode(zero, 3), 3 + 2 * PADDING_MARGIN)
+    padding = zero & (be.box_sums(zero.view(be.xp.uint8), 3) >= 3)
+    padding = be.dilate(padding, 1 + 2 * PADDING_MARGIN)
     return padding if be.to_host(padding.any()) else None  # one more bool, padded frames only
 
 
