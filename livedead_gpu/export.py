@@ -181,22 +181,35 @@ def progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="frame", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
-def split_wells(wells, fractions=(0.7, 0.15, 0.15), seed=0) -> dict:
+def split_wells(wells, fractions=(0.7, 0.15, 0.15), seed=0, keep=None) -> dict:
     """Assign whole wells to train/val/test, deterministic in ``seed``.
 
     The sorted distinct wells are shuffled with ``numpy.random.default_rng(seed)``;
     the first ``round(f_train * n)`` go to train, up to ``round((f_train + f_val) * n)``
     to val, the rest to test. No well is in two splits.
+
+    ``keep`` (well -> split, an earlier export's) holds those of ``wells`` where they
+    were: a plate that gains or loses wells must not move a trained-on well into
+    val or test. The other wells, in the seed's shuffled order, each go to the split
+    furthest under its share of all ``wells`` (ties: train, val, test).
     """
     fr = _check_split(fractions)
     _check_seed(seed)
     wells = sorted(set(wells))
     perm = np.random.default_rng(seed).permutation(len(wells))
-    cuts = np.rint(np.cumsum(fr) * len(wells)).astype(int)
-    out = {}
-    for pos, i in enumerate(perm):
-        out[wells[i]] = SPLITS[min(int(np.searchsorted(cuts, pos, side="right")), 2)]
-    return out
+    out = {w: s for w, s in (keep or {}).items() if w in set(wells) and s in SPLITS}
+    if not out:
+        cuts = np.rint(np.cumsum(fr) * len(wells)).astype(int)
+        for pos, i in enumerate(perm):
+            out[wells[i]] = SPLITS[min(int(np.searchsorted(cuts, pos, side="right")), 2)]
+        return out
+    counts = {name: sum(s == name for s in out.values()) for name in SPLITS}
+    for i in perm:
+        if wells[i] not in out:
+            name = max(SPLITS, key=lambda n: (fr[SPLITS.index(n)] * len(wells) - counts[n], -SPLITS.index(n)))
+            out[wells[i]] = name
+            counts[name] += 1
+    return dict(sorted(out.items()))
 
 
 def _check_split(fractions):
@@ -484,7 +497,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
 
     out.mkdir(parents=True, exist_ok=True)
     options = {"weights": weight_opts, "patches": patch_opts}
-    splits = split_wells(plate.wells, fractions, seed)
+    splits = split_wells(plate.wells, fractions, seed, keep=_earlier_splits(out, fractions, seed))
     empty = [name for name, fr in zip(SPLITS, fractions) if fr > 0 and name not in splits.values()]
     if empty:  # a small plate: the loader's val or test split would be empty without a word
         log.warning("%d well(s) split %s: %s get(s) no well", len(set(plate.wells)),
@@ -511,6 +524,16 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         if not resume:
             for key in keys:
                 _forget(out, frame_stem(*key))
+        # Before any frame is overwritten, the manifests list only the frames this run
+        # keeps as they are: killed before its end, a rerun with other settings leaves a
+        # smaller training set, not rows of one run over files of the next.
+        kept = {}
+        for key in keys:
+            rec = None if key in plate.problems else read_record(out, frame_stem(*key))
+            if rec is not None and _is_done(out, rec, digest, options, _source_signature(plate, key)):
+                kept[key] = rec
+        if (out / "manifest.csv").exists():
+            _write_listing(out, params, bleed, kept, splits, [], plate, fractions, seed, options)
         bar = progress_bar(len(keys), progress and scheduler is None)
         try:
             for key in keys if scheduler is None else ():   # Dask: see below
@@ -554,13 +577,8 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
 
             export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
                           progress, scheduler, opencv_threads)
-        # With the manifest, not before: a run stopped halfway leaves the last complete run's
-        # parameters beside its manifest (the records already written say their own).
-        note = "" if bleed is None else (
-            f'# bleed: measured for bleed = "auto" on the first time point of each series '
-            "(bleed.json)\n")
-        atomic.atomic_write_text(out / "params.toml", note + params.to_toml())
-        summary.manifest = _write_manifests(out, records, splits, summary.failed)
+        summary.manifest = _write_listing(out, params, bleed, records, splits, summary.failed, plate,
+                                          fractions, seed, options)
         _report_strays(out, keys)
     summary.seconds = time.perf_counter() - start
     return summary
@@ -708,6 +726,35 @@ def _report_strays(out, keys):
 
 def _forget(out, stem):
     (out / "records" / f"{stem}.json").unlink(missing_ok=True)
+
+
+def _write_listing(out, params, bleed, records, splits, failed, plate, fractions, seed, options) -> Path:
+    """``params.toml``, ``export.json`` and the manifests, together: they describe the same frames."""
+    note = "" if bleed is None else (
+        f'# bleed: measured for bleed = "auto" on the first time point of each series '
+        "(bleed.json)\n")
+    atomic.atomic_write_text(out / "params.toml", note + params.to_toml())
+    from . import __version__
+
+    # What made the set besides the parameters; no date, so a resumed run's is the same bytes.
+    about = {"version": __version__, "plate": str(Path(plate.root).resolve()), "layout": plate.layout,
+             "split": fractions, "seed": seed, "options": options, "wells": splits}
+    atomic.atomic_write_text(out / EXPORT_JSON, json.dumps(about, indent=1, sort_keys=True) + "\n")
+    return _write_manifests(out, records, splits, failed)
+
+
+#: the export's own settings and each well's split, beside params.toml
+EXPORT_JSON = "export.json"
+
+
+def _earlier_splits(out, fractions, seed):
+    """The wells' splits of the training set in ``out`` when it was split alike, else None."""
+    try:
+        about = json.loads((Path(out) / EXPORT_JSON).read_text())
+        same = about["seed"] == seed and np.allclose(about["split"], fractions)
+        return dict(about["wells"]) if same else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _write_manifests(out, records, splits, failed) -> Path:

@@ -370,6 +370,34 @@ def test_out_inside_the_plate_folder(tmp_path, plate, layout):
         export_plate(src, src / ".")
 
 
+def test_a_plate_that_gains_or_loses_wells_keeps_the_others_splits(tmp_path):
+    # The split permuted all wells at once: a 12th well moved 3 of the first 11 between train
+    # and val (a model then scored on wells it was trained on).
+    import json
+
+    wells = [f"{r}{c}" for r in "ABCD" for c in (1, 2, 3)]
+    first = split_wells(wells[:11])
+    grown = split_wells(wells, keep=first)
+    assert {w: grown[w] for w in first} == first
+    assert sorted(grown.values()) == sorted(split_wells(wells).values())   # the shares still hold
+    fewer = split_wells(wells[1:11], keep=first)
+    assert {w: fewer[w] for w in wells[1:11]} == {w: first[w] for w in wells[1:11]}
+
+    plate = small_plate(wells=tuple(wells), n_times=1, size=64)
+    src = write_stacks(tmp_path / "st", {k: v for k, v in plate.items() if k[0] != "D3"})
+    out = tmp_path / "out"
+    export_plate(src, out)
+    before = {r["well"]: r["split"] for r in read_manifest(out)}
+    about = json.loads((out / "export.json").read_text())
+    assert about["wells"] == before and about["seed"] == 0 and about["version"]
+    write_stacks(tmp_path / "st", {k: v for k, v in plate.items() if k[0] == "D3"})
+    export_plate(src, out)
+    after = {r["well"]: r["split"] for r in read_manifest(out)}
+    assert set(after) == set(wells) and {w: after[w] for w in before} == before
+    export_plate(src, out, seed=5)   # another seed: a new split, as asked
+    assert {r["well"]: r["split"] for r in read_manifest(out)} == split_wells(wells, seed=5)
+
+
 def test_a_split_left_without_wells_is_logged(tmp_path, plate, caplog):
     src = write_gen5(tmp_path / "plate", plate)    # 2 wells: 0.7/0.15/0.15 leaves val or test empty
     with caplog.at_level("WARNING", logger="livedead_gpu"):
@@ -499,13 +527,14 @@ def test_training_set_without_a_column_is_named(tmp_path, plate):
         open_training_set(out, split="train")
 
 
-def test_a_run_stopped_halfway_keeps_the_last_runs_parameters_beside_its_manifest(tmp_path, plate, monkeypatch):
-    # params.toml was written at the start: a run with new parameters that then failed left
-    # them beside the old run's manifest, which they did not make.
+def test_a_rerun_stopped_halfway_lists_no_frame_it_overwrote(tmp_path, plate, monkeypatch):
+    # A rerun with new parameters that failed after overwriting a frame had left the old
+    # manifest and params.toml in place, naming the new frame's files with the old run's
+    # hash and statistics (and patches.csv rows past the end of a rewritten patch file).
     src = write_gen5(tmp_path / "plate", plate)
     out = tmp_path / "out"
-    first = export_plate(src, out)
-    manifest = (out / "manifest.csv").read_bytes()
+    export_plate(src, out, patches=(32, 0.05))
+    assert len(read_manifest(out)) == 4 and (out / "patches.csv").exists()
     import livedead_gpu.export as export
 
     calls = []
@@ -516,11 +545,18 @@ def test_a_run_stopped_halfway_keeps_the_last_runs_parameters_beside_its_manifes
             raise ValueError("stopped")
         return segment_frame(*args, **kwargs)
 
+    new = SegmentParams(min_nucleus_area=5)
     monkeypatch.setattr(export, "segment_frame", fail_second)
     with pytest.raises(PlateError, match="stopped"):
-        export_plate(src, out, params=SegmentParams(min_nucleus_area=5))
-    assert SegmentParams.from_toml(out / "params.toml") == SegmentParams(bleed=first.bleed)
-    assert (out / "manifest.csv").read_bytes() == manifest
+        export_plate(src, out, params=new, patches=(32, 0.05))
+    # every frame was to be redone: none is listed, and params.toml names the new parameters
+    assert len(read_manifest(out)) == 0 and not (out / "patches.csv").exists()
+    written = SegmentParams.from_toml(out / "params.toml")
+    assert dataclasses.replace(written, bleed="auto") == new
+    monkeypatch.undo()
+    done = export_plate(src, out, params=new, patches=(32, 0.05))
+    assert len(done.resumed) == 1 and len(done.written) == 3
+    assert {row["params_hash"] for row in read_manifest(out)} == {done.params_hash}
 
 
 def test_a_frame_redone_loses_its_old_record_before_its_files(tmp_path, plate, monkeypatch):
