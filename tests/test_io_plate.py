@@ -166,6 +166,45 @@ def test_stack_channels_by_name_in_any_order(tmp_path, plate):
     np.testing.assert_array_equal(f.draq7, plate[("B2", 0, 1)].draq7)
 
 
+def test_stack_channel_roles_named_mapped_or_refused(tmp_path, plate):
+    # Named channels no map knows had fallen back to the default order (Draq7 read as the
+    # brightfield), and an index map lost to the names it was meant to override.
+    sub = {k: v for k, v in plate.items() if k[0] == "B2"}
+    data = np.stack([np.stack([f.draq7, f.hoechst, f.brightfield]) for _, f in sorted(sub.items())])
+    root = tmp_path / "st"
+    root.mkdir()
+
+    def write(names):
+        tifffile.imwrite(root / "B2.ome.tif", data, ome=True, metadata={"axes": "TCYX", "Channel": {"Name": names}})
+        return root / "B2.ome.tif"
+
+    truth = plate[("B2", 0, 1)]
+    f = open_plate(write(["Draq7 640", "Hoechst 405", "Bright Field"])).read(("B2", 0, 1))   # known names in front
+    np.testing.assert_array_equal(f.draq7, truth.draq7)
+    np.testing.assert_array_equal(f.brightfield, truth.brightfield)
+    with pytest.raises(PlateError, match=r"no brightfield channel among \['Draq7 640', 'Hoechst 405', 'Trans'\]"):
+        open_plate(write(["Draq7 640", "Hoechst 405", "Trans"]))
+    with pytest.raises(PlateError, match=r"no brightfield/hoechst/draq7 channel among \['a', 'b', 'c'\]"):
+        open_plate(write(["a", "b", "c"]))
+    f = open_plate(write(["Draq7 640", "Hoechst 405", "Trans"]), channel_map=["Trans=brightfield"]).read(("B2", 0, 1))
+    np.testing.assert_array_equal(f.brightfield, truth.brightfield)
+    # by index, over the names' defaults ("BF" is channel 0's name, but the map says draq7)
+    f = open_plate(write(["BF", "DAPI", "Cy5"]), channel_map=["0=draq7", "2=brightfield"]).read(("B2", 0, 1))
+    np.testing.assert_array_equal(f.draq7, truth.draq7)
+    np.testing.assert_array_equal(f.brightfield, truth.brightfield)
+    assert open_plate(write(["BFP", "DAPI", "Draq7"]), channel_map=["BFP=brightfield"]).roles(("B2", 0, 0)) \
+        == {"brightfield": 0, "hoechst": 1, "draq7": 2}
+
+
+def test_fijis_micrometre_unit_gives_the_pixel_size(tmp_path, plate):
+    # Fiji writes µm as the text "\u00B5m"; lowercased it had matched nothing: no pixel size
+    frames = [np.stack(list(channels(f).values())) for k, f in sorted(plate.items()) if k[0] == "B2"]
+    path = tmp_path / "B2.tif"
+    tifffile.imwrite(path, np.stack(frames), imagej=True, resolution=(1 / 0.325, 1 / 0.325),
+                     metadata={"axes": "TCYX", "unit": "\\u00B5m"})
+    assert open_plate(path).read(("B2", 0, 0)).pixel_size == pytest.approx(0.325, rel=1e-3)
+
+
 def test_user_regex(tmp_path, plate):
     root = tmp_path / "custom"
     for (well, site, t), frame in plate.items():

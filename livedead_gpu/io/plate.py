@@ -169,6 +169,15 @@ def _role_lookup(user_map, defaults):
     return table
 
 
+def _default_role(name, defaults):
+    """A channel's role by its name alone: a default name, or one with it in front
+    ("Hoechst 405", "Draq7_640"; names of 4 letters or more, so "BFP" is no "BF")."""
+    key = _norm(name)
+    if key in defaults:
+        return defaults[key]
+    return next((role for k, role in defaults.items() if len(k) >= 4 and key.startswith(k)), None)
+
+
 @dataclass(eq=False)
 class Plate:
     """A plate on disk: frame keys now, pixels on demand.
@@ -503,7 +512,9 @@ def _intact(path):
         raise PlateError(f"cannot read {str(path)!r}: a damaged or truncated TIFF (tifffile: {handler.messages[0]})")
 
 
-def _open_stack(path, lookup, user_keys) -> _Stack:
+def _open_stack(path, user, defaults) -> _Stack:
+    """``user``: the channel map (normalised name or index -> role), which wins over
+    ``defaults`` (normalised name -> role)."""
     try:
         with _intact(path), tifffile.TiffFile(path) as tif:
             series = tif.series[0]
@@ -534,18 +545,22 @@ def _open_stack(path, lookup, user_keys) -> _Stack:
         raise PlateError(f"{str(path)!r} has axes {axes} {shape}: only T and C may exceed 1 "
                          f"(got {', '.join(f'{a}={n}' for a, n in bad.items())})")
     n_t, n_c = lead.get("T", 1), lead.get("C", 1)
+    named = len(names) == n_c and any(name != str(i) for i, name in enumerate(names))
     if len(names) != n_c:
         names = tuple(str(i) for i in range(n_c))
     roles = {}
     for i, name in enumerate(names):
-        role = lookup.get(_norm(name)) or lookup.get(str(i))
+        # The user's map first, by name or index: "0=draq7" holds even where channel 0 is named "BF".
+        role = user.get(_norm(name)) or user.get(str(i)) or _default_role(name, defaults)
         if role in CHANNEL_ROLES:
             if role in roles:
                 raise PlateError(f"{str(path)!r}: channels {names[roles[role]]!r} and {name!r} "
                                  f"both map to {role}")
             roles[role] = i
-    if not roles and n_c == 3 and not user_keys:
-        roles = dict(zip(CHANNEL_ROLES, range(3)))   # documented default order
+    # The documented default order is for unnamed channels only: named ones that no map
+    # knows would be assigned by position without a word.
+    if not roles and n_c == 3 and not user and not named:
+        roles = dict(zip(CHANNEL_ROLES, range(3)))
     missing = [r for r in CHANNEL_ROLES if r not in roles]
     if missing and n_t * n_c == 1:
         raise PlateError(f"{str(path)!r} is a single 2-D image, not a T/C stack; single-channel files "
@@ -605,7 +620,8 @@ def _pixel_size(tif) -> float | None:
         unit = page.tags.get("ResolutionUnit")
         unit = int(unit.value) if unit is not None else 2
         ij = tif.imagej_metadata or {}
-        if unit == 1 and str(ij.get("unit", "")).lower() in ("micron", "um", "µm", "\\u00B5m"):
+        # Fiji writes µm as the escape "\u00B5m" (compared lowercased: "\u00b5m")
+        if unit == 1 and str(ij.get("unit", "")).lower() in ("micron", "microns", "um", "µm", "μm", "\\u00b5m"):
             return 1.0 / per_unit
         if unit == 3 and per_unit != 1:
             return 1e4 / per_unit
@@ -620,8 +636,8 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
     if not paths:
         raise PlateError(f"no TIFF files in {str(root)!r}")
     rx = re.compile(pattern) if pattern else _STACK_NAME
-    lookup = _role_lookup(channel_map, DEFAULT_CHANNEL_MAP)
-    user_keys = bool(channel_map)
+    user = {_norm(k): v for k, v in parse_channel_map(channel_map).items()}
+    defaults = {_norm(k): v for k, v in DEFAULT_CHANNEL_MAP.items()}
     stacks, keys, problems, broken, first_error = {}, [], {}, {}, None
     for path in paths:
         name = path.name if root.is_file() else path.relative_to(root).as_posix()
@@ -636,7 +652,7 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
                              "(one file per channel needs a folder layout, gen5 or imagexpress, or a "
                              "pattern with a (?P<channel>...) group)")
         try:
-            s = _open_stack(path, lookup, user_keys)
+            s = _open_stack(path, user, defaults)
         except PlateError as e:
             # one bad stack in a folder is that position's problem (listed, skippable);
             # a folder where no stack reads at all is an error
