@@ -205,6 +205,47 @@ def test_fijis_micrometre_unit_gives_the_pixel_size(tmp_path, plate):
     assert open_plate(path).read(("B2", 0, 0)).pixel_size == pytest.approx(0.325, rel=1e-3)
 
 
+def test_stacks_of_several_positions_or_missing_planes_are_refused_at_discovery(tmp_path):
+    import struct
+
+    root = tmp_path / "multi"
+    root.mkdir()
+    names = {"Channel": {"Name": ["BF", "DAPI", "Cy5"]}}
+    with tifffile.TiffWriter(root / "B2.ome.tif", ome=True) as tw:   # 3 positions in one OME file
+        for pos in range(3):
+            tw.write(np.full((2, 3, 16, 16), pos + 1, np.uint16), metadata={"axes": "TCYX", **names})
+    with pytest.raises(PlateError, match=r"B2.ome.tif' holds 3 image series \(positions\)"):
+        open_plate(root)   # had read the first and dropped the others without a word
+    cut = tmp_path / "cut" / "C3.ome.tif"
+    cut.parent.mkdir()
+    tifffile.imwrite(cut, np.ones((3, 3, 16, 16), np.uint16), ome=True, metadata={"axes": "TCYX", **names})
+    offsets = [page.offset for page in tifffile.TiffFile(cut).pages]
+    data = bytearray(cut.read_bytes())   # the chain of pages ends after 7 of the 9 planes
+    struct.pack_into("<I", data, offsets[6] + 2 + 12 * struct.unpack_from("<H", data, offsets[6])[0], 0)
+    cut.write_bytes(bytes(data))
+    with pytest.raises(PlateError, match=r"C3.ome.tif': it holds 7 of the 9 planes"):
+        open_plate(cut)
+
+
+def test_stack_folders_skip_thumbnails_earlier_training_sets_and_read_site_names(tmp_path, plate):
+    from livedead_gpu.export import export_plate
+
+    root = write_stacks(tmp_path / "st", plate)
+    tifffile.imwrite(root / "B2_thumb.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")
+    p = open_plate(root)
+    assert [q.name for q in p.ignored] == ["B2_thumb.tif"] and not p.problems
+    export_plate(root, root / "run1")
+    # a second training set in the plate folder: the first one's TIFFs are no stacks
+    assert open_plate(root, exclude=[root / "run2"]).keys() == p.keys()
+    # Micro-Manager's HCS position names: one well, its sites
+    mm = tmp_path / "mm"
+    mm.mkdir()
+    for site in (0, 1):
+        (mm / f"exp_MMStack_B2-Site_{site}.ome.tif").write_bytes((root / "B2_s0.ome.tif").read_bytes())
+        (mm / f"C3-Site_{site}.ome.tif").write_bytes((root / "C3_s0.ome.tif").read_bytes())
+    assert {(k.well, k.site) for k in open_plate(mm).keys()} == {("B2", 0), ("B2", 1), ("C3", 0), ("C3", 1)}
+
+
 def test_user_regex(tmp_path, plate):
     root = tmp_path / "custom"
     for (well, site, t), frame in plate.items():

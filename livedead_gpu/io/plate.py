@@ -78,6 +78,10 @@ PATTERNS = {
     ),
 }
 _STACK_NAME = re.compile(rf"^(?P<well>{_WELL})(?:[_-]s?(?P<site>\d+))?(?:[_.-]|$)")
+#: Micro-Manager's HCS position names, anywhere in the name: ``exp_MMStack_B2-Site_3.ome.tif``
+_MM_SITE = re.compile(rf"(?:^|[_.-])(?P<well>{_WELL})-Site_(?P<site>\d+)(?:[_.-]|$)", re.IGNORECASE)
+#: a preview image saved beside the data (Gen5 "_thumb", MetaXpress "_Thumb", "thumbnail")
+_THUMBNAIL = re.compile(r"thumb", re.IGNORECASE)
 
 
 def _norm(name: str) -> str:
@@ -400,6 +404,12 @@ def _tiffs(root, skip=()):
                   and not any(p.relative_to(root).is_relative_to(s) for s in skip))
 
 
+def _training_sets(root):
+    """Folders under ``root`` (relative to it) that hold a training set: a manifest.csv beside records/."""
+    return [m.parent.relative_to(root) for m in Path(root).rglob("manifest.csv")
+            if (m.parent / "records").is_dir() and m.parent != Path(root)]
+
+
 def _inside(root, folders):
     """Those of ``folders`` that lie strictly inside the folder ``root``, relative to it."""
     out = []
@@ -522,10 +532,23 @@ def _open_stack(path, user, defaults) -> _Stack:
             names = _stack_channel_names(tif)
             size = _pixel_size(tif)
             len(tif.pages)  # every page read, so a cut in the chain of pages shows
+            n_series = len(tif.series)
+            # A stack whose metadata promise more planes than its chain of pages holds
+            # (tifffile lists the rest as None): found now, not frame by frame mid-run.
+            planes = series.pages
+            absent = sum(page is None for page in planes)
     except PlateError:
         raise
     except Exception as e:
         raise PlateError(f"cannot read {str(path)!r}: {_why(e)}") from None
+    if absent:
+        raise PlateError(f"cannot read {str(path)!r}: it holds {len(planes) - absent} of the {len(planes)} planes "
+                         f"its metadata give (axes {axes} {shape}): a file cut short or written incompletely")
+    if n_series > 1:
+        # One position per stack: the others would be left out without a word.
+        raise PlateError(f"{str(path)!r} holds {n_series} image series (positions); one stack per position "
+                         "is read: save each position to its own file (e.g. Fiji's Bio-Formats "
+                         "'split series', or Micro-Manager's 'separate files for each position')")
     if axes[-2:] != "YX" or "S" in axes:
         raise PlateError(f"{str(path)!r} has axes {axes} {shape}; expected grayscale ...YX planes")
     dims = tuple(shape[:-2])
@@ -542,8 +565,11 @@ def _open_stack(path, user, defaults) -> _Stack:
     lead = dict(zip(axes[:-2], dims))
     bad = {a: n for a, n in lead.items() if a not in "TC" and n > 1}
     if bad:
+        what = (" (R: Micro-Manager's positions, which tifffile gathers from all of the dataset's files: "
+                "save each position as a stack of its own, e.g. with Fiji's Bio-Formats importer, "
+                "'split series')") if "R" in bad else ""
         raise PlateError(f"{str(path)!r} has axes {axes} {shape}: only T and C may exceed 1 "
-                         f"(got {', '.join(f'{a}={n}' for a, n in bad.items())})")
+                         f"(got {', '.join(f'{a}={n}' for a, n in bad.items())}){what}")
     n_t, n_c = lead.get("T", 1), lead.get("C", 1)
     named = len(names) == n_c and any(name != str(i) for i, name in enumerate(names))
     if len(names) != n_c:
@@ -638,10 +664,13 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
     rx = re.compile(pattern) if pattern else _STACK_NAME
     user = {_norm(k): v for k, v in parse_channel_map(channel_map).items()}
     defaults = {_norm(k): v for k, v in DEFAULT_CHANNEL_MAP.items()}
-    stacks, keys, problems, broken, first_error = {}, [], {}, {}, None
+    stacks, keys, problems, broken, first_error, ignored = {}, [], {}, {}, None, []
     for path in paths:
         name = path.name if root.is_file() else path.relative_to(root).as_posix()
-        m = rx.search(name if pattern else path.name)
+        if not pattern and not root.is_file() and _THUMBNAIL.search(path.name):
+            ignored.append(path)
+            continue
+        m = rx.search(name) if pattern else (_MM_SITE.search(path.name) or rx.search(path.name))
         if m and m.groupdict().get("well"):
             well, site = m.group("well").upper(), int(m.groupdict().get("site") or 0)
         else:
@@ -674,7 +703,7 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
                              f"other stacks {n_t}")
             keys.append(key)
     return StackPlate(root=root, layout="stack", stacks=stacks, _keys=sorted(set(keys)), problems=problems,
-                      broken=broken)
+                      broken=broken, ignored=ignored)
 
 
 # --------------------------------------------------------------------------- entry
@@ -724,6 +753,9 @@ def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_m
         raise FileNotFoundError(f"plate {str(path)!r} does not exist")
     parse_channel_map(channel_map)  # validate early
     skip = _inside(path, [exclude] if isinstance(exclude, (str, Path)) else exclude) if path.is_dir() else []
+    # Training sets written inside the plate folder by earlier runs are outputs, not frames
+    # (a second export into another OUT had read the first one's cells as stacks).
+    skip += _training_sets(path) if path.is_dir() else []
     if pattern is not None:
         try:
             has_channel = "channel" in re.compile(pattern).groupindex
