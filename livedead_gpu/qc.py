@@ -410,10 +410,11 @@ def write_report(path, *, title: str, manifest=None, readout: Mapping | None = N
                 last[r["well"]] = r
         out.append("<h2>Wells at their last time point</h2><table><tr><th>well</th><th>time</th>"
                    "<th>live</th><th>dead</th><th>dead fraction</th><th>cell-area fraction</th>"
-                   "<th>sites</th></tr>")
+                   "<th>sites</th><th>sites missing</th></tr>")
         for r in last.values():
             out.append("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in (
-                "well", "time", "n_live", "n_dead", "dead_fraction", "cell_fraction", "n_sites")) + "</tr>")
+                "well", "time", "n_live", "n_dead", "dead_fraction", "cell_fraction", "n_sites", "sites_missing"))
+                + "</tr>")
         out.append("</table>")
     if panels:
         out.append("<h2>QC panels</h2>")

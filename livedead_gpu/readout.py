@@ -51,7 +51,7 @@ __all__ = [
 #: Columns of ``frames.csv``: one row per (well, site, time).
 FRAME_COLUMNS = ("well", "site", "time", "n_live", "n_dead", "dead_fraction", "cell_fraction")
 #: Columns of ``wells.csv``: one row per (well, time), sites summed.
-WELL_COLUMNS = ("well", "time", "n_live", "n_dead", "dead_fraction", "cell_fraction", "n_sites")
+WELL_COLUMNS = ("well", "time", "n_live", "n_dead", "dead_fraction", "cell_fraction", "n_sites", "sites_missing")
 #: Columns a manifest must have for the readout.
 MANIFEST_REQUIRED = ("well", "site", "time", "n_live", "n_dead")
 #: Class-fraction columns whose sum is the cell-area fraction, when ``frac_background`` is absent.
@@ -239,15 +239,25 @@ def manifest_readout(manifest, root=None) -> list[dict]:
 def well_readout(frame_rows: Iterable[Mapping]) -> list[dict]:
     """Sum the sites of each (well, time).
 
+    ``sites_missing`` counts the sites the well has at other time points but not at
+    this one (a frame left out by ``on_error="skip"``): its sums pool other fields
+    than its neighbours', and the plots leave it out (a gap) rather than bend the
+    curve (a well's dead fraction had fallen 0.12 -> 0.08 -> 0.32 where one of two
+    sites was missing).
+
     Returns
     -------
     list of dict
         `WELL_COLUMNS` rows sorted by plate position (row letter, column number;
         other well names after, by name), then time.
     """
+    frame_rows = list(frame_rows)   # read twice
     groups = defaultdict(list)
     for r in frame_rows:
         groups[(r["well"], r["time"])].append(r)
+    sites = defaultdict(set)
+    for r in frame_rows:
+        sites[r["well"]].add(str(r.get("site", "")))
     out = []
     for (well, time), rows in groups.items():
         n_live = sum(int(r["n_live"]) for r in rows)
@@ -258,6 +268,7 @@ def well_readout(frame_rows: Iterable[Mapping]) -> list[dict]:
             "dead_fraction": dead_fraction(n_live, n_dead),
             "cell_fraction": sum(fractions) / len(fractions) if fractions else math.nan,
             "n_sites": len(rows),
+            "sites_missing": len(sites[well] - {str(r.get("site", "")) for r in rows}),
         })
     return sorted(out, key=lambda r: (_well_order(r["well"]), r["time"]))
 
@@ -309,7 +320,8 @@ def _series(well_rows: Iterable[Mapping]) -> dict[str, tuple[np.ndarray, np.ndar
     """well -> (times, dead fractions), wells in plate order."""
     by_well = defaultdict(list)
     for r in well_rows:
-        by_well[r["well"]].append((float(r["time"]), float(r["dead_fraction"])))
+        partial = int(r.get("sites_missing") or 0) > 0   # other fields than the well's other times
+        by_well[r["well"]].append((float(r["time"]), math.nan if partial else float(r["dead_fraction"])))
     out = {}
     for well in sorted(by_well, key=_well_order):
         t, f = np.array(sorted(by_well[well])).T
@@ -419,7 +431,10 @@ def plot_plate_map(well_rows: Iterable[Mapping], path, title: str | None = None,
         cell = {w: divmod(i, n_cols) for i, w in enumerate(series)}
         row_names = col_names = None
     side = min(1.3, max(0.45, 16 / max(n_cols, 1)))
-    fig = Figure(figsize=(n_cols * side + 1.6, n_rows * side + 1.0), dpi=dpi, layout="constrained")
+    # At least as wide as the title (~0.075 in a character at 11 pt): one or two columns had cut it.
+    heading = title or f"Plate map: dead fraction (0-1) vs {time_label} (00-00), per well"
+    fig = Figure(figsize=(max(n_cols * side + 1.6, 0.075 * len(heading) + 0.4), n_rows * side + 1.0), dpi=dpi,
+                 layout="constrained")
     axes = np.atleast_2d(fig.subplots(n_rows, n_cols, sharex=True, sharey=True, squeeze=False))
     cmap, norm = _live_dead_cmap(), Normalize(0, 1)
     t_all = np.concatenate([t for t, _ in series.values()])
@@ -434,8 +449,12 @@ def plot_plate_map(well_rows: Iterable[Mapping], path, title: str | None = None,
         finite = f[np.isfinite(f)]
         colour = cmap(norm(finite[-1])) if finite.size else "0.5"
         ax.axhline(0.5, color="0.85", lw=0.6, zorder=0)
-        ax.fill_between(t, 0, np.nan_to_num(f), color=colour, alpha=0.3, lw=0)
+        # Shaded where there are data only: a frame without nuclei is a gap, not 0 % dead.
+        ax.fill_between(t, 0, np.nan_to_num(f), where=np.isfinite(f), color=colour, alpha=0.3, lw=0)
         ax.plot(t, f, color=colour, lw=1.4)
+        # A point with no neighbour (an endpoint plate's one time point) draws no line.
+        alone = np.isfinite(f) & ~np.isfinite(np.r_[np.nan, f[:-1]]) & ~np.isfinite(np.r_[f[1:], np.nan])
+        ax.plot(t[alone], f[alone], "o", color=colour, ms=4)
         ax.text(0.04, 0.95, well, transform=ax.transAxes, va="top", fontsize=7, color="0.2")
     axes[0, 0].set_xlim(t_all.min(), max(t_all.max(), t_all.min() + 1))
     axes[0, 0].set_ylim(0, 1.05)

@@ -97,6 +97,53 @@ def test_well_readout_recomputes_the_fraction_from_summed_counts():
     assert r["cell_fraction"] == pytest.approx(0.3)
 
 
+def test_a_time_point_missing_a_site_is_flagged_and_left_out_of_the_plots(tmp_path):
+    # Site 2 of A2 at t3 was skipped: the pooled fraction there, of site 1 alone, bent the
+    # curve (0.12, 0.08, 0.32) without a sign in the plots.
+    rows = [{"well": "A2", "site": s, "time": t, "n_live": 10, "n_dead": t * (1 + 3 * s), "cell_fraction": 0.2}
+            for t in range(5) for s in (1, 2) if (t, s) != (3, 2)]
+    wells = readout.well_readout(iter(rows))
+    assert [r["sites_missing"] for r in wells] == [0, 0, 0, 1, 0]
+    assert [r["n_sites"] for r in wells] == [2, 2, 2, 1, 2]
+    t, f = readout._series(wells)["A2"]
+    assert np.isnan(f[3]) and np.isfinite(np.delete(f, 3)).all()
+
+
+def _red(path):
+    rgb = imread(path)[..., :3]
+    return int(((rgb[..., 0] > 0.8) & (rgb[..., 1] < 0.3) & (rgb[..., 2] < 0.3)).sum())
+
+
+def test_plate_map_of_one_time_point_and_of_a_gap(tmp_path, monkeypatch):
+    # An endpoint plate (one time point) drew nothing in any panel; a frame without nuclei was
+    # shaded as 0 % dead; the title was cut off on plates one or two columns wide.
+    one = [{"well": w, "time": 0, "dead_fraction": f} for w, f in (("A1", 0.9), ("B1", 0.95))]
+    none = [dict(r, dead_fraction=math.nan) for r in one]   # the same figure, its colour bar, no data
+    assert _red(readout.plot_plate_map(one, tmp_path / "one.png")) > \
+        _red(readout.plot_plate_map(none, tmp_path / "none.png")) + 10
+    from matplotlib.axes import Axes
+
+    fills = []
+    original = Axes.fill_between
+
+    def record(self, x, y1, y2=0, where=None, **kw):
+        fills.append((np.asarray(y2), where))
+        return original(self, x, y1, y2, where=where, **kw)
+
+    monkeypatch.setattr(Axes, "fill_between", record)
+    gap = [{"well": "A1", "time": t, "dead_fraction": f} for t, f in enumerate((0.9, 0.9, math.nan, 0.9, 0.9))]
+    readout.plot_plate_map(gap, tmp_path / "gap.png")
+    (y2, where), = fills
+    assert list(where) == [True, True, False, True, True]   # shaded where there are data only
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    title = fig.suptitle("Plate map: dead fraction (0-1) vs time point (0-0), per well", fontsize=11)
+    width = title.get_window_extent(FigureCanvasAgg(fig).get_renderer()).width / fig.dpi
+    assert imread(tmp_path / "one.png").shape[1] / 100 > width   # 1 column: 2.9 in, the title 4.2
+
+
 def test_parse_well():
     assert readout.parse_well("A1") == (0, 1)
     assert readout.parse_well("h12") == (7, 12)
