@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -552,8 +553,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
                     else:
                         try:
                             frame = plate.read(key)
-                            result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params,
-                                                   backend=backend)
+                            result = _segment_saying_which(frame, params, backend)
                             image = _as_uint16(frame.stack(), frame.sources)
                         except (PlateError, ValueError, TypeError, OSError) as e:
                             if on_error == "raise":
@@ -586,6 +586,19 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
 
 #: Dask's names of its local schedulers, which ``dask.compute(scheduler=)`` takes.
 _DASK_LOCAL = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes", "multiprocessing")
+
+
+def _segment_saying_which(frame, params, backend):
+    """`segment_frame` of a plate's frame; its warnings name the frame and its file (on a
+    plate of thousands, "draq7 has 35% of its pixels at 0" alone says not where)."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
+    key = frame.key
+    where = f"well {key.well} site {key.site} time {key.time} ({frame.sources.get('brightfield', '')})"
+    for w in said:
+        warnings.warn_explicit(f"{where}: {w.message}", w.category, w.filename, w.lineno)
+    return result
 
 
 def _check_scheduler(scheduler):

@@ -370,6 +370,17 @@ def test_out_inside_the_plate_folder(tmp_path, plate, layout):
         export_plate(src, src / ".")
 
 
+def test_a_frames_warnings_name_the_frame(tmp_path):
+    # "draq7 has 35% of its pixels at 0 ..." came without a word of which frame of the plate
+    plate = small_plate(wells=("B2",), n_times=1, size=128)
+    (key, frame), = plate.items()
+    clipped = np.clip(frame.draq7.astype(np.int64) - 30, 0, None).astype(np.uint16)
+    src = write_gen5(tmp_path / "plate", {key: dataclasses.replace(frame, draq7=clipped)})
+    with pytest.warns(UserWarning, match=r"^well B2 site 1 time 1 \(.*B2_02_1_1_Bright Field_001.tif\): "
+                                         r"draq7 has \d+% of its pixels at 0"):
+        export_plate(src, tmp_path / "out")
+
+
 def test_a_plate_that_gains_or_loses_wells_keeps_the_others_splits(tmp_path):
     # The split permuted all wells at once: a 12th well moved 3 of the first 11 between train
     # and val (a model then scored on wells it was trained on).
