@@ -23,6 +23,7 @@ import csv
 import io
 import math
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -312,8 +313,9 @@ def _row_letters(row: int) -> str:
 
 
 def _well_order(well: str):
+    # The name last: "A1" and "A01" (one position, two spellings) stay apart, not interleaved.
     pos = parse_well(well)
-    return (0, pos[0], pos[1], "") if pos else (1, 0, 0, well)
+    return (0, pos[0], pos[1], well) if pos else (1, 0, 0, well)
 
 
 def _series(well_rows: Iterable[Mapping]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -419,6 +421,15 @@ def plot_plate_map(well_rows: Iterable[Mapping], path, title: str | None = None,
     if not series:
         raise ValueError("no readout rows to plot")
     positions = {w: parse_well(w) for w in series}
+    spellings = defaultdict(list)
+    for w, pos in positions.items():
+        spellings[pos].append(w)
+    twice = [names for pos, names in spellings.items() if pos and len(names) > 1]
+    if twice:   # two wells at one place: their panels would be drawn over each other
+        warnings.warn(f"wells {' and '.join(twice[0])} name one plate position: the plate map lays all wells "
+                      "out in a grid instead (make the names one spelling, e.g. A1 or A01, to map them)",
+                      UserWarning, stacklevel=2)
+        positions = {w: None for w in positions}
     if all(positions.values()):
         n_rows = max(p[0] for p in positions.values()) + 1
         n_cols = max(p[1] for p in positions.values())

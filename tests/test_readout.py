@@ -144,6 +144,16 @@ def test_plate_map_of_one_time_point_and_of_a_gap(tmp_path, monkeypatch):
     assert imread(tmp_path / "one.png").shape[1] / 100 > width   # 1 column: 2.9 in, the title 4.2
 
 
+def test_two_spellings_of_one_well_stay_apart(tmp_path):
+    # "A1" and "A01": wells.csv interleaved their rows, the plate map drew both in one panel
+    rows = [{"well": w, "site": 0, "time": t, "n_live": 5, "n_dead": t, "cell_fraction": 0.2}
+            for w in ("A01", "A1") for t in range(3)]
+    wells = readout.well_readout(rows)
+    assert [r["well"] for r in wells] == ["A01"] * 3 + ["A1"] * 3
+    with pytest.warns(UserWarning, match="wells A01 and A1 name one plate position"):
+        readout.plot_plate_map(wells, tmp_path / "m.png")
+
+
 def test_parse_well():
     assert readout.parse_well("A1") == (0, 1)
     assert readout.parse_well("h12") == (7, 12)
