@@ -522,6 +522,14 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         params, bleed = _resolve_bleed(plate, out, params, backend, scheduler, resume)
         digest = params.digest()
         summary = ExportSummary(out=out, frames=len(keys), params_hash=digest, bleed=bleed)
+        from . import __version__
+
+        earlier = _earlier_version(out)
+        if resume and earlier not in (None, __version__):
+            # The parameter hash says nothing of the code: frames kept are the older version's.
+            log.warning("%s was written by livedead_gpu %s (this is %s): frames done there with the same "
+                        "parameters are kept as they are; resume=False (--no-resume) redoes them",
+                        out, earlier, __version__)
         if not resume:
             for key in keys:
                 _forget(out, frame_stem(*key))
@@ -758,6 +766,14 @@ def _write_listing(out, params, bleed, records, splits, failed, plate, fractions
 
 #: the export's own settings and each well's split, beside params.toml
 EXPORT_JSON = "export.json"
+
+
+def _earlier_version(out):
+    """The package version that wrote the training set in ``out`` (its export.json), or None."""
+    try:
+        return str(json.loads((Path(out) / EXPORT_JSON).read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _earlier_splits(out, fractions, seed):

@@ -370,6 +370,19 @@ def test_out_inside_the_plate_folder(tmp_path, plate, layout):
         export_plate(src, src / ".")
 
 
+def test_a_set_written_by_another_version_says_so_on_resume(tmp_path, caplog):
+    import json
+
+    src = write_stacks(tmp_path / "st", small_plate(wells=("B2",), n_times=1, size=64))
+    out = tmp_path / "out"
+    export_plate(src, out)
+    about = json.loads((out / "export.json").read_text())
+    (out / "export.json").write_text(json.dumps(dict(about, version="0.0.9")))
+    with caplog.at_level("WARNING", logger="livedead_gpu"):
+        done = export_plate(src, out)
+    assert len(done.resumed) == 1 and "written by livedead_gpu 0.0.9" in caplog.text
+
+
 def test_a_frames_warnings_name_the_frame(tmp_path):
     # "draq7 has 35% of its pixels at 0 ..." came without a word of which frame of the plate
     plate = small_plate(wells=("B2",), n_times=1, size=128)
