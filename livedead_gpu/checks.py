@@ -9,8 +9,9 @@ import numpy as np
 
 __all__ = ["as_intensity", "check_same_shape"]
 
-#: zero rows or columns a crop of alignment padding keeps beside the image (`box_inside`)
-KEPT_ZEROS = 1
+#: zero rows or columns a crop of alignment padding keeps beside the image (`box_inside`):
+#: two, which the padding's 3x3 opening keeps along the edge
+KEPT_ZEROS = 2
 
 
 def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
@@ -184,7 +185,7 @@ def data_box(images, least: int = 1):
 def box_inside(zero_rows, zero_cols, least: int = 1):
     """`data_box` from which rows and which columns are 0 throughout (1-D bool host arrays).
 
-    A side cut at zeros keeps one line of them: the cell-area stage then sees
+    A side cut at zeros keeps `KEPT_ZEROS` lines of them: the cell-area stage then sees
     where the padding lies (`~livedead_gpu.stages.gradient.padding_mask`) and sets
     aside the image beside it too, which a registration that shifts by a fraction of
     a pixel blends with the zeros (a dim ramp whose edge would be cell area: a 512²

@@ -456,7 +456,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     params = as_params(params)
     fractions = _check_split(split)
-    _check_seed(seed)
+    seed = _check_seed(seed)   # an int (a NumPy integer would not go into export.json)
     # A bad name, or (serial runs) "gpu" without one, fails before anything is written;
     # Dask workers resolve the name on their own devices.
     if scheduler is None:
@@ -498,7 +498,10 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
 
     out.mkdir(parents=True, exist_ok=True)
     options = {"weights": weight_opts, "patches": patch_opts}
-    splits = split_wells(plate.wells, fractions, seed, keep=_earlier_splits(out, fractions, seed))
+    earlier = _earlier_splits(out, fractions, seed) or {}
+    splits = split_wells(plate.wells, fractions, seed, keep=earlier)
+    # Wells of earlier runs that this plate lacks keep their split for when they come back.
+    remembered = {**earlier, **splits}
     empty = [name for name, fr in zip(SPLITS, fractions) if fr > 0 and name not in splits.values()]
     if empty:  # a small plate: the loader's val or test split would be empty without a word
         log.warning("%d well(s) split %s: %s get(s) no well", len(set(plate.wells)),
@@ -542,7 +545,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
             if rec is not None and _is_done(out, rec, digest, options, _source_signature(plate, key)):
                 kept[key] = rec
         if (out / "manifest.csv").exists():
-            _write_listing(out, params, bleed, kept, splits, [], plate, fractions, seed, options)
+            _write_listing(out, params, bleed, kept, splits, remembered, [], plate, fractions, seed, options)
         bar = progress_bar(len(keys), progress and scheduler is None)
         try:
             for key in keys if scheduler is None else ():   # Dask: see below
@@ -585,7 +588,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
 
             export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
                           progress, scheduler, opencv_threads)
-        summary.manifest = _write_listing(out, params, bleed, records, splits, summary.failed, plate,
+        summary.manifest = _write_listing(out, params, bleed, records, splits, remembered, summary.failed, plate,
                                           fractions, seed, options)
         _report_strays(out, keys)
     summary.seconds = time.perf_counter() - start
@@ -603,9 +606,9 @@ def _segment_saying_which(frame, params, backend):
         warnings.simplefilter("always")
         result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
     key = frame.key
-    where = f"well {key.well} site {key.site} time {key.time} ({frame.sources.get('brightfield', '')})"
-    for w in said:
-        warnings.warn_explicit(f"{where}: {w.message}", w.category, w.filename, w.lineno)
+    where = f"well {key.well} site {key.site} time {key.time}, {frame.sources.get('brightfield', '')}"
+    for w in said:   # the frame after the message: filters match a message from its start
+        warnings.warn_explicit(f"{w.message} [{where}]", w.category, w.filename, w.lineno)
     return result
 
 
@@ -705,6 +708,8 @@ def _num(v):
     if v is None:
         return None
     v = float(v)
+    if not math.isfinite(v):   # e.g. no block shows the brightfield's noise: JSON has no inf
+        return None
     return int(v) if v.is_integer() else round(v, 6)
 
 
@@ -749,8 +754,12 @@ def _forget(out, stem):
     (out / "records" / f"{stem}.json").unlink(missing_ok=True)
 
 
-def _write_listing(out, params, bleed, records, splits, failed, plate, fractions, seed, options) -> Path:
-    """``params.toml``, ``export.json`` and the manifests, together: they describe the same frames."""
+def _write_listing(out, params, bleed, records, splits, remembered, failed, plate, fractions, seed,
+                   options) -> Path:
+    """``params.toml``, ``export.json`` and the manifests, together: they describe the same frames.
+
+    ``remembered``: the wells' splits to keep for later runs, those of wells this plate
+    lacks included."""
     note = "" if bleed is None else (
         f'# bleed: measured for bleed = "auto" on the first time point of each series '
         "(bleed.json)\n")
@@ -759,7 +768,7 @@ def _write_listing(out, params, bleed, records, splits, failed, plate, fractions
 
     # What made the set besides the parameters; no date, so a resumed run's is the same bytes.
     about = {"version": __version__, "plate": str(Path(plate.root).resolve()), "layout": plate.layout,
-             "split": fractions, "seed": seed, "options": options, "wells": splits}
+             "split": fractions, "seed": seed, "options": options, "wells": remembered}
     atomic.atomic_write_text(out / EXPORT_JSON, json.dumps(about, indent=1, sort_keys=True) + "\n")
     return _write_manifests(out, records, splits, failed)
 

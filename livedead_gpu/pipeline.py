@@ -34,7 +34,9 @@ class FrameResult:
     thresholds : dict
         ``gradient`` (see `stages.CellArea`), ``gradient_scale`` (its divisor, for
         ``cell_threshold="block-max"``; else None), ``gradient_noise`` (the
-        background gradient's scale, for "noise"; else None), ``hoechst`` and
+        background gradient's scale, for "noise"; else None; both ``inf`` when no
+        block of the brightfield can show its noise, all 0 or one value: then no
+        cell area; the manifest leaves them empty), ``hoechst`` and
         ``draq7`` (intensities), ``bleed`` (the Hoechst bleed-through taken off the
         Draq7 before the live/dead call; 0 with ``dead_call="touch"``),
         ``hoechst_smoothing`` (the sigma of the Gaussian the Hoechst was thresholded

@@ -216,6 +216,12 @@ def test_stacks_of_several_positions_or_missing_planes_are_refused_at_discovery(
             tw.write(np.full((2, 3, 16, 16), pos + 1, np.uint16), metadata={"axes": "TCYX", **names})
     with pytest.raises(PlateError, match=r"B2.ome.tif' holds 3 image series \(positions\)"):
         open_plate(root)   # had read the first and dropped the others without a word
+    preview = tmp_path / "preview"
+    preview.mkdir()
+    with tifffile.TiffWriter(preview / "B2.tif") as tw:   # a stack and its reduced-resolution thumbnail
+        tw.write(np.full((3, 16, 16), 7, np.uint16), photometric="minisblack", metadata={"axes": "CYX"})
+        tw.write(np.zeros((4, 4), np.uint16), photometric="minisblack", subfiletype=1)
+    assert open_plate(preview).read(("B2", 0, 0)).hoechst.shape == (16, 16)
     cut = tmp_path / "cut" / "C3.ome.tif"
     cut.parent.mkdir()
     tifffile.imwrite(cut, np.ones((3, 3, 16, 16), np.uint16), ome=True, metadata={"axes": "TCYX", **names})

@@ -209,8 +209,8 @@ def test_alignment_padding_is_set_aside(margins):
         b = np.zeros_like(a)
         b[top : 512 - bottom, left : 512 - right] = a[top : 512 - bottom, left : 512 - right]
         padded.append(b)
-    # segmented with one line of the zeros, which shows the cell area where the padding lies
-    top, bottom, left, right = (m - 1 if m else 0 for m in margins)
+    # segmented with two lines of the zeros, which show the cell area where the padding lies
+    top, bottom, left, right = (m - 2 if m else 0 for m in margins)
     inside = np.s_[top : 512 - bottom, left : 512 - right]
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # and no "looks background-subtracted" for the padding

@@ -362,6 +362,37 @@ def test_voronoi_grows_inside_the_area_only():
     assert outlines[5, 10] and not outlines[4, 10]
 
 
+def test_voronoi_draws_no_outline_on_a_nucleus():
+    # A nucleus on the edge of the cell area had its edge pixels taken as outline, so cells
+    # was 0 there, and a 1-px nucleus had no cell at all (cell i holds nucleus i)
+    from livedead_gpu.stages import separate_cells
+
+    f = synthetic.make_frame((128, 128), n_cells=12, seed=1)
+    r = segment_frame(f.brightfield, f.hoechst, f.draq7, SegmentParams.from_preset("article", separation="voronoi"))
+    on = r.nuclei > 0
+    assert (r.cells[on] == r.nuclei[on]).all()
+    labels = np.zeros((9, 9), np.int32)
+    labels[4, 4] = 1
+    cells, outlines = separate_cells(np.zeros((9, 9), bool), labels, method="voronoi")
+    assert cells[4, 4] == 1 and not outlines[4, 4]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "base"])
+def test_grow_labels_reaches_a_pixel_only_a_diagonal_step_reaches(backend):
+    # The growth stopped at the first cross step that assigned nothing, before the next square
+    # step reached a pixel diagonally; another object growing elsewhere kept it going, so a
+    # mosaic's tile and the whole frame labelled that pixel differently.
+    from livedead_gpu.backends.base import Backend
+
+    labels = np.zeros((4, 5), np.int32)
+    labels[0, 0] = 1
+    region = np.zeros((4, 5), bool)
+    region[0, 0] = region[0, 1] = region[1, 2] = True
+    grow = be.grow_labels if backend == "cpu" else lambda *a, **k: Backend.grow_labels(be, *a, **k)
+    for check_every in (1, 2, 8):
+        assert grow(labels, region, check_every=check_every)[1, 2] == 1
+
+
 def test_unknown_separation_method():
     area, labels = two_touching_cells()
     with pytest.raises(ValueError, match="method must be 'watershed' or 'voronoi'"):

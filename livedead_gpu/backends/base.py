@@ -374,7 +374,9 @@ class Backend(ABC):
         region : (M, N) bool array, where labels may grow (holds the seeds)
         max_steps : int, the farthest growth in pixels
         check_every : int
-            Steps between convergence checks; each check reads one bool back to the host.
+            Steps between convergence checks, made after square steps (a cross step
+            that assigns nothing may leave a pixel the next square step reaches
+            diagonally); each check reads one bool back to the host.
 
         Returns
         -------
@@ -386,8 +388,8 @@ class Backend(ABC):
             grown = xp.where(free, self.max_filter(labels, square=step % 2 == 1), 0)
             labels = labels + grown  # grown is 0 where labels are set, and off the region
             free &= grown == 0
-            # Stop once a round assigns nothing: one bool to the host every few steps.
-            if step % check_every == 0 and not bool(self.to_host((grown > 0).any())):
+            # Stop once a square step assigns nothing: one bool to the host every few steps.
+            if step % 2 == 1 and (step - 1) % check_every == 0 and not bool(self.to_host((grown > 0).any())):
                 break
         return labels
 

@@ -208,7 +208,11 @@ class CpuBackend(Backend):
                 np.maximum(best, flat[todo + offset], out=best)
             got = best > 0
             if not got.any():
-                break
+                # Done only when a square step finds nothing: a cross step that does may
+                # leave a pixel the next square step reaches diagonally.
+                if offsets is square:
+                    break
+                continue
             flat[todo[got]] = best[got]
             todo = todo[~got]
         return framed[1:-1, 1:-1].copy()

@@ -532,7 +532,10 @@ def _open_stack(path, user, defaults) -> _Stack:
             names = _stack_channel_names(tif)
             size = _pixel_size(tif)
             len(tif.pages)  # every page read, so a cut in the chain of pages shows
-            n_series = len(tif.series)
+            # Other positions: series of the same plane size that are no reduced-resolution
+            # preview (some exporters embed a thumbnail page as a second series).
+            n_series = 1 + sum(1 for other in tif.series[1:] if other.shape[-2:] == series.shape[-2:]
+                               and not getattr(other.pages[0], "is_reduced", False))
             # A stack whose metadata promise more planes than its chain of pages holds
             # (tifffile lists the rest as None): found now, not frame by frame mid-run.
             planes = series.pages

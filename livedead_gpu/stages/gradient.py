@@ -49,7 +49,7 @@ def smoothed_gradient(image, smoothing: float, backend="cpu"):
 def gradient_reach(smoothing: float) -> int:
     """How far (px) `smoothed_gradient` reads: the Gaussian's radius and Sobel's pixel, then as far
     again twice for the padding's fill, and how far `padding_mask` reads."""
-    return 3 * _sobel_reach(smoothing) + 1 + PADDING_MARGIN
+    return 3 * _sobel_reach(smoothing) + 2 + PADDING_MARGIN
 
 
 def _sobel_reach(smoothing: float) -> int:
@@ -60,10 +60,14 @@ def _sobel_reach(smoothing: float) -> int:
 def padding_mask(image, backend="cpu"):
     """Regions of exact zeros (a registered stack's alignment padding), or None when there are none.
 
-    The zeros with at least two more in their 3x3 square (one or two zero pixels
-    can be real data, dark 8-bit pixels; a region or a line of them is not: padding,
-    or a dead camera row), grown by `PADDING_MARGIN` px. The image's edge is
-    replicated, so one zero line along it counts.
+    Regions of zeros that touch the image's edge (registration pads from the edge
+    in), opened by a 3x3 cross first: lone zero pixels and lines one pixel wide can
+    be real data (dark 8-bit pixels, a dead camera row), and dark regions inside the
+    frame are image, not padding. Grown by `PADDING_MARGIN` px. Outside the image
+    counts as zero, so two zero lines along the edge count (`checks.box_inside`
+    keeps two of a cropped margin's). In a mosaic's tile the tile's window is the
+    edge: a region of zeros inside the mosaic that crosses a window's edge counts
+    there (rare: registration padding reaches the mosaic's edge anyway).
 
     Parameters
     ----------
@@ -79,7 +83,10 @@ def padding_mask(image, backend="cpu"):
         return None
     # Grown by 2 px: a registration that interpolates (bilinear, bicubic) blends the
     # image with the zeros over 1-2 px, a ramp down to 0 that is no cell edge either.
-    padding = zero & (be.box_sums(zero.view(be.xp.uint8), 3) >= 3)
+    opened = be.dilate(be.erode(zero, 3), 3)
+    # The opened zeros connected to the edge: those that filling holes in the rest
+    # would not fill (fill_holes floods the rest's background from the edge).
+    padding = opened & ~be.fill_holes(~opened)
     padding = be.dilate(padding, 1 + 2 * PADDING_MARGIN)
     return padding if be.to_host(padding.any()) else None  # one more bool, padded frames only
 

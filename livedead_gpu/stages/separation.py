@@ -90,5 +90,6 @@ def voronoi_cells(area, nucleus_labels, backend="cpu"):
     be = get_backend(backend)
     xp = be.xp
     grown = be.grow_labels(nucleus_labels, area | (nucleus_labels > 0))
-    outlines = grown > be.min_filter(grown)
+    # No outline on a nucleus (the watershed draws none on its markers): cell i holds nucleus i.
+    outlines = (grown > be.min_filter(grown)) & (nucleus_labels == 0)
     return xp.where(outlines, 0, grown).astype(xp.int32), outlines
