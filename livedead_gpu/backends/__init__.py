@@ -38,6 +38,9 @@ def check_backend(backend):
     """
     if isinstance(backend, Backend):
         return
+    if not isinstance(backend, str):   # a wrong type is a TypeError, as everywhere in the package
+        raise TypeError(f"backend must be 'cpu', 'auto', 'gpu', 'gpu:N' or a Backend, got {type(backend).__name__} "
+                        f"{backend!r}")
     device = backend[4:] if isinstance(backend, str) and backend.startswith("gpu:") else ""
     if not isinstance(backend, str) or not (
         backend in ("cpu", "auto", "gpu") or (device.isascii() and device.isdigit())  # not "gpu:²"
@@ -58,6 +61,8 @@ def get_backend(backend="cpu") -> Backend:
     ------
     ValueError
         An unknown name.
+    TypeError
+        Neither a name nor a `Backend`.
     RuntimeError
         "gpu" without CuPy/cuCIM installed (naming the pip extra) or without a device.
     """
