@@ -602,14 +602,15 @@ _DASK_LOCAL = ("sync", "synchronous", "single-threaded", "threads", "threading",
 def _segment_saying_which(frame, params, backend):
     """`segment_frame` of a plate's frame; its warnings name the frame and its file (on a
     plate of thousands, "draq7 has 35% of its pixels at 0" alone says not where)."""
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
     key = frame.key
     where = f"well {key.well} site {key.site} time {key.time}, {frame.sources.get('brightfield', '')}"
-    for w in said:   # the frame after the message: filters match a message from its start
-        warnings.warn_explicit(f"{w.message} [{where}]", w.category, w.filename, w.lineno)
-    return result
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            return segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
+    finally:   # said, too, when the frame then fails
+        for w in said:   # the frame after the message: filters match a message from its start
+            warnings.warn_explicit(f"{w.message} [{where}]", w.category, w.filename, w.lineno)
 
 
 def _check_scheduler(scheduler):
