@@ -703,9 +703,11 @@ def main(argv=None, prog=None) -> int:
             raise ValueError(f"--sizes: each frame side must be >= 64, got {args.sizes!r}")
     else:
         sizes = list(QUICK_SIZES if args.quick else FULL_SIZES)
-    repeats = args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS)
-    if repeats < 1:
+    repeats = args.repeats if args.repeats is not None else (QUICK_REPEATS if args.quick else FULL_REPEATS)
+    if repeats < 1:   # 0 had meant the default
         raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    if args.out.exists() and not args.out.is_dir():   # found now, not after the whole suite
+        raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder (new or existing)")
     command = " ".join([prog or "python benchmarks/suite.py", *(argv if argv is not None else sys.argv[1:])])
 
     def log(msg):

@@ -7,9 +7,11 @@ import csv
 import dataclasses
 import io
 import logging
+import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .io import atomic_write_text, write_tiff
@@ -33,7 +35,11 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
     from . import qc, readout, synthetic
 
     params = _params(config)
-    plate = synthetic.make_plate(wells=("A1", "A2", "B1"), sites=1, n_times=times, shape=(size, size), seed=seed)
+    # 20 cells in 256² (the generator's default density), fewer in a smaller frame: a fixed 20
+    # did not fit a 128² frame and warned of a crowded frame the user did not ask for
+    n_cells = max(1, min(20, round(20 * (size / 256) ** 2)))
+    plate = synthetic.make_plate(wells=("A1", "A2", "B1"), sites=1, n_times=times, shape=(size, size),
+                                 n_cells=n_cells, seed=seed)
     if params.dead_call == "ratio" and params.bleed == "auto":  # one for the plate, as `segment` measures it
         bleed = plate_value(bleed_readings(f.hoechst, f.draq7, params, backend)
                             for (_, _, t), f in plate.items() if t == 0)
@@ -73,6 +79,7 @@ def _cmd_demo(args) -> int:
             raise ValueError(f"{flag} must be an int >= {low}, got {value}")
     if args.out.exists() and not args.out.is_dir():
         raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder (new or existing)")
+    _check_writable(args.out, "--out")   # now, not after the whole plate is segmented
     rows = demo(args.out, args.backend, args.config, args.size, args.times, args.seed)
     _say(args, f"{'well':<5}{'time':>5}{'live':>6}{'dead':>6}  (truth live/dead)")
     for r in rows:
@@ -93,6 +100,10 @@ def _cmd_segment(args) -> int:
         raise ValueError(f"--min-foreground {args.min_foreground:g} is a patch's share; it needs --patch-size")
     if args.opencv_threads is not None and args.opencv_threads < 1:
         raise ValueError(f"--opencv-threads must be an int >= 1, got {args.opencv_threads}")
+    if args.threads_per_worker < 1:
+        raise ValueError(f"--threads-per-worker must be an int >= 1, got {args.threads_per_worker}")
+    if not (math.isfinite(args.scheduler_timeout) and args.scheduler_timeout > 0):
+        raise ValueError(f"--scheduler-timeout must be a number of seconds > 0, got {args.scheduler_timeout}")
     min_foreground = 0.05 if args.min_foreground is None else args.min_foreground
     gpus = args.gpus if args.gpus in (None, "auto") else _positive_int(args.gpus, "--gpus")
     backend = "gpu" if gpus is not None and args.backend == "cpu" else args.backend
@@ -130,6 +141,15 @@ def _say(args, text: str) -> None:
         print(text)
 
 
+def _check_writable(path, flag):
+    """Refuse a place nothing can be written to, creating nothing: its nearest existing folder decides."""
+    here = Path(path).absolute()
+    while not here.exists():
+        here = here.parent
+    if not here.is_dir() or not os.access(here, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag} {str(path)!r}: cannot write in {str(here)!r}")
+
+
 def _check_to(to):
     if to is not None and to.exists() and not to.is_dir():
         raise NotADirectoryError(f"--to {str(to)!r} is a file; expected a folder (new or existing)")
@@ -141,6 +161,8 @@ def _cmd_readout(args) -> int:
     _check_to(args.to)
     if args.out.name == "manifest.csv" and args.out.is_file():  # the manifest named, not its folder
         args.out = args.out.parent
+    if args.out.is_file():
+        raise NotADirectoryError(f"{str(args.out)!r} is a file; expected a training-set folder (or its manifest.csv)")
     if not args.out.is_dir():
         raise FileNotFoundError(f"training-set folder not found: {args.out}")
     frames = readout.manifest_readout(args.out)
@@ -240,6 +262,8 @@ def _cmd_evaluate(args) -> int:
 
     if args.json is not None and args.json.is_dir():  # found now, not after every image is segmented
         raise IsADirectoryError(f"--json {str(args.json)!r} is a folder; expected a file name")
+    if args.json is not None:
+        _check_writable(args.json.parent, "--json")
     if args.config:
         params = SegmentParams.from_toml(args.config)
         if args.preset:
@@ -260,11 +284,11 @@ def _cmd_evaluate(args) -> int:
             print(f"{name:<28}{s['tp'] + s['fn']:>6}{s['tp'] + s['fp']:>6}{s['f1']:>8.3f}"
                   f"{s['mean_matched_iou']:>7.3f}{s['pixel_iou']:>7.3f}")
     total = scores.as_dict()
-    print(f"{scores.images} images, {total['tp'] + total['fn']} drawn, {total['tp'] + total['fp']} found: "
+    _say(args, f"{scores.images} images, {total['tp'] + total['fn']} drawn, {total['tp'] + total['fp']} found: "
           f"object F1 {total['f1']:.3f} at IoU >= {args.iou} (precision {total['precision']:.3f}, recall "
           f"{total['recall']:.3f}), mean matched IoU {total['mean_matched_iou']:.3f}, pixel IoU "
           f"{total['pixel_iou']:.3f}; preset {params.preset!r}")
-    print(f"unmatched drawn: {total['merged']} merged with others, {total['split']} split, {total['missed']} missed, "
+    _say(args, f"unmatched drawn: {total['merged']} merged with others, {total['split']} split, {total['missed']} missed, "
           f"{total['outlined']} outlined poorly; unmatched found: {total['extra']} over no drawn object")
     if args.json:
         atomic_write_text(args.json, json.dumps(
@@ -420,8 +444,16 @@ def main(argv=None) -> int:
     # Through the environment, read when dask is first imported (only by the commands that
     # use it), and by the workers it starts; a user's own setting wins. --debug shows them.
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if args.debug else "warning")
+    if args.quiet:   # errors only: no warnings either
+        warnings.simplefilter("ignore")
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        # Frames finished stay done (a segment run lists them in its manifest); a rerun resumes.
+        print("livedead-gpu: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as e:
         if args.debug:
             raise

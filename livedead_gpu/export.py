@@ -507,18 +507,6 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         log.warning("%d well(s) split %s: %s get(s) no well", len(set(plate.wells)),
                     "/".join(f"{f:g}" for f in fractions), " and ".join(empty))
     records = {}
-    # One background thread writes frame i (zlib, fsync, weight map) while frame i + 1
-    # is read and segmented (both release the GIL for most of their time); at most one
-    # frame is waiting to be written, so memory stays that of two frames.
-    pending = None
-
-    def finish():
-        nonlocal pending
-        if pending is not None:
-            key, future = pending
-            pending = None
-            records[key] = future.result()
-
     with _lock(out), ThreadPoolExecutor(1, thread_name_prefix="livedead-writer") as pool:
         for p in atomic.remove_partials(out):
             log.info("removed %s, left by an interrupted run", p)
@@ -546,53 +534,88 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
                 kept[key] = rec
         if (out / "manifest.csv").exists():
             _write_listing(out, params, bleed, kept, splits, remembered, [], plate, fractions, seed, options)
-        bar = progress_bar(len(keys), progress and scheduler is None)
         try:
-            for key in keys if scheduler is None else ():   # Dask: see below
-                stem = frame_stem(*key)
-                status = "failed"
-                if key in plate.problems:
-                    summary.failed.append((key, plate.problems[key]))
-                    _forget(out, stem)
-                else:
-                    sig = _source_signature(plate, key)
-                    rec = read_record(out, stem)
-                    if _is_done(out, rec, digest, options, sig):
-                        records[key] = rec
-                        summary.resumed.append(key)
-                        status = "done before"
-                    else:
-                        try:
-                            frame = plate.read(key)
-                            result = _segment_saying_which(frame, params, backend)
-                            image = _as_uint16(frame.stack(), frame.sources)
-                        except (PlateError, ValueError, TypeError, OSError) as e:
-                            if on_error == "raise":
-                                raise _frame_error(plate, key, e) from e
-                            summary.failed.append((key, str(e)))
-                            _forget(out, stem)
-                        else:
-                            finish()
-                            pending = (key, pool.submit(_write_frame, out, stem, key, frame, image, result,
-                                                        digest, options, sig))
-                            del frame, image, result
-                            summary.written.append(key)
-                            status = "written"
-                bar.update(1)
-                bar.set_postfix_str(f"{key.well} s{key.site} t{key.time} {status}", refresh=False)
-        finally:
-            bar.close()
-            finish()   # the last frame's files (or, after an error, the frame before it) are kept
-        if scheduler is not None:
-            from .distributed import export_frames
-
-            export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
-                          progress, scheduler, opencv_threads)
+            _export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
+                           progress, scheduler, opencv_threads, pool)
+        except BaseException:
+            # Stopped (an error, Ctrl-C): the manifests list the frames done, this run's and the
+            # earlier ones it kept, so the set is usable as it stands; a rerun completes it.
+            with contextlib.suppress(Exception):
+                _write_listing(out, params, bleed, {**kept, **records}, splits, remembered, summary.failed, plate,
+                               fractions, seed, options)
+            raise
         summary.manifest = _write_listing(out, params, bleed, records, splits, remembered, summary.failed, plate,
                                           fractions, seed, options)
         _report_strays(out, keys)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error, progress,
+                   scheduler, opencv_threads, pool):
+    """`export_plate`'s frames: in turn here, or on Dask; fills ``records`` and ``summary``.
+
+    In turn, the ``pool``'s one thread writes frame i (zlib, fsync, weight map) while
+    frame i + 1 is read and segmented (both release the GIL for most of their time);
+    at most one frame is waiting to be written, so memory stays that of two frames.
+    """
+    pending = None
+    warned = False   # of patches larger than the frames
+
+    def finish():
+        nonlocal pending
+        if pending is not None:
+            key, future = pending
+            pending = None
+            records[key] = future.result()
+
+    bar = progress_bar(len(keys), progress and scheduler is None)
+    try:
+        for key in keys if scheduler is None else ():   # Dask: see below
+            stem = frame_stem(*key)
+            status = "failed"
+            if key in plate.problems:
+                summary.failed.append((key, plate.problems[key]))
+                _forget(out, stem)
+            else:
+                sig = _source_signature(plate, key)
+                rec = read_record(out, stem)
+                if _is_done(out, rec, digest, options, sig):
+                    records[key] = rec
+                    summary.resumed.append(key)
+                    status = "done before"
+                else:
+                    try:
+                        frame = plate.read(key)
+                        size = (options["patches"] or {}).get("size", 0)
+                        if size > min(frame.brightfield.shape) and not warned:
+                            log.warning("patches of %d px do not fit frames of %s px: none is written",
+                                        size, "x".join(map(str, frame.brightfield.shape)))
+                            warned = True
+                        result = _segment_saying_which(frame, params, backend)
+                        image = _as_uint16(frame.stack(), frame.sources)
+                    except (PlateError, ValueError, TypeError, OSError) as e:
+                        if on_error == "raise":
+                            raise _frame_error(plate, key, e) from e
+                        summary.failed.append((key, str(e)))
+                        _forget(out, stem)
+                    else:
+                        finish()
+                        pending = (key, pool.submit(_write_frame, out, stem, key, frame, image, result,
+                                                    digest, options, sig))
+                        del frame, image, result
+                        summary.written.append(key)
+                        status = "written"
+            bar.update(1)
+            bar.set_postfix_str(f"{key.well} s{key.site} t{key.time} {status}", refresh=False)
+    finally:
+        bar.close()
+        finish()   # the last frame's files (or, after an error, the frame before it) are kept
+    if scheduler is not None:
+        from .distributed import export_frames
+
+        export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
+                      progress, scheduler, opencv_threads)
 
 
 #: Dask's names of its local schedulers, which ``dask.compute(scheduler=)`` takes.

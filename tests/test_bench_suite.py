@@ -86,10 +86,16 @@ def test_memory_plate_and_quality_sections(quick):
         assert re.search(rf"^\| {re.escape(name)} \| [01]\.\d{{3}} \|", md, re.M), name
 
 
-def test_bad_option_is_one_line():
+def test_bad_option_is_one_line(tmp_path):
     proc = bench("--quick", "--sizes", "12x")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--sizes" in proc.stderr
+    # 0 had meant the default (2 repeats); a file as --out failed after the whole suite
+    (tmp_path / "afile").write_text("x")
+    for args, message in ((("--repeats", "0"), "--repeats must be >= 1, got 0"),
+                          (("--out", str(tmp_path / "afile")), "is a file; expected a folder")):
+        proc = bench("--quick", *args)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.strip().count("\n") == 0
 
 
 def test_without_a_checkout_says_what_is_missing(tmp_path):

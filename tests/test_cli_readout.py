@@ -144,7 +144,11 @@ def test_cli_argument_slips(training_set, tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "afile")]) == 2
     assert "--out '" in capsys.readouterr().err
     for args, message in ((["--min-foreground", "0.2"], "--min-foreground 0.2 is a patch's share; it needs --patch-size"),
-                          (["--opencv-threads", "-5"], "--opencv-threads must be an int >= 1, got -5")):
+                          (["--opencv-threads", "-5"], "--opencv-threads must be an int >= 1, got -5"),
+                          # had reached Dask: a 38-line nanny traceback, or a KeyError
+                          (["--threads-per-worker", "0"], "--threads-per-worker must be an int >= 1, got 0"),
+                          (["--scheduler-timeout", "nan"], "--scheduler-timeout must be a number of seconds > 0"),
+                          (["--scheduler-timeout", "-5"], "--scheduler-timeout must be a number of seconds > 0")):
         assert main(["segment", str(tmp_path), "--out", str(tmp_path / "o"), *args]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
@@ -226,3 +230,38 @@ def test_info_lists_gpus_cupy_sees(monkeypatch, capsys):
     monkeypatch.setattr(runtime, "getDeviceCount", no_device)
     assert main(["info"]) == 0
     assert "gpu: CuPy sees no CUDA device (RuntimeError)" in capsys.readouterr().out
+
+
+def test_interrupted_is_one_line_and_the_manifest_lists_the_frames_done(tmp_path, capsys, monkeypatch):
+    # Ctrl-C printed a 34-line traceback and left no manifest over 35 finished frames
+    import livedead_gpu.export as export
+    from livedead_gpu import segment_frame
+    from livedead_gpu.io import read_manifest
+    from test_io_plate import small_plate, write_gen5
+
+    src = write_gen5(tmp_path / "plate", small_plate(wells=("B2", "C3"), n_times=2, size=64))
+    calls = []
+
+    def interrupt_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return segment_frame(*args, **kwargs)
+
+    monkeypatch.setattr(export, "segment_frame", interrupt_third)
+    assert main(["segment", str(src), "--out", str(tmp_path / "o")]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "livedead-gpu: interrupted"
+    assert len(read_manifest(tmp_path / "o")) == 2
+    monkeypatch.undo()
+    assert main(["segment", str(src), "--out", str(tmp_path / "o")]) == 0
+    assert len(read_manifest(tmp_path / "o")) == 4
+
+
+def test_quiet_silences_warnings_and_evaluates_quietly(tmp_path, capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        assert main(["-q", "demo", "--out", str(tmp_path / "d"), "--size", "64", "--times", "1"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""   # a 64² demo no longer asks for 20 cells, nor warns

@@ -370,6 +370,13 @@ def test_out_inside_the_plate_folder(tmp_path, plate, layout):
         export_plate(src, src / ".")
 
 
+def test_patches_larger_than_the_frames_say_so(tmp_path, caplog):
+    src = write_stacks(tmp_path / "st", small_plate(wells=("B2",), n_times=2, size=64))
+    with caplog.at_level("WARNING", logger="livedead_gpu"):
+        export_plate(src, tmp_path / "out", patches=100)
+    assert caplog.text.count("patches of 100 px do not fit frames of 64x64 px") == 1
+
+
 def test_an_infinite_threshold_is_an_empty_manifest_cell(tmp_path):
     # a brightfield with no block to show its noise gives a gradient threshold of inf, which
     # went into the records as JSON's non-standard Infinity
@@ -601,10 +608,15 @@ def test_a_rerun_stopped_halfway_lists_no_frame_it_overwrote(tmp_path, plate, mo
     monkeypatch.setattr(export, "segment_frame", fail_second)
     with pytest.raises(PlateError, match="stopped"):
         export_plate(src, out, params=new, patches=(32, 0.05))
-    # every frame was to be redone: none is listed, and params.toml names the new parameters
-    assert len(read_manifest(out)) == 0 and not (out / "patches.csv").exists()
+    # every frame was to be redone: the manifest lists the one the stopped run finished, with
+    # the new parameters, which params.toml names
     written = SegmentParams.from_toml(out / "params.toml")
     assert dataclasses.replace(written, bleed="auto") == new
+    (row,) = read_manifest(out)
+    assert row["params_hash"] == written.digest()
+    if (out / "patches.csv").exists():
+        with open(out / "patches.csv", newline="") as fh:
+            assert {(r["well"], r["time"]) for r in csv.DictReader(fh)} == {(row["well"], row["time"])}
     monkeypatch.undo()
     done = export_plate(src, out, params=new, patches=(32, 0.05))
     assert len(done.resumed) == 1 and len(done.written) == 3

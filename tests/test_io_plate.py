@@ -252,6 +252,18 @@ def test_stack_folders_skip_thumbnails_earlier_training_sets_and_read_site_names
     assert {(k.well, k.site) for k in open_plate(mm).keys()} == {("B2", 0), ("B2", 1), ("C3", 0), ("C3", 1)}
 
 
+def test_stack_patterns_and_channel_map_entries_that_match_nothing(tmp_path, plate):
+    root = write_stacks(tmp_path / "st", plate)
+    with pytest.raises(ValueError, match=r"pattern '\(\?P<wel>.*' needs a named group \(\?P<well>"):
+        open_plate(root, pattern=r"(?P<wel>[A-H]\d)", layout="stack")   # had named wells after the files
+    with pytest.raises(PlateError, match=r"pattern 'X\(\?P<well>.*' matched no file"):
+        open_plate(root, pattern=r"X(?P<well>\w+)", layout="stack")
+    p = open_plate(root, pattern=r"(?P<well>C\d)_s(?P<site>\d)", layout="stack")
+    assert {k.well for k in p.keys()} == {"C3"} and len(p.ignored) == 1
+    with pytest.warns(UserWarning, match=r"channel map: '5' name no channel of the stacks"):
+        open_plate(root, channel_map=["5=draq7"])
+
+
 def test_user_regex(tmp_path, plate):
     root = tmp_path / "custom"
     for (well, site, t), frame in plate.items():

@@ -44,7 +44,10 @@ def atomic_write(path, write) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
+    except OSError as e:   # the error names the file asked for, not a temporary name
+        raise type(e)(e.errno, f"cannot write {str(path)!r}: {e.strerror}") from None
     os.close(fd)
     try:
         os.chmod(tmp, _FILE_MODE)

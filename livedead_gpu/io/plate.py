@@ -665,6 +665,9 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
     if not paths:
         raise PlateError(f"no TIFF files in {str(root)!r}")
     rx = re.compile(pattern) if pattern else _STACK_NAME
+    if pattern and "well" not in rx.groupindex:
+        raise ValueError(f"pattern {pattern!r} needs a named group (?P<well>...) (and optionally site, and "
+                         "channel for single-channel files)")
     user = {_norm(k): v for k, v in parse_channel_map(channel_map).items()}
     defaults = {_norm(k): v for k, v in DEFAULT_CHANNEL_MAP.items()}
     stacks, keys, problems, broken, first_error, ignored = {}, [], {}, {}, None, []
@@ -674,6 +677,9 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
             ignored.append(path)
             continue
         m = rx.search(name) if pattern else (_MM_SITE.search(path.name) or rx.search(path.name))
+        if pattern and not (m and m.group("well")):   # the user's names: a file they do not fit is no stack
+            ignored.append(path)
+            continue
         if m and m.groupdict().get("well"):
             well, site = m.group("well").upper(), int(m.groupdict().get("site") or 0)
         else:
@@ -696,8 +702,16 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
             continue
         stacks[(well, site)] = s
         keys += [FrameKey(well, site, t) for t in range(s.shape[0])]
+    if not stacks and first_error is None:
+        raise PlateError(f"pattern {pattern!r} matched no file under {str(root)!r} (e.g. {ignored[0].name!r})")
     if not stacks:
         raise first_error
+    unused = [k for k in user if not any(k == str(i) or k in {_norm(n) for n in st.channel_names}
+                                         for st in stacks.values() for i in range(st.shape[1]))]
+    if unused:   # a typo, or an index past the stacks' channels
+        warnings.warn(f"channel map: {', '.join(map(repr, unused))} name no channel of the stacks in "
+                      f"{str(root)!r} (their channels: {', '.join(sorted({n for st in stacks.values() for n in st.channel_names}))})",
+                      UserWarning, stacklevel=3)
     n_t = max(s.shape[0] for s in stacks.values())
     for (well, site), st in stacks.items():
         for t in range(st.shape[0], n_t):
