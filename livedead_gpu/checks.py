@@ -6,12 +6,10 @@ import warnings
 
 import numpy as np
 
+from .stages.gradient import PADDING_MARGIN
 
 __all__ = ["as_intensity", "check_same_shape"]
 
-#: zero rows or columns a crop of alignment padding keeps beside the image (`box_inside`):
-#: two, which the padding's 3x3 opening keeps along the edge
-KEPT_ZEROS = 2
 
 
 def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
@@ -185,18 +183,21 @@ def data_box(images, least: int = 1):
 def box_inside(zero_rows, zero_cols, least: int = 1):
     """`data_box` from which rows and which columns are 0 throughout (1-D bool host arrays).
 
-    A side cut at zeros keeps `KEPT_ZEROS` lines of them: the cell-area stage then sees
-    where the padding lies (`~livedead_gpu.stages.gradient.padding_mask`) and sets
-    aside the image beside it too, which a registration that shifts by a fraction of
-    a pixel blends with the zeros (a dim ramp whose edge would be cell area: a 512²
-    frame shifted 10.5 px had the 3 columns beside the padding all cell area, 0.2
-    elsewhere) or whose boundary runs slanted across the last rows.
+    A side cut at zeros loses `~livedead_gpu.stages.gradient.PADDING_MARGIN` px more:
+    a registration that shifts by a fraction of a pixel blends the image's first
+    lines with the zeros, a dim ramp whose edge would be cell area (a 512² frame
+    shifted 10.5 px: the 3 columns beside the padding all cell area, 0.2 elsewhere).
     """
     spans = []
     for zero in (zero_rows, zero_cols):
         keep = np.flatnonzero(~np.asarray(zero))
-        if keep.size == 0 or keep[-1] + 1 - keep[0] < least:
+        if keep.size == 0:
             return None
-        spans.append(slice(max(0, int(keep[0]) - KEPT_ZEROS), min(len(zero), int(keep[-1]) + 1 + KEPT_ZEROS)))
+        start, stop = int(keep[0]), int(keep[-1]) + 1
+        start += PADDING_MARGIN if start > 0 else 0
+        stop -= PADDING_MARGIN if stop < len(zero) else 0
+        if stop - start < least:
+            return None
+        spans.append(slice(start, stop))
     box = tuple(spans)
     return None if box == (slice(0, len(zero_rows)), slice(0, len(zero_cols))) else box

@@ -356,9 +356,8 @@ def test_segment_nuclei_sets_alignment_padding_aside():
     padded = np.zeros_like(f.hoechst)
     padded[:, 100:] = f.hoechst[:, 100:]   # a quarter of the frame 0: the noise read 0 before
     got = segment_nuclei(padded)
-    assert not got[:, :100].any()
-    # segmented as segment_frame segments it: with two lines of the zeros (checks.box_inside)
-    assert np.array_equal(got[:, 98:], segment_nuclei(padded[:, 98:]))
+    assert not got[:, :102].any()   # and the 2 px beside the zeros (PADDING_MARGIN)
+    assert np.array_equal(got[:, 102:], segment_nuclei(f.hoechst[:, 102:]))
     truth = f.nuclei.copy()
     truth[:, :100] = 0
     assert match_instances(truth, got).f1 >= 0.9

@@ -715,20 +715,25 @@ def test_a_rotated_frames_padding_edge_is_no_cell_edge(interpolation, degrees):
 
 
 def test_dark_8_bit_pixels_and_a_dead_row_are_no_padding():
-    """Zeros inside the frame are image: a first padding rule (3 zeros in a 3x3 square) took an
-    8-bit brightfield's darkest pixels, clipped to 0, for padding and left 0.46 of the cells as
-    cell area at 3 % zeros (0.86 before the session's padding work); a dead row cut a 5-row stripe."""
+    """Zeros inside the frame are image unless they hold a disc 9 px across: a first padding rule
+    (3 zeros in a 3x3 square) took an 8-bit brightfield's darkest pixels, clipped to 0, for
+    padding and left 0.46 of the cells as cell area at 3 % zeros (0.86 before the session's
+    padding work); a dead row cut a 5-row stripe."""
     from livedead_gpu.stages import cell_area
     from livedead_gpu.stages.gradient import padding_mask
 
     f = synthetic.make_frame((256, 256), n_cells=20, bit_depth=8, seed=1)
     truth = f.cells > 0
-    for percent, floor in ((3, 0.97), (10, 0.85)):
+    for percent, floor in ((3, 0.93), (10, 0.85)):
         dark = np.clip(f.brightfield.astype(int) - int(np.percentile(f.brightfield, percent)), 0, 255)
-        assert cell_area(dark.astype(np.uint8)).mask[truth].mean() >= floor   # 0.989, 0.893 measured
+        assert cell_area(dark.astype(np.uint8)).mask[truth].mean() >= floor   # 0.953, 0.866 measured
     dead = f.brightfield.copy()
     dead[128] = 0
-    assert padding_mask(dead) is None
+    assert not padding_mask(dead)[:, 12:-12].any()   # but its ends, by the edge (see below)
     edge = f.brightfield.copy()
-    edge[:, :2] = 0    # two lines along the edge (a cropped margin's): padding, and 2 px beside
+    edge[:, :2] = 0    # a margin two lines wide: padding, and 2 px beside
     assert padding_mask(edge)[:, :4].all() and not padding_mask(edge)[:, 5:].any()
+    field = f.brightfield.copy()
+    field[100:140, 60:200] = 0    # a stitched mosaic's missing field, inside the frame
+    found = padding_mask(field)   # the field and 2 px beside it (its corners rounded by the opening)
+    assert found[100:140, 60:200].all() and found[98:142, 70:190].all() and found[110:130, 58:202].all()

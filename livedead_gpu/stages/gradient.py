@@ -15,6 +15,8 @@ SCALE_QUANTILE = 0.99
 FLAT_QUANTILE = 0.05
 #: px of image beside a region of zeros counted as padding (`padding_mask`)
 PADDING_MARGIN = 2
+#: the diameter (px) of the disc a region of zeros must hold to be padding (`padding_mask`)
+PADDING_OPENING = 9
 # median |N(0, 1)|, and the mean of a Rayleigh(1) variable
 _MAD = 0.6744897501960817
 _RAYLEIGH_MEAN = math.sqrt(math.pi / 2)
@@ -48,8 +50,8 @@ def smoothed_gradient(image, smoothing: float, backend="cpu"):
 
 def gradient_reach(smoothing: float) -> int:
     """How far (px) `smoothed_gradient` reads: the Gaussian's radius and Sobel's pixel, then as far
-    again twice for the padding's fill, and how far `padding_mask` reads."""
-    return 3 * _sobel_reach(smoothing) + 2 + PADDING_MARGIN
+    again twice for the padding's fill, and how far `padding_mask` reads (its opening, its margin)."""
+    return 3 * _sobel_reach(smoothing) + 2 * (PADDING_OPENING // 2) + PADDING_MARGIN
 
 
 def _sobel_reach(smoothing: float) -> int:
@@ -60,14 +62,14 @@ def _sobel_reach(smoothing: float) -> int:
 def padding_mask(image, backend="cpu"):
     """Regions of exact zeros (a registered stack's alignment padding), or None when there are none.
 
-    Regions of zeros that touch the image's edge (registration pads from the edge
-    in), opened by a 3x3 cross first: lone zero pixels and lines one pixel wide can
-    be real data (dark 8-bit pixels, a dead camera row), and dark regions inside the
-    frame are image, not padding. Grown by `PADDING_MARGIN` px. Outside the image
-    counts as zero, so two zero lines along the edge count (`checks.box_inside`
-    keeps two of a cropped margin's). In a mosaic's tile the tile's window is the
-    edge: a region of zeros inside the mosaic that crosses a window's edge counts
-    there (rare: registration padding reaches the mosaic's edge anyway).
+    Zeros opened by a disc 9 px across (`PADDING_OPENING`): padding, or a stitched
+    mosaic's missing field, is wider than that, while zero pixels in smaller
+    clusters can be image (an 8-bit brightfield's darkest pixels clipped to 0, a dead
+    camera row); and every zero within 9 px of the image's edge (a translation's
+    margin a few lines wide, the thin tips of a rotation's corners). Grown by
+    `PADDING_MARGIN` px. All of it local, so a mosaic's tiles find what the whole
+    image finds (the zeros a tile's window edge adds lie in its halo, out of its
+    core's reach).
 
     Parameters
     ----------
@@ -78,15 +80,18 @@ def padding_mask(image, backend="cpu"):
     (M, N) bool array or None
     """
     be = get_backend(backend)
+    xp = be.xp
     zero = image == 0
     if not be.to_host(zero.any()):  # one bool to the host; most frames have no zero
         return None
+    padding = be.dilate(be.erode(zero, PADDING_OPENING), PADDING_OPENING)
+    # Near the edge, where registration pads from, every zero: a margin a few lines wide, and
+    # the thin tips of a rotation's corners, are narrower than the opening's disc.
+    k = PADDING_OPENING
+    for edge in (np.s_[:k], np.s_[-k:], np.s_[:, :k], np.s_[:, -k:]):
+        padding[edge] |= zero[edge]
     # Grown by 2 px: a registration that interpolates (bilinear, bicubic) blends the
     # image with the zeros over 1-2 px, a ramp down to 0 that is no cell edge either.
-    opened = be.dilate(be.erode(zero, 3), 3)
-    # The opened zeros connected to the edge: those that filling holes in the rest
-    # would not fill (fill_holes floods the rest's background from the edge).
-    padding = opened & ~be.fill_holes(~opened)
     padding = be.dilate(padding, 1 + 2 * PADDING_MARGIN)
     return padding if be.to_host(padding.any()) else None  # one more bool, padded frames only
 
