@@ -6,8 +6,6 @@ import warnings
 
 import numpy as np
 
-from .stages.gradient import PADDING_MARGIN
-
 __all__ = ["as_intensity", "check_same_shape"]
 
 
@@ -183,21 +181,18 @@ def data_box(images, least: int = 1):
 def box_inside(zero_rows, zero_cols, least: int = 1):
     """`data_box` from which rows and which columns are 0 throughout (1-D bool host arrays).
 
-    A side cut at zeros loses `~livedead_gpu.stages.gradient.PADDING_MARGIN` px more:
-    a registration that shifts by a fraction of a pixel blends the image's first
-    lines with the zeros, a dim ramp whose edge would be cell area (a 512² frame
-    shifted 10.5 px: the 3 columns beside the padding all cell area, 0.2 elsewhere).
+    A side cut at zeros keeps one line of them: the cell-area stage then sees where the
+    padding was (`~livedead_gpu.stages.gradient.padding_mask`) and sets aside the 2 px
+    beside it too, which a registration that shifts by a fraction of a pixel blends
+    with the zeros (a dim ramp whose edge would be cell area: a 512² frame shifted
+    10.5 px had the 3 columns beside the padding all cell area, 0.2 elsewhere); the
+    nucleus stages keep every line of image.
     """
     spans = []
     for zero in (zero_rows, zero_cols):
         keep = np.flatnonzero(~np.asarray(zero))
-        if keep.size == 0:
+        if keep.size == 0 or keep[-1] + 1 - keep[0] < least:
             return None
-        start, stop = int(keep[0]), int(keep[-1]) + 1
-        start += PADDING_MARGIN if start > 0 else 0
-        stop -= PADDING_MARGIN if stop < len(zero) else 0
-        if stop - start < least:
-            return None
-        spans.append(slice(start, stop))
+        spans.append(slice(max(0, int(keep[0]) - 1), min(len(zero), int(keep[-1]) + 2)))
     box = tuple(spans)
     return None if box == (slice(0, len(zero_rows)), slice(0, len(zero_cols))) else box

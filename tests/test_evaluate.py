@@ -356,8 +356,9 @@ def test_segment_nuclei_sets_alignment_padding_aside():
     padded = np.zeros_like(f.hoechst)
     padded[:, 100:] = f.hoechst[:, 100:]   # a quarter of the frame 0: the noise read 0 before
     got = segment_nuclei(padded)
-    assert not got[:, :102].any()   # and the 2 px beside the zeros (PADDING_MARGIN)
-    assert np.array_equal(got[:, 102:], segment_nuclei(f.hoechst[:, 102:]))
+    assert not got[:, :100].any()
+    # segmented as segment_frame segments it: with one line of the zeros (checks.box_inside)
+    assert np.array_equal(got[:, 99:], segment_nuclei(padded[:, 99:]))
     truth = f.nuclei.copy()
     truth[:, :100] = 0
     assert match_instances(truth, got).f1 >= 0.9

@@ -202,8 +202,6 @@ def test_alignment_padding_is_set_aside(margins):
     from livedead_gpu.evaluate import match_instances
     from livedead_gpu.pipeline import bleed_readings
 
-    from livedead_gpu.stages.gradient import PADDING_MARGIN
-
     top, bottom, left, right = margins
     f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, seed=1)
     padded = []
@@ -211,8 +209,8 @@ def test_alignment_padding_is_set_aside(margins):
         b = np.zeros_like(a)
         b[top : 512 - bottom, left : 512 - right] = a[top : 512 - bottom, left : 512 - right]
         padded.append(b)
-    # and the 2 px beside the zeros, which a sub-pixel registration blends with them
-    top, bottom, left, right = (m + PADDING_MARGIN if m else 0 for m in margins)
+    # segmented with one line of the zeros, which shows the cell area where the padding was
+    top, bottom, left, right = (m - 1 if m else 0 for m in margins)
     inside = np.s_[top : 512 - bottom, left : 512 - right]
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # and no "looks background-subtracted" for the padding
@@ -238,7 +236,7 @@ def test_alignment_padding_is_set_aside(margins):
 def test_a_sub_pixel_registration_puts_no_cell_area_along_its_padding(shift):
     """Shifted by a fraction of a pixel (bilinear), the image's first line beside the zeros is a
     dim blend of both; cropped at the zeros its edge had made the 3 lines beside them all cell
-    area (0.2 elsewhere). The crop takes 2 px more (stages.gradient.PADDING_MARGIN)."""
+    area (0.2 elsewhere). One line of zeros kept shows the cell-area stage where the padding is."""
     import cv2
 
     dx, dy = shift
