@@ -389,6 +389,10 @@ def _same(x):
     return x
 
 
+#: seconds a run stopped by an error waits for the frames in flight on a cluster to finish
+STOP_WAIT_S = 600
+
+
 def _run_distributed(plate, todo, args, client, opencv_threads, take, overlap):
     distributed = _import_distributed()
 
@@ -423,6 +427,18 @@ def _run_distributed(plate, todo, args, client, opencv_threads, take, overlap):
             future.release()
             take(key, rec, error)
             submit_next()
+    except Exception:
+        # An error stops the run: no frame starts now, and those in flight (at most the window)
+        # finish, whole and recorded, before the caller releases the output's lock; cancelled,
+        # a task that had seceded to write kept writing after the run had returned.
+        distributed.wait(list(submitted), timeout=STOP_WAIT_S)
+        for future in list(submitted):
+            if future.status == "finished":
+                key, rec, error = future.result()
+                if error is None:
+                    take(key, rec, None)
+        client.cancel([f for f in submitted if f.status != "finished"])
+        raise
     except BaseException:
-        client.cancel(list(submitted))   # the frames still running or queued; the written ones stay done
+        client.cancel(list(submitted))   # Ctrl-C: the frames still running or queued; the written ones stay done
         raise

@@ -184,6 +184,17 @@ def test_errors_are_skipped_or_raised_on_the_cluster(source, cluster, tmp_path):
     assert (tmp_path / "skip" / "errors.csv").is_file()
     with pytest.raises(Exception, match="C3"):
         export_plate(bad, tmp_path / "raise", scheduler=cluster)
+    # the frames in flight finished before it returned (cancelled, a task writing after seceding
+    # had gone on writing into OUT after the lock was released): no temporary, nothing written
+    # later, and the manifest lists what was written
+    import time
+
+    out = tmp_path / "raise"
+    done = sorted(p.name for p in (out / "records").glob("*.json"))
+    assert not list(out.rglob("*.part"))
+    time.sleep(1.0)
+    assert sorted(p.name for p in (out / "records").glob("*.json")) == done and not list(out.rglob("*.part"))
+    assert len(read_manifest(out)) == len(done)
 
 
 def test_connect_errors():
