@@ -9,7 +9,6 @@ import numpy as np
 __all__ = ["as_intensity", "check_same_shape"]
 
 
-
 def as_intensity(image, name: str, min_side: int = 1) -> np.ndarray:
     """Check a host image and return it as uint8 or uint16.
 

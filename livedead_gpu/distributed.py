@@ -311,15 +311,16 @@ def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_t
     return key, record, None
 
 
-def export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
+def export_frames(plate, keys, kept, out, params, backend, digest, options, summary, records, on_error,
                   progress, scheduler, opencv_threads=None):
     """The frame loop of `export_plate` on Dask (see the module notes).
 
     Fills ``summary`` (written, resumed, failed) and ``records`` as the serial loop
-    does; the caller holds the output folder's lock and writes the manifest.
+    does, ``kept`` (key -> record) being the frames done before; the caller holds
+    the output folder's lock and writes the manifest.
     """
-    from .export import _forget, _frame_error, _is_done, _source_signature
-    from .io.training import frame_stem, read_record
+    from .export import _forget, _frame_error, _source_signature
+    from .io.training import frame_stem
 
     todo = []
     for key in keys:
@@ -328,13 +329,11 @@ def export_frames(plate, keys, out, params, backend, digest, options, summary, r
             summary.failed.append((key, plate.problems[key]))
             _forget(out, stem)
             continue
-        sig = _source_signature(plate, key)
-        rec = read_record(out, stem)
-        if _is_done(out, rec, digest, options, sig):
-            records[key] = rec
+        if key in kept:
+            records[key] = kept[key]
             summary.resumed.append(key)
         else:
-            todo.append((key, sig))
+            todo.append((key, _source_signature(plate, key)))
     args = (out, params, backend, digest, options)
     from .export import progress_bar
 

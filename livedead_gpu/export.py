@@ -515,12 +515,12 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         summary = ExportSummary(out=out, frames=len(keys), params_hash=digest, bleed=bleed)
         from . import __version__
 
-        earlier = _earlier_version(out)
-        if resume and earlier not in (None, __version__):
+        version = _earlier_version(out)
+        if resume and version not in (None, __version__):
             # The parameter hash says nothing of the code: frames kept are the older version's.
             log.warning("%s was written by livedead_gpu %s (this is %s): frames done there with the same "
                         "parameters are kept as they are; resume=False (--no-resume) redoes them",
-                        out, earlier, __version__)
+                        out, version, __version__)
         if not resume:
             for key in keys:
                 _forget(out, frame_stem(*key))
@@ -535,7 +535,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         if (out / "manifest.csv").exists():
             _write_listing(out, params, bleed, kept, splits, remembered, [], plate, fractions, seed, options)
         try:
-            _export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
+            _export_frames(plate, keys, kept, out, params, backend, digest, options, summary, records, on_error,
                            progress, scheduler, opencv_threads, pool)
         except BaseException:
             # Stopped (an error, Ctrl-C): the manifests list the frames done, this run's and the
@@ -551,9 +551,12 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     return summary
 
 
-def _export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error, progress,
-                   scheduler, opencv_threads, pool):
+def _export_frames(plate, keys, kept, out, params, backend, digest, options, summary, records, on_error,
+                   progress, scheduler, opencv_threads, pool):
     """`export_plate`'s frames: in turn here, or on Dask; fills ``records`` and ``summary``.
+
+    ``kept``: the frames done before with these parameters, options and sources (key ->
+    record), which are not redone.
 
     In turn, the ``pool``'s one thread writes frame i (zlib, fsync, weight map) while
     frame i + 1 is read and segmented (both release the GIL for most of their time);
@@ -579,9 +582,8 @@ def _export_frames(plate, keys, out, params, backend, digest, options, summary, 
                 _forget(out, stem)
             else:
                 sig = _source_signature(plate, key)
-                rec = read_record(out, stem)
-                if _is_done(out, rec, digest, options, sig):
-                    records[key] = rec
+                if key in kept:
+                    records[key] = kept[key]
                     summary.resumed.append(key)
                     status = "done before"
                 else:
@@ -614,7 +616,7 @@ def _export_frames(plate, keys, out, params, backend, digest, options, summary, 
     if scheduler is not None:
         from .distributed import export_frames
 
-        export_frames(plate, keys, out, params, backend, digest, options, summary, records, on_error,
+        export_frames(plate, keys, kept, out, params, backend, digest, options, summary, records, on_error,
                       progress, scheduler, opencv_threads)
 
 

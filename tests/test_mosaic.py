@@ -164,9 +164,9 @@ def test_rotated_padding_in_tiles_matches_whole_image(frames):
 def test_depth_and_chunks():
     p = SegmentParams()
     # the gradient (Gaussian radius 4 and Sobel's pixel, then the padding fill's 10 and
-    # its mask's 10: stages.gradient.gradient_reach); nucleus_smoothing "auto" may smooth
+    # its mask's 11: stages.gradient.gradient_reach); nucleus_smoothing "auto" may smooth
     # by 1 px: 5 px more than none
-    assert overlap_depth(p, 64) == 5 + 10 + 10 + 2 * 4 + 2 + 2 + 2 + 5 + 64
+    assert overlap_depth(p, 64) == 5 + 10 + 11 + 2 * 4 + 2 + 2 + 2 + 5 + 64
     assert overlap_depth(SegmentParams(nucleus_smoothing=0), 64) == overlap_depth(p, 64) - 5
     assert overlap_depth(SegmentParams(nucleus_smoothing=1), 64) == overlap_depth(p, 64)
     assert overlap_depth(p, 10) < overlap_depth(p, 64)
@@ -189,7 +189,7 @@ def test_errors_name_the_argument(frames):
     f = frames[1024]
     block = SegmentParams(nucleus_threshold="block-max")
     args = (f.brightfield, f.hoechst, f.draq7)
-    with pytest.raises(ValueError, match=r"tile=64 .* overlap depth 103"):
+    with pytest.raises(ValueError, match=r"tile=64 .* overlap depth 104"):
         segment_mosaic(*args, block, tile=64)
     with pytest.raises(ValueError, match="multiple of coarseness"):
         segment_mosaic(*args, block, tile=250)
@@ -197,7 +197,7 @@ def test_errors_name_the_argument(frames):
         segment_mosaic(*args, block, tile=256, max_cell_diameter=0)
     # the halo grows with the nucleus diameter: given, checked at once; measured, once it is known
     # (5 px of it the reach of the Gaussian "auto" may put on the Hoechst)
-    with pytest.raises(ValueError, match=r"tile=144 .* overlap depth 187 .*nucleus diameter 20.0"):
+    with pytest.raises(ValueError, match=r"tile=144 .* overlap depth 188 .*nucleus diameter 20.0"):
         segment_mosaic(*args, SegmentParams(nucleus_diameter_px=20), tile=144)
     with pytest.raises(ValueError, match=r"tile=112 .* overlap depth 1\d\d .*nucleus diameter"):
         segment_mosaic(*args, tile=112, scheduler="sync")

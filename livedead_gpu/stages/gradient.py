@@ -50,8 +50,9 @@ def smoothed_gradient(image, smoothing: float, backend="cpu"):
 
 def gradient_reach(smoothing: float) -> int:
     """How far (px) `smoothed_gradient` reads: the Gaussian's radius and Sobel's pixel, then as far
-    again twice for the padding's fill, and how far `padding_mask` reads (its opening, its margin)."""
-    return 3 * _sobel_reach(smoothing) + 2 * (PADDING_OPENING // 2) + PADDING_MARGIN
+    again twice for the padding's fill, and how far `padding_mask` reads (its opening, or its band
+    along the edge, and its margin)."""
+    return 3 * _sobel_reach(smoothing) + PADDING_OPENING + PADDING_MARGIN
 
 
 def _sobel_reach(smoothing: float) -> int:
@@ -80,7 +81,6 @@ def padding_mask(image, backend="cpu"):
     (M, N) bool array or None
     """
     be = get_backend(backend)
-    xp = be.xp
     zero = image == 0
     if not be.to_host(zero.any()):  # one bool to the host; most frames have no zero
         return None
