@@ -143,14 +143,29 @@ def connect(scheduler=None, workers: int | None = None, gpus=None, threads_per_w
     except ValueError as e:  # not an address at all ("missing port number in address ...")
         raise ValueError(f"scheduler {scheduler!r} is neither a local scheduler "
                          f"({', '.join(sorted(LOCAL_SCHEDULERS))}, local) nor an address: {e}") from None
-    try:
-        client = distributed.Client(scheduler, timeout=timeout)
-    except ValueError as e:
-        raise ValueError(f"scheduler {scheduler!r}: {e}") from None
-    except (OSError, TimeoutError) as e:
-        raise RuntimeError(f"scheduler {scheduler!r} did not answer within {timeout:g} s ({e}); is a "
-                           f"dask scheduler running there? (`dask scheduler` starts one)") from None
-    with client:
+    # Made on a thread of its own, waited for a little past the timeout: a listener that
+    # accepts and never answers (an HTTP port) held distributed's handshake past it.
+    made = {}
+
+    def make():
+        try:
+            made["client"] = distributed.Client(scheduler, timeout=timeout)
+        except BaseException as e:   # handed to the caller below
+            made["error"] = e
+
+    maker = threading.Thread(target=make, name="livedead-connect", daemon=True)
+    maker.start()
+    maker.join(timeout + 5)
+    error = made.get("error")
+    if isinstance(error, ValueError):
+        raise ValueError(f"scheduler {scheduler!r}: {error}") from None
+    if maker.is_alive() or error is not None:
+        # OSError/TimeoutError: nothing there; MemoryError and the like: something that is no
+        # Dask scheduler answered (an ssh port's greeting read as a message length).
+        why = f"{type(error).__name__}: {error}" if error is not None else "no answer"
+        raise RuntimeError(f"scheduler {scheduler!r} did not answer as a Dask scheduler within {timeout:g} s "
+                           f"({why}); is one running there? (`dask scheduler` starts one)") from None
+    with made["client"] as client:
         yield client
 
 

@@ -1,5 +1,6 @@
 """Plates on Dask: byte-identical to the serial run on every scheduler, a worker killed mid-run, errors."""
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -207,6 +208,32 @@ def test_connect_errors():
     with pytest.raises(RuntimeError, match="tcp://127.0.0.1:9"):
         with connect("tcp://127.0.0.1:9", timeout=1):
             pass
+    # something else listening: a server that greets first (an ssh port: Dask had raised a
+    # MemoryError reading the greeting as a length), and one that never answers (it had hung)
+    import socket
+    import threading
+
+    for greeting, why in ((b"SSH-2.0-OpenSSH_9.6\r\n", "MemoryError"), (b"", "no answer")):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        open_ = []
+
+        def serve(server=server, greeting=greeting, open_=open_):
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = server.accept()
+                    conn.sendall(greeting)
+                    open_.append(conn)
+
+        threading.Thread(target=serve, daemon=True).start()
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(RuntimeError, match=f"did not answer as a Dask scheduler within 1 s \\({why}"):
+            with connect(address, timeout=1):
+                pass
+        server.close()
+        for conn in open_:
+            conn.close()
     with pytest.raises(ValueError, match="workers"):
         with connect(workers=0):
             pass
