@@ -262,6 +262,11 @@ def test_stack_patterns_and_channel_map_entries_that_match_nothing(tmp_path, pla
     assert {k.well for k in p.keys()} == {"C3"} and len(p.ignored) == 1
     with pytest.warns(UserWarning, match=r"channel map: '5' name no channel of the stacks"):
         open_plate(root, channel_map=["5=draq7"])
+    previews = tmp_path / "previews"
+    previews.mkdir()
+    tifffile.imwrite(previews / "B2_thumb.tif", np.zeros((8, 8), np.uint8))
+    with pytest.raises(PlateError, match=r"no stack but previews .*'B2_thumb.tif'"):
+        open_plate(previews, layout="stack")
 
 
 def test_user_regex(tmp_path, plate):

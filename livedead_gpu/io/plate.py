@@ -550,8 +550,8 @@ def _open_stack(path, user, defaults) -> _Stack:
     if n_series > 1:
         # One position per stack: the others would be left out without a word.
         raise PlateError(f"{str(path)!r} holds {n_series} image series (positions); one stack per position "
-                         "is read: save each position to its own file (e.g. Fiji's Bio-Formats "
-                         "'split series', or Micro-Manager's 'separate files for each position')")
+                         "is read: save each position to its own file (e.g. with Fiji's Bio-Formats importer, "
+                         "'split series')")
     if axes[-2:] != "YX" or "S" in axes:
         raise PlateError(f"{str(path)!r} has axes {axes} {shape}; expected grayscale ...YX planes")
     dims = tuple(shape[:-2])
@@ -703,7 +703,8 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
         stacks[(well, site)] = s
         keys += [FrameKey(well, site, t) for t in range(s.shape[0])]
     if not stacks and first_error is None:
-        raise PlateError(f"pattern {pattern!r} matched no file under {str(root)!r} (e.g. {ignored[0].name!r})")
+        what = f"pattern {pattern!r} matched no file" if pattern else "no stack but previews (names with 'thumb')"
+        raise PlateError(f"{what} under {str(root)!r} (e.g. {ignored[0].name!r})")
     if not stacks:
         raise first_error
     unused = [k for k in user if not any(k == str(i) or k in {_norm(n) for n in st.channel_names}
