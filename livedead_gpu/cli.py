@@ -285,11 +285,12 @@ def _cmd_evaluate(args) -> int:
                   f"{s['mean_matched_iou']:>7.3f}{s['pixel_iou']:>7.3f}")
     total = scores.as_dict()
     _say(args, f"{scores.images} images, {total['tp'] + total['fn']} drawn, {total['tp'] + total['fp']} found: "
-          f"object F1 {total['f1']:.3f} at IoU >= {args.iou} (precision {total['precision']:.3f}, recall "
-          f"{total['recall']:.3f}), mean matched IoU {total['mean_matched_iou']:.3f}, pixel IoU "
-          f"{total['pixel_iou']:.3f}; preset {params.preset!r}")
-    _say(args, f"unmatched drawn: {total['merged']} merged with others, {total['split']} split, {total['missed']} missed, "
-          f"{total['outlined']} outlined poorly; unmatched found: {total['extra']} over no drawn object")
+               f"object F1 {total['f1']:.3f} at IoU >= {args.iou} (precision {total['precision']:.3f}, recall "
+               f"{total['recall']:.3f}), mean matched IoU {total['mean_matched_iou']:.3f}, pixel IoU "
+               f"{total['pixel_iou']:.3f}; preset {params.preset!r}")
+    _say(args, f"unmatched drawn: {total['merged']} merged with others, {total['split']} split, "
+               f"{total['missed']} missed, {total['outlined']} outlined poorly; unmatched found: "
+               f"{total['extra']} over no drawn object")
     if args.json:
         atomic_write_text(args.json, json.dumps(
             {"total": total, "per_image": scores.per_image, "iou_threshold": args.iou,

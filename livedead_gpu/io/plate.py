@@ -710,9 +710,9 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
     unused = [k for k in user if not any(k == str(i) or k in {_norm(n) for n in st.channel_names}
                                          for st in stacks.values() for i in range(st.shape[1]))]
     if unused:   # a typo, or an index past the stacks' channels
+        names = sorted({n for st in stacks.values() for n in st.channel_names})
         warnings.warn(f"channel map: {', '.join(map(repr, unused))} name no channel of the stacks in "
-                      f"{str(root)!r} (their channels: {', '.join(sorted({n for st in stacks.values() for n in st.channel_names}))})",
-                      UserWarning, stacklevel=3)
+                      f"{str(root)!r} (their channels: {', '.join(names)})", UserWarning, stacklevel=3)
     n_t = max(s.shape[0] for s in stacks.values())
     for (well, site), st in stacks.items():
         for t in range(st.shape[0], n_t):
