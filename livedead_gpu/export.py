@@ -498,7 +498,8 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
 
     out.mkdir(parents=True, exist_ok=True)
     options = {"weights": weight_opts, "patches": patch_opts}
-    earlier = _earlier_splits(out, fractions, seed) or {}
+    about = _earlier_export(out)   # read once: the earlier run's splits and version
+    earlier = _earlier_splits(about, fractions, seed) or {}
     splits = split_wells(plate.wells, fractions, seed, keep=earlier)
     # Wells of earlier runs that this plate lacks keep their split for when they come back.
     remembered = {**earlier, **splits}
@@ -515,7 +516,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         summary = ExportSummary(out=out, frames=len(keys), params_hash=digest, bleed=bleed)
         from . import __version__
 
-        version = _earlier_version(out)
+        version = about.get("version")
         if resume and version not in (None, __version__):
             # The parameter hash says nothing of the code: frames kept are the older version's.
             log.warning("%s was written by livedead_gpu %s (this is %s): frames done there with the same "
@@ -580,34 +581,33 @@ def _export_frames(plate, keys, kept, out, params, backend, digest, options, sum
             if key in plate.problems:
                 summary.failed.append((key, plate.problems[key]))
                 _forget(out, stem)
+            elif key in kept:
+                records[key] = kept[key]
+                summary.resumed.append(key)
+                status = "done before"
             else:
-                sig = _source_signature(plate, key)
-                if key in kept:
-                    records[key] = kept[key]
-                    summary.resumed.append(key)
-                    status = "done before"
+                sig = _source_signature(plate, key)   # only for a frame to write: the pre-pass had the others'
+                try:
+                    frame = plate.read(key)
+                    size = (options["patches"] or {}).get("size", 0)
+                    if size > min(frame.brightfield.shape) and not warned:
+                        log.warning("patches of %d px do not fit frames of %s px: none is written",
+                                    size, "x".join(map(str, frame.brightfield.shape)))
+                        warned = True
+                    result = _segment_saying_which(frame, params, backend)
+                    image = _as_uint16(frame.stack(), frame.sources)
+                except (PlateError, ValueError, TypeError, OSError) as e:
+                    if on_error == "raise":
+                        raise _frame_error(plate, key, e) from e
+                    summary.failed.append((key, str(e)))
+                    _forget(out, stem)
                 else:
-                    try:
-                        frame = plate.read(key)
-                        size = (options["patches"] or {}).get("size", 0)
-                        if size > min(frame.brightfield.shape) and not warned:
-                            log.warning("patches of %d px do not fit frames of %s px: none is written",
-                                        size, "x".join(map(str, frame.brightfield.shape)))
-                            warned = True
-                        result = _segment_saying_which(frame, params, backend)
-                        image = _as_uint16(frame.stack(), frame.sources)
-                    except (PlateError, ValueError, TypeError, OSError) as e:
-                        if on_error == "raise":
-                            raise _frame_error(plate, key, e) from e
-                        summary.failed.append((key, str(e)))
-                        _forget(out, stem)
-                    else:
-                        finish()
-                        pending = (key, pool.submit(_write_frame, out, stem, key, frame, image, result,
-                                                    digest, options, sig))
-                        del frame, image, result
-                        summary.written.append(key)
-                        status = "written"
+                    finish()
+                    pending = (key, pool.submit(_write_frame, out, stem, key, frame, image, result,
+                                                digest, options, sig))
+                    del frame, image, result
+                    summary.written.append(key)
+                    status = "written"
             bar.update(1)
             bar.set_postfix_str(f"{key.well} s{key.site} t{key.time} {status}", refresh=False)
     finally:
@@ -803,21 +803,21 @@ def _write_listing(out, params, bleed, records, splits, remembered, failed, plat
 EXPORT_JSON = "export.json"
 
 
-def _earlier_version(out):
-    """The package version that wrote the training set in ``out`` (its export.json), or None."""
-    try:
-        return str(json.loads((Path(out) / EXPORT_JSON).read_text())["version"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _earlier_splits(out, fractions, seed):
-    """The wells' splits of the training set in ``out`` when it was split alike, else None."""
+def _earlier_export(out) -> dict:
+    """The ``export.json`` of the training set in ``out``: {} when there is none or it does not read."""
     try:
         about = json.loads((Path(out) / EXPORT_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    return about if isinstance(about, dict) else {}
+
+
+def _earlier_splits(about, fractions, seed):
+    """The wells' splits of an earlier export (``about``, its export.json) when it was split alike, else None."""
+    try:
         same = about["seed"] == seed and np.allclose(about["split"], fractions)
         return dict(about["wells"]) if same else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return None
 
 
