@@ -59,9 +59,16 @@
      than the crop is segmented as `segment_frame` segments it with ``bleed`` set
      to ``thresholds["bleed"]``.
 
-2. **Tiles with a halo** (`dask.array.map_overlap`'s overlap, ``boundary="none"``:
+2. **The cell area's holes, over the whole mosaic.** Background not connected
+   to the image's edge is cell area, and such a hole (a cell-free gap ringed by
+   cells) may be wider than any tile: each tile numbers the background
+   components of its core's closed mask and sends their numbers along its four
+   edges; the driver joins those that meet across the seams (`_open_background`,
+   a graph's connected components), and each tile fills the rest (`_cell_area`).
+
+3. **Tiles with a halo** (`dask.array.map_overlap`'s overlap, ``boundary="none"``:
    the image edge keeps its own border rule): each tile runs the stages with the
-   global values (``cell_area(..., threshold=, scale=)``, ``find_nuclei(...,
+   global values (the cell area of pass 2, ``find_nuclei(...,
    hoechst_threshold=, draq7_threshold=, diameter=, floor=)``) and only its core
    is kept. The halo (`overlap_depth`) covers the gradient's footprints (the
    Gaussian, Sobel, and the fill of zero padding),
@@ -436,12 +443,19 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
                 hoechst_floor, diameter), **compute_kwargs)
     thresholds["bleed"] = float(bleed)
 
-    # -- pass 2: tiles with a halo, segmented at the global thresholds
+    # -- pass 2: the cell area, its holes filled over the whole mosaic
+    area = _cell_area(bf, p, backend, shape, chunks, tiles, thresholds, compute_kwargs)
+
+    # -- pass 3: tiles with a halo, segmented at the global thresholds
     seg = dask.delayed(_tile_segment, pure=True, nout=2)
     blocks, counts = [], []
     for core in tiles:
         win, where = _window(shape, core, depth)
-        packed, count = seg(bf[win], ho[win], d7[win], where, p, backend, shape, thresholds, floor,
+        # The cell area's cores that the window overlaps, as Delayed objects: a dask.array
+        # slice given to dask.delayed is optimised (fused) into each caller's graph, and every
+        # window would make its neighbours' cell area again.
+        parts = [(block, core) for block, core in zip(area, tiles) if _overlap(core, win)]
+        packed, count = seg(parts, ho[win], d7[win], where, p, backend, shape, thresholds, floor,
                             hoechst_floor, diameter)
         (y0, y1), (x0, x1) = core
         blocks.append(da.from_delayed(packed, shape=(y1 - y0, x1 - x0), dtype=np.int64,
@@ -749,19 +763,27 @@ def _merge_stats(stats, p, ho_dtype, d7_dtype):
     return th, contrast
 
 
-def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor, hoechst_floor, diameter):
-    """The tile's core as ``classes + 8 * global cell label`` (int64), and its ``(n_live, n_dead)``."""
+def _tile_segment(area, ho, d7, where, p, backend, shape, thresholds, floor, hoechst_floor, diameter):
+    """The tile's core as ``classes + 8 * global cell label`` (int64), and its ``(n_live, n_dead)``.
+
+    ``area`` is the cell area's ``(core's mask, core)`` pairs (`_cell_area`) that the window overlaps.
+    """
     be = get_backend(backend)
     core, origin, (y0, x0), (h, w) = where
     m, n = shape
-    bf_d, ho_d, d7_d = (be.to_device(np.ascontiguousarray(a)) for a in (bf, ho, d7))
+    window = np.zeros(ho.shape, bool)
+    for mask, ((cy0, cy1), (cx0, cx1)) in area:
+        top, left = max(cy0, origin[0]), max(cx0, origin[1])
+        bottom, right = min(cy1, origin[0] + ho.shape[0]), min(cx1, origin[1] + ho.shape[1])
+        window[top - origin[0]:bottom - origin[0], left - origin[1]:right - origin[1]] = \
+            mask[top - cy0:bottom - cy0, left - cx0:right - cx0]
+    area, ho_d, d7_d = (be.to_device(np.ascontiguousarray(a)) for a in (window, ho, d7))
     floor = _floor(floor, ho_d.shape, origin, be)
-    area = stages.cell_area(bf_d, p, be, threshold=thresholds["gradient"], scale=thresholds["gradient_scale"])
     nuc = stages.find_nuclei(ho_d, d7_d, p, be, hoechst_threshold=thresholds["hoechst"],
                              draq7_threshold=thresholds["draq7"], diameter=diameter, floor=floor,
                              hoechst_floor=hoechst_floor, bleed=thresholds["bleed"])[0]
     labels, dead = nuc.labels, nuc.dead
-    cells, outlines = stages.separate_cells(area.mask, labels, be, p.separation)
+    cells, outlines = stages.separate_cells(area, labels, be, p.separation)
     classes = stages.class_mask(cells, outlines, labels, dead, be)
     # Global numbers: 1 + the mosaic raster index of each nucleus' first pixel. Raster
     # order in the tile is raster order in the mosaic, so the first is the first found.
@@ -777,6 +799,102 @@ def _tile_segment(bf, ho, d7, where, p, backend, shape, thresholds, floor, hoech
     lut[ids] = gy.astype(np.int64) * n + gx + 1
     packed = lut[be.to_host(cells)[core]] * 8 + be.to_host(classes)[core]
     return packed, (int((~is_dead).sum()), int(is_dead.sum()))
+
+
+def _overlap(core, win):
+    """Whether a core ``((y0, y1), (x0, x1))`` and a window (two slices) share a pixel."""
+    return all(a0 < w.stop and w.start < a1 for (a0, a1), w in zip(core, win))
+
+
+def _cell_area(bf, p, backend, shape, chunks, tiles, thresholds, compute_kwargs):
+    """The mosaic's cell area, as `stages.cell_area` of the whole: per tile, a Delayed (h, w) bool core.
+
+    Its holes are the background (4-connected, as `Backend.fill_holes` floods)
+    not connected to the mosaic's edge, which may span many tiles: each tile
+    numbers the background components of its core's closed mask
+    (`stages.closed_area`, exact in the core with the gradient's and the
+    closing's halo) and sends their numbers along its four edges; the driver
+    joins the components that touch across the tiles' seams, and those on the
+    mosaic's edge, into the background open to the edge (`_open_background`);
+    each tile then fills the rest. The closed mask is made twice (for the
+    seams, then for the fill) rather than held between the passes.
+    """
+    import dask
+
+    depth = gradient_reach(p.smoothing) + (p.kernel_size // 2) * (p.dilations + p.erosions) + 2
+    windows = [_window(shape, core, depth) for core in tiles]
+    seams = dask.delayed(_tile_seams, pure=True)
+    (parts,) = dask.compute([seams(bf[win], where, p, backend, thresholds) for win, where in windows],
+                            **compute_kwargs)
+    luts = _open_background(parts, chunks, shape)
+    fill = dask.delayed(_tile_area, pure=True)
+    return [fill(bf[win], where, p, backend, thresholds, lut) for (win, where), lut in zip(windows, luts)]
+
+
+def _core_background(bf, where, p, be, thresholds):
+    """The tile core's closed-mask background components (4-connected), their number, and its padding."""
+    area = stages.closed_area(be.to_device(np.ascontiguousarray(bf)), p, be, threshold=thresholds["gradient"],
+                              scale=thresholds["gradient_scale"])
+    core = where[0]
+    labels, n = be.label(~area.mask[core], connectivity=4)
+    return labels, n, None if area.padding is None else area.padding[core]
+
+
+def _tile_seams(bf, where, p, backend, thresholds):
+    """``(n, top, bottom, left, right)``: the number of the core's background components and
+    their numbers (0 for the closed mask) along the core's four edges, host int32."""
+    be = get_backend(backend)
+    labels, n, _ = _core_background(bf, where, p, be, thresholds)
+    edges = be.to_host(labels[0]), be.to_host(labels[-1]), be.to_host(labels[:, 0]), be.to_host(labels[:, -1])
+    return (n, *edges)
+
+
+def _open_background(parts, chunks, shape):
+    """Per tile, a bool table over its background numbers (`_tile_seams`): True where the
+    component belongs to the background connected to the mosaic's edge; False at 0."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows, cols = len(chunks[0]), len(chunks[1])
+    # Node 0 is the mosaic's edge; tile k's component l is node offset[k] + l.
+    offset = np.concatenate([[0], np.cumsum([part[0] for part in parts])])
+    pairs = []
+
+    def join(a, b, k, j):
+        both = (a > 0) & (b > 0)
+        pairs.append(np.stack([a[both] + offset[k], b[both] + offset[j]]))
+
+    for k, (n, top, bottom, left, right) in enumerate(parts):
+        i, j = divmod(k, cols)
+        for line, on_edge in ((top, i == 0), (bottom, i == rows - 1), (left, j == 0), (right, j == cols - 1)):
+            if on_edge:
+                ends = line[line > 0] + offset[k]
+                pairs.append(np.stack([np.zeros_like(ends), ends]))
+        if j + 1 < cols:
+            join(right, parts[k + 1][3], k, k + 1)
+        if i + 1 < rows:
+            join(bottom, parts[k + cols][1], k, k + cols)
+    edges = np.unique(np.concatenate(pairs, axis=1), axis=1) if pairs else np.zeros((2, 0), np.int64)
+    nodes = int(offset[-1]) + 1
+    graph = coo_matrix((np.ones(edges.shape[1], np.int8), (edges[0], edges[1])), shape=(nodes, nodes))
+    _, component = connected_components(graph, directed=False)
+    open_ = component == component[0]
+    luts = []
+    for k, (n, *_) in enumerate(parts):
+        lut = open_[offset[k]: offset[k] + n + 1].copy()
+        lut[0] = False
+        luts.append(lut)
+    return luts
+
+
+def _tile_area(bf, where, p, backend, thresholds, lut):
+    """The core's cell area: all but the background open to the mosaic's edge (``lut``), padding cleared."""
+    be = get_backend(backend)
+    labels, _, padding = _core_background(bf, where, p, be, thresholds)
+    area = ~be.to_device(lut)[labels]
+    if padding is not None:
+        area &= ~padding  # as `stages.cell_area`: no image, so no cell
+    return be.to_host(area)
 
 
 def _floor(floor, shape, origin, be):

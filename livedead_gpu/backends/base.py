@@ -228,8 +228,8 @@ class Backend(ABC):
         """Turn background not connected to the image border into foreground."""
 
     @abstractmethod
-    def label(self, mask, ordered: bool = True):
-        """Connected components (8-connectivity).
+    def label(self, mask, ordered: bool = True, connectivity: int = 8):
+        """Connected components.
 
         Parameters
         ----------
@@ -237,6 +237,8 @@ class Backend(ABC):
         ordered : bool
             False for callers that only count or measure the components: their
             numbering may then be any, if a backend labels faster that way.
+        connectivity : {8, 4}
+            Neighbours of a pixel: 4 is those `fill_holes` floods through.
 
         Returns
         -------
@@ -402,3 +404,10 @@ def ellipse(size: int) -> np.ndarray:
     import cv2  # only for the footprint's exact shape; same on every backend
 
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)).astype(bool)
+
+
+def connectivity(value) -> int:
+    """``value`` checked as a `Backend.label` connectivity: 4 or 8."""
+    if isinstance(value, bool) or value not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8 (neighbours), got {value!r}")
+    return int(value)

@@ -17,7 +17,7 @@ import inspect
 
 import numpy as np
 
-from .base import Backend, ellipse
+from .base import Backend, connectivity as _connectivity, ellipse
 from .cpu import CpuBackend
 
 #: How to get the GPU packages (livedead-gpu itself is installed from its checkout, not PyPI).
@@ -144,11 +144,11 @@ class ArrayBackend(Backend):
         # Outside pixels count as 1: they do not erode, as in OpenCV.
         return self._morph(mask, size, iterations, self.ndi.minimum_filter, self.xp.minimum, 1)
 
-    def label(self, mask, ordered=True):
-        # skimage's label: connectivity 2 is 8 neighbours, numbered in raster order of
-        # first pixel as OpenCV's SAUF. The count comes back to the host (a sync):
+    def label(self, mask, ordered=True, connectivity=8):
+        # skimage's label: connectivity 2 is 8 neighbours, 1 is 4, numbered in raster order
+        # of first pixel as OpenCV's SAUF. The count comes back to the host (a sync):
         # callers need it as an int.
-        labels, n = self.ski.measure.label(mask, connectivity=2, return_num=True)
+        labels, n = self.ski.measure.label(mask, connectivity=_connectivity(connectivity) // 4, return_num=True)
         return labels.astype(self.xp.int32, copy=False), int(n)
 
     def grey_opening(self, image, size):

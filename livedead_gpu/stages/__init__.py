@@ -1,6 +1,6 @@
 """One module per stage of the article's method; each calls only the backend interface."""
 
-from .cell_area import CellArea, cell_area
+from .cell_area import CellArea, cell_area, closed_area
 from .classes import class_mask
 from .gradient import gradient_scale, noise_threshold, quantize, smoothed_gradient, sobel_magnitude
 from .nuclei import (
@@ -23,6 +23,7 @@ __all__ = [
     "block_max_threshold",
     "cell_area",
     "class_mask",
+    "closed_area",
     "gradient_scale",
     "contrast_mask",
     "dead_by_ratio",

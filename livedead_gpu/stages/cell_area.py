@@ -21,6 +21,7 @@ class CellArea(NamedTuple):
         ``floor(gradient / scale) > threshold``.
     scale : float or None, the gradient's divisor ("block-max" only)
     noise : float or None, the background gradient's Rayleigh scale ("noise" only)
+    padding : (M, N) bool array or None, registration padding (`padded_gradient`)
     """
 
     mask: object
@@ -28,6 +29,7 @@ class CellArea(NamedTuple):
     threshold: float
     scale: float | None
     noise: float | None
+    padding: object = None
 
 
 def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", threshold=None, scale=None) -> CellArea:
@@ -55,6 +57,23 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", t
     -------
     CellArea
     """
+    be = get_backend(backend)
+    area = closed_area(brightfield, params, be, threshold, scale)
+    mask = be.fill_holes(area.mask)
+    if area.padding is not None:
+        mask &= ~area.padding  # no image, so no cell (the closing reaches into it)
+    return area._replace(mask=mask)
+
+
+def closed_area(brightfield, params: SegmentParams | None = None, backend="cpu", threshold=None,
+                scale=None) -> CellArea:
+    """`cell_area` before its holes are filled: the thresholded gradient, dilated and eroded.
+
+    Parameters and thresholds as `cell_area`. ``CellArea.mask`` is the closed mask,
+    registration padding not cleared from it (``CellArea.padding``): `cell_area`
+    fills its holes, then clears the padding; `~livedead_gpu.mosaic.segment_mosaic`
+    fills them over the whole mosaic.
+    """
     p = as_params(params)
     be = get_backend(backend)
     gradient, padding = padded_gradient(brightfield, p.smoothing, be)
@@ -75,7 +94,4 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", t
         mask = be.greater(levels, threshold)
     mask = be.dilate(mask, p.kernel_size, p.dilations)
     mask = be.erode(mask, p.kernel_size, p.erosions)
-    mask = be.fill_holes(mask)
-    if padding is not None:
-        mask &= ~padding  # no image, so no cell (the closing reaches into it)
-    return CellArea(mask, gradient, threshold, scale, noise)
+    return CellArea(mask, gradient, threshold, scale, noise, padding)
