@@ -260,6 +260,8 @@ def _cmd_evaluate(args) -> int:
 
     from .evaluate import evaluate_pairs, find_pairs
 
+    if not 0 < args.iou <= 1:
+        raise ValueError(f"--iou must be in (0, 1], got {args.iou}")
     if args.json is not None and args.json.is_dir():  # found now, not after every image is segmented
         raise IsADirectoryError(f"--json {str(args.json)!r} is a folder; expected a file name")
     if args.json is not None:
@@ -447,6 +449,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if args.debug else "warning")
     if args.quiet:   # errors only: no warnings either
         warnings.simplefilter("ignore")
+    # A warning is one line that says whose it is, not Python's file, line and source.
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *_, **__: f"livedead-gpu: warning: {message}\n"
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -461,6 +466,8 @@ def main(argv=None) -> int:
         what = "out of memory: " if isinstance(e, MemoryError) else ""
         print(f"livedead-gpu: error: {what}{e}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ label files in two folders (``livedead-gpu evaluate IMAGES LABELS``).
 Matching
 --------
 Two instances match when their intersection over union (IoU) is at least
-``iou_threshold`` (0.5 by default). At 0.5 and above a matching is unique: an
+``iou_threshold`` (0.5 by default). Above 0.5 a matching is unique: an
 object can overlap two others with IoU > 0.5 only if it were more than half of
-each, so there is no choice to make. The pairs are taken greedily in descending
-IoU, one to one, which is that unique matching at >= 0.5 (and a good, not
-necessarily optimal, one below it). True positives are matched pairs, false
+each, so there is no choice to make (at exactly 0.5 two pairs can tie; either
+gives the same counts). The pairs are taken greedily in descending IoU, one to
+one, which is that matching at >= 0.5 (and a good, not necessarily optimal, one
+below it). True positives are matched pairs, false
 positives unmatched found objects, false negatives unmatched drawn objects.
 
 - object F1 = 2 TP / (2 TP + FP + FN)
@@ -42,6 +43,7 @@ from __future__ import annotations
 import json
 import numbers
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +60,8 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+# JPEG's lossy compression changes instance ids at objects' edges: no label file.
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
 # Suffixes that annotation tools append to the image's name for its label file.
 LABEL_TAGS = ("", "_labelled", "_labeled", "_labels", "_label", "_masks", "_mask", "_gt", "_seg", "_cp_masks")
 
@@ -206,7 +210,13 @@ class Scores:
     extra: int = 0
     per_image: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __radd__(self, other):
+        # sum(scores) starts from 0
+        return self if isinstance(other, int) and other == 0 else NotImplemented
+
     def __add__(self, other: Scores) -> Scores:
+        if not isinstance(other, Scores):
+            return NotImplemented
         return Scores(
             self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.iou_sum + other.iou_sum,
             self.pixel_inter + other.pixel_inter, self.pixel_union + other.pixel_union,
@@ -337,7 +347,9 @@ def read_image(path, channel=None, labels: bool = False) -> np.ndarray:
         planes = np.moveaxis(image, axis, 0)
         if len(planes) in (3, 4) and all((p == planes[0]).all() for p in planes[1:3]):
             return planes[0]
-        raise ValueError(f"{str(path)!r} has {image.shape[axis]} channels; choose one (channel=)")
+        raise ValueError(f"{str(path)!r} has {image.shape[axis]} planes (channels, or z or time points) of shape "
+                         f"{np.delete(image.shape, axis).tolist()}; choose one (channel=, --channel on the "
+                         "command line)")
     if not -image.shape[axis] <= channel < image.shape[axis]:
         raise ValueError(f"channel {channel} is out of range for {str(path)!r} ({image.shape[axis]} channels)")
     return np.take(image, channel, axis=axis)
@@ -371,45 +383,124 @@ def find_pairs(images, labels) -> list[tuple[Path, Path]]:
 
     A label file belongs to image ``<stem>.<ext>`` when its stem is ``<stem>`` or
     ``<stem>`` plus one of ``_labelled``, ``_labels``, ``_mask(s)``, ``_gt``, ...
-    (see `LABEL_TAGS`). ``labels`` may be ``images`` (label files beside their
-    images): a file is never its own label file. Images without a label file are
-    skipped; no pair at all is an error. Sorted by image name.
+    (see `LABEL_TAGS`), in any case, an OME-TIFF's ``.ome`` left out. ``labels``
+    may be ``images`` (label files beside their images): a file is never its own
+    label file. Hidden files (``.name``, e.g. macOS's ``._name``) are skipped.
+    Images without a label file are skipped with a warning that names them, as
+    are label files no image pairs with; no pair at all is an error.
+
+    Raises
+    ------
+    ValueError
+        No pair; an image with two label files (``a_labels.tif`` and
+        ``a_mask.tif``); a label file two images pair with (``a.tif`` and
+        ``a.png``); a JPEG label file (lossy compression changes the ids).
+
+    Returns
+    -------
+    list of (image path, label path)
+        Sorted by image name.
     """
     images, labels = Path(images), Path(labels)
     for name, folder in (("images", images), ("labels", labels)):
+        if folder.is_file():
+            raise NotADirectoryError(f"{name} {str(folder)!r} is a file; expected a folder of {name}")
         if not folder.is_dir():
             raise FileNotFoundError(f"{name} folder {str(folder)!r} does not exist")
+
+    def files(folder):
+        return [p for p in sorted(folder.iterdir(), key=lambda p: _natural(p.name))
+                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+
     by_stem = {}
-    for p in sorted(labels.iterdir()):
-        if p.suffix.lower() in IMAGE_SUFFIXES:
-            by_stem.setdefault(p.stem, []).append(p)
+    for p in files(labels):
+        by_stem.setdefault(_stem(p), []).append(p)
     beside = images.resolve() == labels.resolve()
-    pairs = []
-    for image in sorted(images.iterdir()):
-        if image.suffix.lower() not in IMAGE_SUFFIXES:
+    tags = LABEL_TAGS[1:] if beside else LABEL_TAGS
+    pairs, unpaired = {}, []
+    for image in files(images):
+        # Beside their images, a file of the image's very stem (a.tif beside a.png) could be
+        # either role: only tagged names (a_labels.tif) are label files there.
+        found = [p for tag in tags for p in by_stem.get(_stem(image) + tag, []) if p.resolve() != image.resolve()]
+        same = [p for p in by_stem.get(_stem(image), []) if p.resolve() != image.resolve()] if beside else []
+        if same and not found:
+            names = ", ".join(repr(p.name) for p in sorted(same + [image]))
+            raise ValueError(
+                f"{names} in {str(labels)!r} share the name {_stem(image)!r}: which holds the labels of "
+                f"{str(image)!r}? Name the label file {image.stem}_labels<ext> or keep labels in a folder of "
+                "their own"
+            )
+        if len(found) > 1:
+            names = ", ".join(repr(p.name) for p in found)
+            raise ValueError(
+                f"{names} in {str(labels)!r} could each be the labels of {str(image)!r}; keep one, or keep "
+                "labels in a folder of their own"
+            )
+        if not found:
+            unpaired.append(image)
             continue
-        # Beside their images, a tagged name (a_labels.tif) first: a file of the image's very
-        # stem (a.tif beside a.png) could be either role.
-        for tag in LABEL_TAGS[1:] + LABEL_TAGS[:1] if beside else LABEL_TAGS:
-            found = [p for p in by_stem.get(image.stem + tag, []) if p.resolve() != image.resolve()]
-            # Two label files of one stem: either file.
-            if len(found) > 1 or (found and beside and not tag):
-                names = ", ".join(repr(p.name) for p in [image] * (beside and not tag) + found)
-                raise ValueError(
-                    f"{names} in {str(labels)!r} share the name {image.stem + tag!r}: which holds the labels of "
-                    f"{str(image)!r}? Name the label file {image.stem}_labels<ext> or keep labels in a folder of "
-                    "their own"
-                )
-            if found:
-                pairs.append((image, found[0]))
-                break
+        label = found[0]
+        if label.suffix.lower() in LOSSY_SUFFIXES:
+            raise ValueError(f"label file {str(label)!r} is a JPEG, whose lossy compression changes instance ids "
+                             "at the objects' edges; save labels as TIFF or PNG")
+        if label in pairs:
+            raise ValueError(f"{str(pairs[label])!r} and {str(image)!r} both pair with the label file "
+                             f"{str(label)!r}: one image in two formats? Keep one")
+        pairs[label] = image
     if not pairs:
-        raise ValueError(f"no image in {str(images)!r} has a label file in {str(labels)!r}")
-    return sorted(pairs, key=lambda p: _natural(p[0].name))
+        def some(paths):
+            names = [p.name for p in paths]
+            return ", ".join(names[:4]) + (f" ... ({len(names)} files)" if len(names) > 4 else "") or "no image files"
+
+        raise ValueError(
+            f"no image in {str(images)!r} has a label file in {str(labels)!r}: images {some(files(images))}; "
+            f"labels {some(files(labels))}; a label file is named as its image, or with one of "
+            f"{', '.join(t for t in LABEL_TAGS if t)} added (e.g. {_stem(next(iter(files(images)), Path('a.tif')))}"
+            "_labels.tif)"
+        )
+    if unpaired and not beside:
+        warnings.warn(f"not scored, no label file in {str(labels)!r}: {_listing(unpaired)} in {str(images)!r}",
+                      UserWarning, stacklevel=2)
+    unused = [p for p in files(labels) if p not in pairs] if not beside else []
+    if unused:
+        warnings.warn(f"not read, no image in {str(images)!r}: {_listing(unused)} in {str(labels)!r}",
+                      UserWarning, stacklevel=2)
+    return sorted(((image, label) for label, image in pairs.items()), key=lambda p: _natural(p[0].name))
+
+
+def _stem(path):
+    """The name pairing goes by: without the extension (and an OME-TIFF's ``.ome``), in lower case."""
+    stem = Path(path).stem.lower()
+    return stem[:-4] if stem.endswith(".ome") else stem
+
+
+def _listing(paths):
+    names = [p.name for p in paths]
+    return f"{len(names)} file{'s' * (len(names) > 1)} ({', '.join(names[:5])}{', ...' * (len(names) > 5)})"
+
+
+def _instances(truth, path):
+    """``truth``, or, when it is a binary mask (one value on several separate objects), its
+    8-connected objects numbered, with a warning: touching objects then count as one."""
+    if truth.dtype.kind not in "iu" or truth.size == 0:
+        return truth   # refused by match_instances, naming the file
+    values = np.unique(truth)
+    values = values[values != 0]
+    if len(values) != 1:
+        return truth
+    import cv2
+
+    n, labels = cv2.connectedComponents(np.uint8(truth != 0), connectivity=8, ltype=cv2.CV_32S)
+    if n - 1 < 2:
+        return truth
+    warnings.warn(f"label file {str(path)!r} holds one value ({values[0]}) on {n - 1} separate objects: read as "
+                  "a binary mask, each connected object one nucleus (touching nuclei count as one); instance "
+                  "labels (1, 2, ... per nucleus) score them truly", UserWarning, stacklevel=3)
+    return labels
 
 
 def _natural(name):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name.lower())]
 
 
 def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
@@ -458,8 +549,11 @@ def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend=
     _check_iou(iou_threshold)
     total = Scores()
     for image_path, label_path in pairs:
-        truth = read_image(label_path, labels=True)
+        truth = _instances(read_image(label_path, labels=True), label_path)
         image = read_image(image_path, channel)
+        if image.shape != truth.shape:
+            raise ValueError(f"label file {str(label_path)!r} has shape {truth.shape}, its image "
+                             f"{str(image_path)!r} {image.shape}; expected one label per pixel")
         try:
             found = segment_nuclei(image, params, backend)
         except (TypeError, ValueError) as e:  # a float image, NaNs ...

@@ -175,21 +175,26 @@ def test_find_pairs_refuses_one_stem_in_two_roles(tmp_path):
     tifffile.imwrite(tmp_path / "a.png", np.zeros((8, 8), np.uint16))
     with pytest.raises(ValueError, match="'a.png', 'a.tif' in .* share the name 'a'"):
         find_pairs(tmp_path, tmp_path)
-    # named as that error asks, the tagged label file wins, a preview a.jpg beside a.tif or not
+    # named as that error asks, the tagged label file wins
     import cv2
 
     (tmp_path / "a.png").rename(tmp_path / "a_labels.png")
+    assert [(i.name, l.name) for i, l in find_pairs(tmp_path, tmp_path)] == [("a.tif", "a_labels.png")]
+    # a preview a.jpg beside a.tif would score the one annotated image twice
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((8, 8), np.uint8))
-    assert [(i.name, l.name) for i, l in find_pairs(tmp_path, tmp_path)] == [("a.jpg", "a_labels.png"),
-                                                                            ("a.tif", "a_labels.png")]
-    # two label files of one image in a labels folder
+    with pytest.raises(ValueError, match="'.*a.jpg' and '.*a.tif' both pair with the label file '.*a_labels.png'"):
+        find_pairs(tmp_path, tmp_path)
+    # two label files of one image in a labels folder: of one stem, or of two tags
     (tmp_path / "im").mkdir()
     (tmp_path / "lab").mkdir()
     tifffile.imwrite(tmp_path / "im" / "b.tif", np.zeros((8, 8), np.uint16))
-    for name in ("b_mask.tif", "b_mask.png"):
-        tifffile.imwrite(tmp_path / "lab" / name, np.zeros((8, 8), np.uint16))
-    with pytest.raises(ValueError, match="share the name 'b_mask'"):
-        find_pairs(tmp_path / "im", tmp_path / "lab")
+    for names in (("b_mask.tif", "b_mask.png"), ("b_mask.tif", "b_labels.tif")):
+        for f in (tmp_path / "lab").iterdir():
+            f.unlink()
+        for name in names:
+            tifffile.imwrite(tmp_path / "lab" / name, np.zeros((8, 8), np.uint16))
+        with pytest.raises(ValueError, match="could each be the labels of .*b.tif"):
+            find_pairs(tmp_path / "im", tmp_path / "lab")
 
 
 def test_evaluate_pairs_names_the_image_and_keeps_every_row(tmp_path):
@@ -336,8 +341,11 @@ def test_evaluate_pairs_names_the_label_file(tmp_path):
 
     f = synthetic.make_frame((64, 64), n_cells=2, seed=0)
     tifffile.imwrite(tmp_path / "a.tif", f.hoechst)
-    for labels, why in ((f.nuclei[:50], r"truth has shape \(50, 64\) but found has shape \(64, 64\)"),
-                        (f.nuclei > 0, "bool mask"), (f.nuclei.astype(np.float32), "integer instance labels")):
+    tifffile.imwrite(tmp_path / "a_mask.tif", f.nuclei[:50])
+    with pytest.raises(ValueError, match=r"label file .*a_mask.tif' has shape \(50, 64\), its image .*a.tif' "
+                                         r"\(64, 64\)"):
+        evaluate_pairs([(tmp_path / "a.tif", tmp_path / "a_mask.tif")])
+    for labels, why in ((f.nuclei > 0, "bool mask"), (f.nuclei.astype(np.float32), "integer instance labels")):
         tifffile.imwrite(tmp_path / "a_mask.tif", labels)
         with pytest.raises((ValueError, TypeError), match=rf"a_mask.tif' \(labels of .*a.tif'\): .*{why}"):
             evaluate_pairs([(tmp_path / "a.tif", tmp_path / "a_mask.tif")])
@@ -362,3 +370,70 @@ def test_segment_nuclei_sets_alignment_padding_aside():
     truth = f.nuclei.copy()
     truth[:, :100] = 0
     assert match_instances(truth, got).f1 >= 0.9
+
+
+def test_find_pairs_as_users_name_their_files(tmp_path):
+    import tifffile
+
+    im, lab = tmp_path / "im", tmp_path / "lab"
+    im.mkdir()
+    lab.mkdir()
+    zeros = np.zeros((8, 8), np.uint16)
+    for name in ("Img1.TIF", "c.ome.tif", "d.tif", "._d.tif"):
+        tifffile.imwrite(im / name, zeros)
+    for name in ("img1_mask.tif", "c_mask.ome.tif", "d_labels.tif", "._d_labels.tif", "e_labels.tif"):
+        tifffile.imwrite(lab / name, zeros)
+    (im / "._Img1.TIF").write_bytes(b"\0\5\26\7")   # macOS's AppleDouble: no TIFF
+    with pytest.warns(UserWarning, match=r"not read, no image in .*im': 1 file \(e_labels.tif\) in .*lab'"):
+        pairs = find_pairs(im, lab)
+    # any case, an OME-TIFF's .ome left out, hidden files skipped
+    assert [(i.name, l.name) for i, l in pairs] == [("c.ome.tif", "c_mask.ome.tif"), ("d.tif", "d_labels.tif"),
+                                                   ("Img1.TIF", "img1_mask.tif")]
+    (lab / "e_labels.tif").unlink()
+    tifffile.imwrite(im / "f.tif", zeros)
+    with pytest.warns(UserWarning, match=r"not scored, no label file in .*lab': 1 file \(f.tif\) in .*im'"):
+        find_pairs(im, lab)
+    # a JPEG label file: lossy, refused
+    import cv2
+
+    cv2.imwrite(str(lab / "f_mask.jpg"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="label file .*f_mask.jpg' is a JPEG"):
+        find_pairs(im, lab)
+    # no pair: what was found and the names tried
+    with pytest.raises(ValueError, match="no image in .* images c.ome.tif, d.tif, f.tif, Img1.TIF; labels no image "
+                                         "files; .* _labels, .*_mask"):
+        find_pairs(im, tmp_path)
+    with pytest.raises(NotADirectoryError, match="labels .*d_labels.tif' is a file; expected a folder"):
+        find_pairs(im, lab / "d_labels.tif")
+
+
+def test_a_binary_mask_is_read_as_its_objects(tmp_path):
+    import tifffile
+
+    # 0/255 masks are common: one "object" of every nucleus had scored F1 0
+    f = synthetic.make_frame((128, 128), n_cells=8, seed=0)
+    tifffile.imwrite(tmp_path / "a.tif", f.hoechst)
+    apart = f.nuclei * ~(scipy.ndimage.grey_dilation(f.nuclei, size=3) != scipy.ndimage.grey_erosion(f.nuclei, size=3))
+    tifffile.imwrite(tmp_path / "a_labels.tif", apart)
+    truth = evaluate_pairs([(tmp_path / "a.tif", tmp_path / "a_labels.tif")])
+    tifffile.imwrite(tmp_path / "a_labels.tif", np.uint8(apart > 0) * 255)
+    with pytest.warns(UserWarning, match=r"a_labels.tif' holds one value \(255\) on \d+ separate objects"):
+        binary = evaluate_pairs([(tmp_path / "a.tif", tmp_path / "a_labels.tif")])
+    assert truth.tp + truth.fn > 5 and (binary.tp, binary.fn, binary.fp) == (truth.tp, truth.fn, truth.fp)
+    # one object is one object, no warning
+    one = np.zeros((128, 128), np.uint8)
+    one[10:20, 10:20] = 1
+    tifffile.imwrite(tmp_path / "a_labels.tif", one)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluate_pairs([(tmp_path / "a.tif", tmp_path / "a_labels.tif")]).tp + 1 >= 1
+
+
+def test_scores_sum_and_the_iou_option(capsys):
+    from livedead_gpu.cli import main
+
+    a = match_instances(np.array([[1, 0]]), np.array([[1, 0]]))
+    b = match_instances(np.array([[0, 2]]), np.array([[0, 0]]))
+    assert sum([a, b]) == a + b and (sum([a, b]).tp, sum([a, b]).fn) == (1, 1)
+    assert main(["evaluate", "x", "y", "--iou", "1.5"]) == 2
+    assert "--iou must be in (0, 1], got 1.5" in capsys.readouterr().err
