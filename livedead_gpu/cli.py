@@ -275,7 +275,12 @@ def _cmd_evaluate(args) -> int:
     extra = {k: getattr(args, k) for k in ("pixel_size", "nucleus_diameter", "nucleus_diameter_px")
              if getattr(args, k) is not None}
     if extra:
-        params = SegmentParams.from_dict({**params.to_dict(), **extra})
+        given = params.to_dict()
+        # a diameter on the command line replaces the file's, in whichever unit
+        for flag, other in (("nucleus_diameter", "nucleus_diameter_px"), ("nucleus_diameter_px", "nucleus_diameter")):
+            if flag in extra and other not in extra:
+                given[other] = None
+        params = SegmentParams.from_dict({**given, **extra})
     channel = args.channel
     if channel is not None and channel.lstrip("-").isdigit():
         channel = int(channel)

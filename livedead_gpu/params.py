@@ -119,7 +119,8 @@ class SegmentParams:
         Typical nucleus diameter in µm (needs ``pixel_size``); 0.5 to 1000. Sets the
         background scale and the size filter of the "contrast" threshold.
     nucleus_diameter_px : float or None, optional
-        The same in pixels, when the pixel size is unknown; 3 to 2000. With neither
+        The same in pixels, when the pixel size is unknown; 3 to 2000. Not both
+        (a ``ValueError``: which one to use is no choice to make silently). With neither
         given (the default) the diameter is measured on the image: the median
         equivalent diameter of a first segmentation's objects, after objects under
         a tenth of the 90th-percentile area (specks) are left out.
@@ -274,6 +275,11 @@ class SegmentParams:
         for name in ("nucleus_diameter", "min_nucleus_area_um2"):
             if getattr(self, name) is not None and self.pixel_size is None:
                 raise ValueError(f"{name} is in µm and needs pixel_size (µm per pixel), got pixel_size=None")
+        if self.nucleus_diameter is not None and self.nucleus_diameter_px is not None:
+            # one diameter in two units: which would win is no choice to make silently
+            raise ValueError(
+                f"give nucleus_diameter (µm) or nucleus_diameter_px, not both; got nucleus_diameter="
+                f"{self.nucleus_diameter} and nucleus_diameter_px={self.nucleus_diameter_px}")
         if self.nucleus_diameter is not None and not 3.0 <= self.nucleus_diameter / self.pixel_size <= 2000.0:
             # Each in its range, the two can still ask for a nucleus of 10**6 px.
             raise ValueError(
@@ -345,7 +351,7 @@ class SegmentParams:
             raise FileNotFoundError(f"parameter file {str(path)!r} does not exist") from None
         except IsADirectoryError:
             raise IsADirectoryError(f"parameter file {str(path)!r} is a folder; expected a TOML file") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        except ValueError as e:   # TOMLDecodeError, UnicodeDecodeError, an int of over 4,300 digits
             raise ValueError(f"parameter file {str(path)!r} is not valid TOML: {e}") from None
         if "segment" in data:
             if not isinstance(data["segment"], dict):
@@ -441,17 +447,28 @@ _KINDS = {"float": float, "float | None": float, "int": int, "int | None": int, 
           "bool": bool}
 
 
+def _show(value) -> str:
+    """``value`` for an error message: a huge integer abbreviated (``str`` of one over
+    4,300 digits raises, and 400 digits say nothing a reader can use)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(int(value)) >= 10**15:
+        digits = int(abs(int(value)).bit_length() * math.log10(2)) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits} digits"
+    return str(value)
+
+
 def _check_int(name, value, lo, hi, odd=False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int in [{lo}, {hi}], got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{name} must be an int in [{lo}, {hi}], got {value!r:.60} ({type(value).__name__})")
     if not lo <= value <= hi:
-        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {_show(value)}")
     if odd and value % 2 == 0:
         raise ValueError(f"{name} must be odd (an even footprint has no centre), got {value}")
 
 
 def _check_number(name, value, lo, hi):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in [{lo}, {hi}], got {value!r} ({type(value).__name__})")
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")
+        raise TypeError(f"{name} must be a number in [{lo}, {hi}], got {value!r:.60} ({type(value).__name__})")
+    # lo <= value <= hi first: math.isfinite of an int past float's range (10**400, which TOML
+    # reads) raises OverflowError, while an int compares with the bounds exactly
+    if not lo <= value <= hi or not math.isfinite(value):
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {_show(value)}")

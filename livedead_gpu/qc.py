@@ -12,11 +12,13 @@ Intensities are scaled per channel (`channel_limits`): brightfield between its
 0.5th and 99.5th percentiles; a fluorescence channel from its median (the
 background) to its 99.9th percentile, but at least 20 noise s.d. above the median,
 so a channel with no stain (Draq7 before any cell died) stays dark instead of
-showing its noise at full brightness. A GIF uses one set of limits for all its
-frames, so stains that fade or appear over time do so on screen too.
+showing its noise at full brightness; a float image in [0, 1] looks as its integer
+counts would. A GIF uses one set of limits for all its frames, so stains that fade
+or appear over time do so on screen too.
 
 Figures use matplotlib's object API (no pyplot, no display); GIFs are made with
-Pillow.
+Pillow, each frame's palette holding the class colours exactly (the rest of the
+frame is quantised to the other 251 entries).
 """
 
 from __future__ import annotations
@@ -95,12 +97,14 @@ def colorize_classes(classes) -> np.ndarray:
     return CLASS_COLORS[classes]
 
 
-def _sample(images) -> np.ndarray:
-    """Up to ~1M pixels of one image or a sequence of them (every k-th), as float32."""
+def _sample(images) -> tuple[np.ndarray, bool]:
+    """Up to ~1M pixels of one image or a sequence of them (every k-th), as float32, and
+    whether any of them is a float image."""
     images = [np.asarray(images)] if np.ndim(images) == 2 else [np.asarray(i) for i in images]
     total = sum(i.size for i in images)
     step = max(1, int(math.sqrt(total / 1_000_000)))
-    return np.concatenate([i[::step, ::step].ravel() for i in images]).astype(np.float32)
+    x = np.concatenate([i[::step, ::step].ravel() for i in images]).astype(np.float32)
+    return x, any(i.dtype.kind in "fc" for i in images)
 
 
 def channel_limits(images, kind: str = "fluorescence") -> tuple[float, float]:
@@ -112,16 +116,21 @@ def channel_limits(images, kind: str = "fluorescence") -> tuple[float, float]:
     kind : {"fluorescence", "brightfield", "gradient"}
         brightfield: 0.5th-99.5th percentiles; gradient: 0 to the 99.5th percentile;
         fluorescence: median to ``max(99.9th percentile, median + 20 sigma)``,
-        ``sigma`` the noise s.d. from the median absolute deviation.
+        ``sigma`` the noise s.d. from the median absolute deviation, at least one
+        grey level for an integer image (its quantisation: an unstained channel of
+        all one value stays dark) and 1e-4 of the larger of ``|median|`` and
+        ``|99.9th percentile|`` for a float one, whose grey level is unknown (one of
+        1 would paint a [0, 1] image black).
     """
-    x = _sample(images)
+    x, is_float = _sample(images)
     if kind == "brightfield":
         lo, hi = np.percentile(x, (0.5, 99.5))
     elif kind == "gradient":
         lo, hi = 0.0, np.percentile(x, 99.5)
     elif kind == "fluorescence":
         lo = float(np.median(x))
-        sigma = max(1.4826 * float(np.median(np.abs(x - lo))), 1.0)
+        floor = 1e-4 * max(abs(lo), abs(float(np.percentile(x, 99.9)))) if is_float else 1.0
+        sigma = max(1.4826 * float(np.median(np.abs(x - lo))), floor)
         hi = max(float(np.percentile(x, 99.9)), lo + _NOISE_SPAN * sigma)
     else:
         raise ValueError(f"kind must be 'fluorescence', 'brightfield' or 'gradient', got {kind!r}")
@@ -171,8 +180,8 @@ def _save(fig, path) -> Path:
 
 def plot_frame(brightfield, hoechst, draq7, classes, path, *, gradient=None, smoothing: float = 1.0,
                title: str | None = None, n_live: int | None = None, n_dead: int | None = None,
-               gradient_threshold: float | None = None, limits: Mapping | None = None,
-               dpi: int = 100) -> Path:
+               gradient_threshold: float | None = None, gradient_scale: float | None = None,
+               limits: Mapping | None = None, dpi: int = 100) -> Path:
     """The article's four-panel view of one frame, as a PNG of `QC_FIGSIZE` at ``dpi``.
 
     Parameters
@@ -190,7 +199,14 @@ def plot_frame(brightfield, hoechst, draq7, classes, path, *, gradient=None, smo
         Shown over the class panel (counted from the mask's nuclei when omitted:
         connected components of class 3 and 4).
     gradient_threshold : float, optional
-        The cell-area threshold, marked on the gradient colour bar.
+        The cell-area threshold (``FrameResult.thresholds["gradient"]``), marked on
+        the gradient colour bar.
+    gradient_scale : float, optional
+        ``thresholds["gradient_scale"]``: given (``cell_threshold="block-max"``),
+        ``gradient_threshold`` counts quantised levels, ``floor(gradient / scale)``,
+        and the line is drawn on the gradient's own scale where the cell area
+        starts, at ``(gradient_threshold + 1) * gradient_scale``. None: the
+        threshold is on the gradient's scale ("noise"), drawn as given.
     limits : dict, optional
         ``{"brightfield" | "hoechst" | "draq7": (lo, hi)}`` display ranges (see
         `channel_limits`).
@@ -223,14 +239,25 @@ def plot_frame(brightfield, hoechst, draq7, classes, path, *, gradient=None, smo
     a_fluo.imshow(fluorescence(hoechst, draq7, lim), interpolation="antialiased")
     a_fluo.set_title("Hoechst (blue), Draq7 (red)")
     g_lo, g_hi = channel_limits(gradient, "gradient")
+    line = label = None
     if gradient_threshold is not None and math.isfinite(gradient_threshold):
-        g_hi = max(g_hi, 1.5 * gradient_threshold)
+        if gradient_scale is None:
+            line, label = gradient_threshold, f"cell-area threshold {gradient_threshold:.4g} (cyan)"
+        elif math.isfinite(gradient_scale):
+            # block-max: cell area where floor(gradient / scale) > threshold, i.e. where
+            # gradient >= (threshold + 1) * scale; the line sits on that edge (threshold * scale
+            # would be one quantisation level low: the pixels between are no cell area)
+            line = (gradient_threshold + 1) * gradient_scale
+            label = (f"cell area from {line:.4g} (cyan): floor(gradient / {gradient_scale:.4g}) "
+                     f"> {gradient_threshold:.4g}")
+    if line is not None:
+        g_hi = max(g_hi, 1.5 * line)
     im = a_grad.imshow(gradient, cmap="magma", vmin=g_lo, vmax=g_hi, interpolation="antialiased")
     a_grad.set_title("Sobel gradient magnitude of brightfield")
     cbar = fig.colorbar(im, ax=a_grad, shrink=0.8, pad=0.02)
-    if gradient_threshold is not None and math.isfinite(gradient_threshold):
-        cbar.ax.axhline(gradient_threshold, color="cyan", lw=2)
-        cbar.set_label(f"cell-area threshold {gradient_threshold:.4g} (cyan)")
+    if line is not None:
+        cbar.ax.axhline(line, color="cyan", lw=2)
+        cbar.set_label(label)
     a_cls.imshow(mask_rgb, interpolation="nearest")
     a_cls.set_title(f"classes: {n_live} live, {n_dead} dead nuclei")
     for ax in axes.ravel():
@@ -252,7 +279,8 @@ def plot_result(brightfield, hoechst, draq7, result, path, *, title: str | None 
         brightfield, hoechst, draq7, result.classes, path,
         gradient=result.intermediates.get("gradient"), smoothing=result.params.smoothing,
         title=title, n_live=result.n_live, n_dead=result.n_dead,
-        gradient_threshold=result.thresholds.get("gradient"), limits=limits, dpi=dpi)
+        gradient_threshold=result.thresholds.get("gradient"),
+        gradient_scale=result.thresholds.get("gradient_scale"), limits=limits, dpi=dpi)
 
 
 def _count_nuclei(classes) -> tuple[int, int]:
@@ -278,16 +306,46 @@ def _fit(rgb: np.ndarray, side: int) -> np.ndarray:
     return rgb[::k, ::k]
 
 
+def _gif_frame(rgb: np.ndarray, classes: np.ndarray, box: tuple[int, int]):
+    """A palette ("P") image of ``rgb`` whose ``classes`` tile, at ``box`` (top, left), is
+    painted with palette entries reserved for `CLASS_COLORS`, so its colours are exact.
+
+    The rest of the frame is quantised to the other ``256 - len(CLASS_COLORS)``
+    colours (median cut, as Pillow's own RGB-to-GIF conversion, without the
+    class tile, which would otherwise take palette entries from the pictures).
+    """
+    from PIL import Image
+
+    n = len(CLASS_COLORS)
+    free = 256 - n
+    top, left = box
+    h, w = classes.shape
+    rest = rgb.copy()
+    rest[top:top + h, left:left + w] = 255   # the gaps' white: no palette entry of its own
+    quantised = Image.fromarray(rest).quantize(colors=free)
+    index = np.array(quantised, dtype=np.uint8)
+    index[top:top + h, left:left + w] = free + classes.astype(np.uint8)
+    palette = list(quantised.getpalette() or [])[:3 * free]
+    palette += [0] * (3 * free - len(palette)) + [int(v) for v in CLASS_COLORS.ravel()]
+    img = Image.frombytes("P", (index.shape[1], index.shape[0]), index.tobytes())
+    img.putpalette(palette)
+    return img
+
+
 def well_gif(frames: Iterable, path, *, title: str = "", duration_ms: int = 500,
              tile: int = GIF_TILE) -> Path:
     """An animated GIF of one field over time: composite | Hoechst + Draq7 | classes.
 
+    The class tile is painted in exactly `CLASS_COLORS` (palette entries reserved
+    for them); the composite and fluorescence tiles are quantised to the rest.
+
     Parameters
     ----------
     frames : iterable of (time, brightfield, hoechst, draq7, classes[, n_live, n_dead])
-        In time order; one field of view (the display ranges are shared by all).
-        Without the counts, nuclei are counted in the mask (connected components of
-        classes 3 and 4, so touching nuclei count once).
+        In time order; one field of view (the display ranges are shared by all), so
+        every frame's channels and mask have one shape. Without the counts, nuclei
+        are counted in the mask (connected components of classes 3 and 4, so
+        touching nuclei count once).
     path : path-like
         Where the GIF goes (written atomically); it loops forever.
     title : str
@@ -296,12 +354,29 @@ def well_gif(frames: Iterable, path, *, title: str = "", duration_ms: int = 500,
     Returns
     -------
     Path
+
+    Raises
+    ------
+    ValueError
+        No frame, or a frame (named by its index) whose channels or mask differ in
+        shape from each other or from the first frame's.
     """
     from PIL import Image, ImageDraw
 
     frames = list(frames)
     if not frames:
         raise ValueError("well_gif needs at least one frame")
+    shape = None
+    for k, f in enumerate(frames):
+        shapes = [np.shape(a) for a in f[1:5]]
+        if len(set(shapes)) != 1 or len(shapes[0]) != 2:
+            raise ValueError(f"well_gif frame {k} (time {f[0]}): brightfield, hoechst, draq7 and classes must be "
+                             f"2-D of one shape, got {', '.join(map(str, shapes))}")
+        if shape is None:
+            shape = shapes[0]
+        elif shapes[0] != shape:
+            raise ValueError(f"well_gif frame {k} (time {f[0]}) has shape {shapes[0]}, frame 0 {shape}: "
+                             "a GIF shows one field of view")
     lim = {
         "brightfield": channel_limits([f[1] for f in frames], "brightfield"),
         "hoechst": channel_limits([f[2] for f in frames]),
@@ -309,26 +384,21 @@ def well_gif(frames: Iterable, path, *, title: str = "", duration_ms: int = 500,
     }
     images = []
     for time, bf, ho, d7, classes, *counts in frames:
-        tiles = [composite(bf, ho, d7, lim), fluorescence(ho, d7, lim), colorize_classes(classes)]
+        classes = np.asarray(classes)
+        colorize_classes(classes)   # its checks: 2-D integer, 0..4
+        tiles = [composite(bf, ho, d7, lim), fluorescence(ho, d7, lim)]
         tiles = [_fit(t, tile) for t in tiles]
+        cls = _fit(classes, tile)
         gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
-        body = np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1)
+        body = np.concatenate([tiles[0], gap, tiles[1], gap, np.zeros(cls.shape + (3,), np.uint8)], axis=1)
         header = np.full((20, body.shape[1], 3), 255, np.uint8)
         img = Image.fromarray(np.concatenate([header, body], axis=0))
-        n_live, n_dead = counts[:2] if len(counts) >= 2 else _count_nuclei(np.asarray(classes))
+        n_live, n_dead = counts[:2] if len(counts) >= 2 else _count_nuclei(classes)
         ImageDraw.Draw(img).text((4, 4), f"{title}  t={time}   live {n_live}  dead {n_dead}".strip(),
                                  fill=(0, 0, 0))
-        images.append(img)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms,
-                       loop=0)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        images.append(_gif_frame(np.asarray(img), cls, (header.shape[0], body.shape[1] - cls.shape[1])))
+    return atomic_write(path, lambda tmp: images[0].save(
+        tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0))
 
 
 # ----------------------------------------------------------------------------- report
@@ -491,6 +561,23 @@ def _read_frame(root: Path, row: Mapping):
     return image[0], image[1], image[2], classes
 
 
+def _file_stem(text, used: set) -> str:
+    """``text`` (a manifest's well name, ...) as a file stem inside one folder: path
+    separators and NUL become ``_``, as do leading dots (no ``..``, no hidden file), so
+    a well named ``../x`` or ``B/1`` writes no file outside the folder; a stem already
+    in ``used`` (``B/1`` beside ``B_1``) gets ``-2``, ``-3``, ... and ``used`` takes it."""
+    stem = str(text)
+    for sep in ("/", "\\", "\0"):   # POSIX and Windows separators, and NUL
+        stem = stem.replace(sep, "_")
+    bare = stem.lstrip(".")
+    stem = "_" * (len(stem) - len(bare)) + bare or "_"
+    unique, n = stem, 2
+    while unique in used:
+        unique, n = f"{stem}-{n}", n + 1
+    used.add(unique)
+    return unique
+
+
 def _float(text):
     try:
         v = float(text)
@@ -507,11 +594,15 @@ def qc_training_set(root, out=None, n_frames: int = 8, gifs: bool = True, log=No
     root : path-like
         A training-set folder with ``manifest.csv`` (columns ``image``, ``classes``
         and those of `readout.MANIFEST_REQUIRED`) and, optionally, ``params.toml``
-        (its ``smoothing`` is used for the gradient, else the default).
+        (its ``smoothing`` is used for the gradient, else the default; with
+        ``cell_threshold="block-max"`` the gradient threshold, in quantised levels,
+        is marked at ``(thr_gradient + 1) * scale``, the scale recomputed from the
+        gradient and ``gradient_levels`` as `segment_frame` computes it).
     out : path-like, optional
         Base folder of the outputs, ``root`` by default: ``qc/panels/*.png``,
-        ``qc/gifs/*.gif``, ``readout/`` (see `readout.write_readout`) and
-        ``report.html``.
+        ``qc/gifs/*.gif`` (named after well, site and time, path separators and
+        leading dots replaced by ``_``), ``readout/`` (see `readout.write_readout`)
+        and ``report.html``.
     n_frames : int
         How many four-panel pictures (see `select_frames`).
     gifs : bool
@@ -539,18 +630,27 @@ def qc_training_set(root, out=None, n_frames: int = 8, gifs: bool = True, log=No
     params = SegmentParams.from_toml(root / "params.toml") if (root / "params.toml").is_file() else SegmentParams()
     say = log or (lambda _line: None)
 
-    panels = []
+    from .stages.gradient import gradient_scale, padded_gradient
+
+    panels, used = [], set()
     for row in select_frames(rows, n_frames):
         bf, ho, d7, classes = _read_frame(root, row)
         caption = f"{row['well']} site {row['site']} t={row['time']}"
-        p = plot_frame(bf, ho, d7, classes, out / "qc" / "panels" /
-                       f"{row['well']}_s{row['site']}_t{row['time']}.png",
+        # the gradient as segment_frame makes it (registration padding as well)
+        gradient, _ = padded_gradient(np.asarray(bf), params.smoothing)
+        scale = None
+        if params.cell_threshold == "block-max":
+            # thr_gradient counts levels of gradient / scale; the manifest records no scale, but
+            # it is a function of the gradient and params.toml (as segment_frame computes it)
+            scale = gradient_scale(gradient, params.coarseness, params.gradient_levels)
+        stem = _file_stem(f"{row['well']}_s{row['site']}_t{row['time']}", used)
+        p = plot_frame(bf, ho, d7, classes, out / "qc" / "panels" / f"{stem}.png", gradient=gradient,
                        smoothing=params.smoothing, title=caption, n_live=row["n_live"], n_dead=row["n_dead"],
-                       gradient_threshold=_float(row.get("thr_gradient")))
+                       gradient_threshold=_float(row.get("thr_gradient")), gradient_scale=scale)
         panels.append((caption, p))
         say(f"panel: {p}")
 
-    gif_paths = []
+    gif_paths, used = [], set()
     if gifs:
         by_well = {}
         for r in rows:
@@ -559,7 +659,8 @@ def qc_training_set(root, out=None, n_frames: int = 8, gifs: bool = True, log=No
             site = min(r["site"] for r in by_well[well])
             series = sorted((r for r in by_well[well] if r["site"] == site), key=lambda r: r["time"])
             frames = ((r["time"], *_read_frame(root, r), r["n_live"], r["n_dead"]) for r in series)
-            p = well_gif(frames, out / "qc" / "gifs" / f"{well}_s{site}.gif", title=f"{well} site {site}")
+            p = well_gif(frames, out / "qc" / "gifs" / f"{_file_stem(f'{well}_s{site}', used)}.gif",
+                         title=f"{well} site {site}")
             gif_paths.append((f"{well} site {site}, {len(series)} time points", p))
             say(f"gif: {p}")
 

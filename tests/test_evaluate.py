@@ -437,3 +437,24 @@ def test_scores_sum_and_the_iou_option(capsys):
     assert sum([a, b]) == a + b and (sum([a, b]).tp, sum([a, b]).fn) == (1, 1)
     assert main(["evaluate", "x", "y", "--iou", "1.5"]) == 2
     assert "--iou must be in (0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_a_diameter_flag_replaces_the_configs_in_either_unit(tmp_path):
+    import json
+
+    import tifffile
+
+    from livedead_gpu.cli import main
+
+    f = synthetic.make_frame((64, 64), n_cells=3, seed=0)
+    (tmp_path / "im").mkdir()
+    (tmp_path / "lab").mkdir()
+    tifffile.imwrite(tmp_path / "im" / "a.tif", f.hoechst)
+    tifffile.imwrite(tmp_path / "lab" / "a.tif", f.nuclei)
+    config = tmp_path / "p.toml"
+    config.write_text("pixel_size = 0.5\nnucleus_diameter = 5.0\n")
+    out = tmp_path / "s.json"
+    assert main(["-q", "evaluate", str(tmp_path / "im"), str(tmp_path / "lab"), "--config", str(config),
+                 "--nucleus-diameter-px", "12", "--json", str(out)]) == 0
+    params = json.loads(out.read_text())["params"]
+    assert (params["nucleus_diameter_px"], params["nucleus_diameter"], params["pixel_size"]) == (12.0, None, 0.5)

@@ -158,3 +158,37 @@ def test_toml_unreadable_file_is_named(tmp_path):
         SegmentParams.from_toml(path)
     with pytest.raises(OSError, match=r"parameter file '.*' is a folder"):
         SegmentParams.from_toml(tmp_path)
+
+
+@pytest.mark.parametrize("name, sign, digits, lo_hi", [
+    ("smoothing", 1, 401, r"\[0.0, 10.0\]"),
+    ("offset", -1, 401, r"\[1.0, 10.0\]"),
+    ("coarseness", 1, 4001, r"\[2, 1024\]"),
+    ("nucleus_diameter_px", 1, 21, r"\[3.0, 2000.0\]"),
+])
+def test_huge_integers_name_the_parameter(tmp_path, name, sign, digits, lo_hi):
+    # math.isfinite(10**400) raised OverflowError: a traceback naming no parameter
+    shown = f"{'a negative' if sign < 0 else 'an'} integer of about {digits} digits"
+    with pytest.raises(ValueError, match=rf"^{name} must lie in {lo_hi}, got {shown}$"):
+        SegmentParams(**{name: sign * 10 ** (digits - 1)})
+    path = tmp_path / "huge.toml"
+    path.write_text(f"{name} = {'-' if sign < 0 else ''}1{'0' * (digits - 1)}\n")
+    with pytest.raises(ValueError, match=rf"huge.toml: {name} must lie in {lo_hi}, got {shown}$"):
+        SegmentParams.from_toml(path)
+    path.write_text(f"{name} = 1{'0' * 5000}\n")   # past int's str limit, which tomllib raises on
+    with pytest.raises(ValueError, match=r"huge.toml' is not valid TOML: .*4300 digits"):
+        SegmentParams.from_toml(path)
+    with pytest.raises(ValueError, match=rf"{name} must lie in {lo_hi}, got an integer of about 5001 digits"):
+        SegmentParams(**{name: 10**5000})     # str() of it would raise
+
+
+def test_a_diameter_in_um_and_in_px_is_refused():
+    # the µm one silently won over the px one
+    with pytest.raises(ValueError, match=r"nucleus_diameter \(µm\) or nucleus_diameter_px, not both; "
+                                         r"got nucleus_diameter=10.0 and nucleus_diameter_px=200.0"):
+        SegmentParams(pixel_size=0.5, nucleus_diameter=10.0, nucleus_diameter_px=200.0)
+    with pytest.raises(ValueError, match="not both"):
+        SegmentParams(pixel_size=0.5, nucleus_diameter=10.0, nucleus_diameter_px=20.0)   # even agreeing
+    for p in (SegmentParams(pixel_size=0.5, nucleus_diameter=10.0), SegmentParams(nucleus_diameter_px=20.0),
+              SegmentParams(pixel_size=0.5, nucleus_diameter_px=20.0)):
+        assert SegmentParams.from_dict(p.to_dict()) == p and p.diameter_px == 20.0

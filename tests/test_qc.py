@@ -163,3 +163,175 @@ def test_qc_corrupt_frame_file_names_it(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=r"row A1 site 0 time 0: classes file .*A1.* is not a readable TIFF"):
         qc.qc_training_set(root, n_frames=1, gifs=False)
+
+
+def _colourful_series(n=2, size=64):
+    """Frames whose composite is noise of every colour and whose rare classes cover 4 px each:
+    Pillow's adaptive palette approximated those (class 4 [235, 30, 30] -> [100, 90, 91])."""
+    rng = np.random.default_rng(1)
+    items = []
+    for t in range(n):
+        bf, ho, d7 = (rng.integers(0, 4096, (size, size)).astype(np.uint16) for _ in range(3))
+        classes = np.ones((size, size), np.uint8)
+        classes[10:12, 10:12] = 2
+        classes[20:22, 20:22] = 3
+        classes[30:32, 30:32] = 4
+        classes[40:43, 40:43] = 0
+        items.append((t, bf, ho, d7, classes, 1, 1))
+    return items
+
+
+def test_well_gif_paints_the_classes_in_their_exact_colours(tmp_path):
+    from PIL import ImageSequence
+
+    items = _colourful_series()
+    frames = synthetic.make_timeseries((96, 96), n_cells=5, n_times=2, death_rate=0.5, bit_depth=16, seed=2)
+    for f in frames:
+        r = segment_frame(f.brightfield, f.hoechst, f.draq7)
+        items.append((f.time, f.brightfield, f.hoechst, f.draq7, r.classes, r.n_live, r.n_dead))
+    for name, series in (("noise", items[:2]), ("cells", items[2:])):
+        gif = Image.open(qc.well_gif(series, tmp_path / f"{name}.gif"))
+        read = [np.asarray(fr.convert("RGB")) for fr in ImageSequence.Iterator(gif)]
+        assert len(read) == len(series)
+        for rgb, item in zip(read, series):
+            want = qc._fit(qc.colorize_classes(item[4]), qc.GIF_TILE)
+            side = want.shape[1]
+            got = rgb[20:20 + want.shape[0], rgb.shape[1] - side:]
+            assert (got == want).all(), f"{name}: {np.unique(got[(got != want).any(-1)], axis=0)[:3]}"
+            # the composite still looks like itself (quantised to the palette's other 251 entries)
+            lim = {k: qc.channel_limits([i[j] for i in series], kind)
+                   for k, j, kind in (("brightfield", 1, "brightfield"), ("hoechst", 2, "fluorescence"),
+                                      ("draq7", 3, "fluorescence"))}
+            comp = qc._fit(qc.composite(*item[1:4], lim), qc.GIF_TILE).astype(int)
+            assert np.abs(rgb[20:20 + side, :side].astype(int) - comp).mean() < 12
+
+
+def test_well_gif_refuses_frames_of_other_shapes(tmp_path):
+    items = _colourful_series(3)
+    t, bf, ho, d7, classes, *n = items[2]
+    items[2] = (t, bf[:-1], ho[:-1], d7[:-1], classes[:-1], *n)
+    with pytest.raises(ValueError, match=r"frame 2 \(time 2\) has shape \(63, 64\), frame 0 \(64, 64\)"):
+        qc.well_gif(items, tmp_path / "w.gif")
+    items[2] = (t, bf, ho, d7[:-1], classes, *n)
+    with pytest.raises(ValueError, match=r"frame 2 .*one shape, got \(64, 64\), \(64, 64\), \(63, 64\), \(64, 64\)"):
+        qc.well_gif(items, tmp_path / "w.gif")
+    assert not any(tmp_path.iterdir())
+
+
+def test_well_gif_is_written_atomically(tmp_path, monkeypatch):
+    calls = []
+
+    def recording(path, write):
+        calls.append(path)
+        return atomic_write(path, write)
+
+    from livedead_gpu.io import atomic_write
+
+    monkeypatch.setattr(qc, "atomic_write", recording)
+    path = qc.well_gif(_colourful_series(), tmp_path / "w.gif")
+    assert calls == [tmp_path / "w.gif"] and [p.name for p in tmp_path.iterdir()] == ["w.gif"]
+    assert Image.open(path).n_frames == 2
+
+
+def _captured_colour_bar(monkeypatch):
+    captured = {}
+    save = qc._save
+    monkeypatch.setattr(qc, "_save", lambda fig, path: (captured.update(fig=fig), save(fig, path))[1])
+    return lambda: captured["fig"].axes[4]   # the latest figure's gradient colour bar
+
+
+def test_block_max_gradient_threshold_is_marked_on_the_gradient_scale(tmp_path, monkeypatch):
+    # thresholds["gradient"] of "block-max" counts levels of gradient / gradient_scale: it was
+    # drawn at 74 on a bar up to 16,400 (98.6 % of pixels over it against 19.8 % cell area)
+    from livedead_gpu import SegmentParams
+
+    f = synthetic.make_frame((128, 128), n_cells=8, bit_depth=16, seed=0)
+    r = segment_frame(f.brightfield, f.hoechst, f.draq7, SegmentParams(cell_threshold="block-max"),
+                      intermediates=True)
+    th, scale, g = r.thresholds["gradient"], r.thresholds["gradient_scale"], r.intermediates["gradient"]
+    assert scale > 2
+    bar = _captured_colour_bar(monkeypatch)
+    qc.plot_result(f.brightfield, f.hoechst, f.draq7, r, tmp_path / "p.png", dpi=30)
+    (line,) = bar().lines
+    at = line.get_ydata()[0]
+    assert at == pytest.approx((th + 1) * scale)
+    assert ((g >= at) == (np.floor(g / scale) > th)).mean() > 0.999   # the line is the cell area's edge
+    # "noise": the threshold is on the gradient's own scale, drawn as given
+    r = segment_frame(f.brightfield, f.hoechst, f.draq7, intermediates=True)
+    assert r.thresholds["gradient_scale"] is None
+    qc.plot_result(f.brightfield, f.hoechst, f.draq7, r, tmp_path / "q.png", dpi=30)
+    assert bar().lines[0].get_ydata()[0] == pytest.approx(r.thresholds["gradient"])
+
+
+def test_qc_marks_a_block_max_threshold_with_its_scale(tmp_path, monkeypatch):
+    import csv
+
+    from livedead_gpu import SegmentParams
+
+    root = tmp_path / "ts"
+    plate = synthetic.make_plate(wells=("A1",), n_times=1, shape=(96, 96), n_cells=5, bit_depth=16, seed=4)
+    write_training_set(root, plate)
+    params = SegmentParams.from_preset("article", gradient_levels=1024)
+    (root / "params.toml").write_text(params.to_toml())
+    (frame,) = plate.values()
+    r = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params)
+    with (root / "manifest.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[0]["thr_gradient"] = r.thresholds["gradient"]
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, rows[0].keys())
+        w.writeheader()
+        w.writerows(rows)
+    seen = {}
+    plot = qc.plot_frame
+    monkeypatch.setattr(qc, "plot_frame", lambda *a, **k: (seen.update(k), plot(*a, **k))[1])
+    qc.qc_training_set(root, tmp_path / "out", n_frames=1, gifs=False)
+    assert r.thresholds["gradient_scale"] > 2
+    assert seen["gradient_threshold"] == r.thresholds["gradient"]
+    assert seen["gradient_scale"] == pytest.approx(r.thresholds["gradient_scale"], rel=1e-6)
+
+
+def test_qc_well_names_write_no_file_outside_the_qc_folders(tmp_path):
+    # a well named "../../../ESCAPED" wrote its panel and GIF three folders up
+    import csv
+    import html
+    from urllib.parse import unquote
+
+    root = tmp_path / "ts"
+    write_training_set(root, make_plate(size=64, times=1, sites=1))
+    with (root / "manifest.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    names = ["../../../ESCAPED", "B/1", "B_1", ".hidden"]
+    for row, name in zip(rows, names):
+        row["well"] = name
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, rows[0].keys())
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "a" / "b" / "out"
+    res = qc.qc_training_set(root, out, n_frames=4)
+    files = {p.relative_to(out).as_posix() for p in tmp_path.rglob("*") if p.is_file()
+             and root not in p.parents}
+    assert all(not f.startswith("..") for f in files)
+    assert {p.parent for p in res["gifs"]} == {out / "qc" / "gifs"} and len(set(res["gifs"])) == 4
+    assert {p.parent for p in res["panels"]} == {out / "qc" / "panels"} and len(set(res["panels"])) == 4
+    assert not any(p.name.startswith(".") for p in res["gifs"] + res["panels"])
+    text = res["report"].read_text()
+    links = re.findall(r'(?:href|src)="([^"]+)"', text)
+    for link in links:
+        assert (out / unquote(html.unescape(link))).is_file(), link
+    for name in names:
+        assert html.escape(name) in text    # the captions keep the wells' names
+
+
+def test_float_fluorescence_in_0_1_is_scaled_as_its_counts():
+    # the noise s.d. was floored at 1 grey level: a [0, 1] image ran up to 20 and showed black
+    rng = np.random.default_rng(0)
+    counts = rng.normal(200, 3, (64, 64)).astype(np.uint16)
+    counts[20:30, 20:30] += 3000
+    floats = counts.astype(np.float32) / 65535
+    lo, hi = qc.channel_limits(floats)
+    assert (lo * 65535, hi * 65535) == pytest.approx(qc.channel_limits(counts), rel=1e-3)
+    dark = np.zeros_like(floats)
+    assert qc.fluorescence(floats, dark)[25, 25, 2] == qc.fluorescence(counts, dark.astype(np.uint16))[25, 25, 2]
+    assert qc.channel_limits(dark) == (0.0, 1e-6)          # all zero: dark, no division by zero
