@@ -244,7 +244,9 @@ def well_readout(frame_rows: Iterable[Mapping]) -> list[dict]:
     this one (a frame left out by ``on_error="skip"``): its sums pool other fields
     than its neighbours', and the plots leave it out (a gap) rather than bend the
     curve (a well's dead fraction had fallen 0.12 -> 0.08 -> 0.32 where one of two
-    sites was missing).
+    sites was missing). A time point of the plate between a well's first and last
+    at which none of its sites is left gets a row too: no site, counts 0, fractions
+    ``nan`` (its curve had joined across the gap).
 
     Returns
     -------
@@ -271,6 +273,13 @@ def well_readout(frame_rows: Iterable[Mapping]) -> list[dict]:
             "n_sites": len(rows),
             "sites_missing": len(sites[well] - {str(r.get("site", "")) for r in rows}),
         })
+    times = sorted({t for _, t in groups})
+    for well in sites:
+        own = [t for w, t in groups if w == well]
+        for time in times:
+            if min(own) < time < max(own) and (well, time) not in groups:
+                out.append({"well": well, "time": time, "n_live": 0, "n_dead": 0, "dead_fraction": math.nan,
+                            "cell_fraction": math.nan, "n_sites": 0, "sites_missing": len(sites[well])})
     return sorted(out, key=lambda r: (_well_order(r["well"]), r["time"]))
 
 

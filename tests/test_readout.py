@@ -109,6 +109,22 @@ def test_a_time_point_missing_a_site_is_flagged_and_left_out_of_the_plots(tmp_pa
     assert np.isnan(f[3]) and np.isfinite(np.delete(f, 3)).all()
 
 
+def test_a_time_point_missing_every_site_of_a_well_is_a_gap():
+    # B1's one site was skipped at t2: it had no row there, and its curve joined t1 to t3.
+    rows = [{"well": w, "site": 0, "time": t, "n_live": 10, "n_dead": t, "cell_fraction": 0.2}
+            for w in ("A1", "B1") for t in range(5) if (w, t) != ("B1", 2)]
+    rows += [{"well": "C1", "site": 0, "time": t, "n_live": 5, "n_dead": 1, "cell_fraction": 0.1} for t in (0, 1)]
+    wells = readout.well_readout(rows)
+    b1 = [r for r in wells if r["well"] == "B1"]
+    assert [r["time"] for r in b1] == [0, 1, 2, 3, 4]
+    assert (b1[2]["n_sites"], b1[2]["sites_missing"], b1[2]["n_live"]) == (0, 1, 0)
+    assert math.isnan(b1[2]["dead_fraction"]) and math.isnan(b1[2]["cell_fraction"])
+    t, f = readout._series(wells)["B1"]
+    assert np.isnan(f[2]) and np.isfinite(np.delete(f, 2)).all()
+    # a well imaged over fewer time points is not padded past its last
+    assert [r["time"] for r in wells if r["well"] == "C1"] == [0, 1]
+
+
 def _red(path):
     rgb = imread(path)[..., :3]
     return int(((rgb[..., 0] > 0.8) & (rgb[..., 1] < 0.3) & (rgb[..., 2] < 0.3)).sum())
