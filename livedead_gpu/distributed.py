@@ -302,10 +302,9 @@ def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_t
     frame while this one is compressed and written (see `OVERLAP_WRITES`).
     """
     from .backends import get_backend
-    from .export import _as_uint16, _in_turn, _write_frame
+    from .export import _as_uint16, _in_turn, _segment_saying_which, _write_frame
     from .io.plate import PlateError
     from .io.training import frame_stem
-    from .pipeline import segment_frame
 
     if opencv_threads is not None:
         import cv2
@@ -313,8 +312,7 @@ def _frame_task(plate, key, out, params, backend, digest, options, sig, opencv_t
     try:
         frame = plate.read(key)
         _tune_malloc(frame.brightfield.size)
-        result = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params,
-                               backend=_in_turn(get_backend(backend)))
+        result = _segment_saying_which(frame, params, _in_turn(get_backend(backend)))
         image = _as_uint16(frame.stack(), frame.sources)
     except (PlateError, ValueError, TypeError, OSError) as e:
         return key, None, e

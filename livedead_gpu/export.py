@@ -20,7 +20,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 
 from .backends import CpuBackend, check_backend, get_backend
+from .checks import saying_where
 from .io import atomic
 from .io.plate import Plate, PlateError, open_plate
 from .io.training import (
@@ -625,17 +625,12 @@ _DASK_LOCAL = ("sync", "synchronous", "single-threaded", "threads", "threading",
 
 
 def _segment_saying_which(frame, params, backend):
-    """`segment_frame` of a plate's frame; its warnings name the frame and its file (on a
-    plate of thousands, "draq7 has 35% of its pixels at 0" alone says not where)."""
+    """`segment_frame` of a plate's frame; its warnings name the frame and its file
+    (`livedead_gpu.checks.saying_where`), on whichever thread it runs."""
     key = frame.key
-    where = f"well {key.well} site {key.site} time {key.time}, {frame.sources.get('brightfield', '')}"
-    try:
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always")
-            return segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
-    finally:   # said, too, when the frame then fails
-        for w in said:   # the frame after the message: filters match a message from its start
-            warnings.warn_explicit(f"{w.message} [{where}]", w.category, w.filename, w.lineno)
+    # the frame after the message: warning filters match a message from its start
+    with saying_where(f"well {key.well} site {key.site} time {key.time}, {frame.sources.get('brightfield', '')}"):
+        return segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
 
 
 def _check_scheduler(scheduler):

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import stages
 from .backends import get_backend
-from .checks import as_intensity, check_same_shape, inside_padding, warn_if_subtracted
+from .checks import as_intensity, check_same_shape, inside_padding, warn, warn_if_subtracted
 from .params import SegmentParams, as_params
 from .stages.nuclei import bleed_from
 
@@ -130,7 +130,7 @@ def segment_frame(
     except Exception as error:
         if not be.is_out_of_memory(error):
             raise
-        warnings.warn(
+        warn(
             f"{be.name} ran out of memory on a {images['brightfield'].shape} frame ({error}); "
             "redoing it on the CPU backend",
             RuntimeWarning,

@@ -405,8 +405,10 @@ def test_a_set_written_by_another_version_says_so_on_resume(tmp_path, caplog):
     assert len(done.resumed) == 1 and "written by livedead_gpu 0.0.9" in caplog.text
 
 
-def test_a_frames_warnings_name_the_frame(tmp_path):
+@pytest.mark.parametrize("scheduler", [None, "threads"])
+def test_a_frames_warnings_name_the_frame(tmp_path, scheduler):
     # "draq7 has 35% of its pixels at 0 ..." came without a word of which frame of the plate
+    # (on Dask too: frames there run on worker threads)
     plate = small_plate(wells=("B2",), n_times=1, size=128)
     (key, frame), = plate.items()
     clipped = np.clip(frame.draq7.astype(np.int64) - 30, 0, None).astype(np.uint16)
@@ -414,7 +416,7 @@ def test_a_frames_warnings_name_the_frame(tmp_path):
     # the frame after the message, so that filters on the message still match it
     with pytest.warns(UserWarning, match=r"^draq7 has \d+% of its pixels at 0 .*"
                                          r"\[well B2 site 1 time 1, .*B2_02_1_1_Bright Field_001.tif\]$"):
-        export_plate(src, tmp_path / "out")
+        export_plate(src, tmp_path / "out", scheduler=scheduler)
 
 
 def test_a_plate_that_gains_or_loses_wells_keeps_the_others_splits(tmp_path):

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backends import get_backend
+from ..checks import warn
 from ..params import SegmentParams, as_params
 from .threshold import block_max_threshold, grey_levels, grey_step
 
@@ -158,7 +159,7 @@ def _drop_small(mask, min_area, be, relative=None, advice=None):
             text = (f"min_nucleus_area = {min_area} px drops over a quarter of the nuclei found (they are "
                     "smaller): lower it, or give min_nucleus_area_um2 with pixel_size")
             if advice is None:
-                warnings.warn(text, UserWarning, stacklevel=4)
+                warn(text, UserWarning, stacklevel=4)
             else:
                 advice.append(text)
     mask = mask.copy()
@@ -234,13 +235,13 @@ def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
     if dim and not bright_objects(mask, y, b, sigma, be):
         lifts, smooth, measured = _smoothed_look(image, p, be)
         if lifts and p.nucleus_smoothing != "auto":
-            warnings.warn(DIM_WARNING, UserWarning, stacklevel=3)
+            warn(DIM_WARNING, UserWarning, stacklevel=3)
         elif lifts:
             # The smoothed stain and its diameter as that look measured them.
             return _contrast(smooth, dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING), be,
                              diameter=measured if given is None else given)
     for text in said:
-        warnings.warn(text, UserWarning, stacklevel=3)
+        warn(text, UserWarning, stacklevel=3)
     return _Mask(mask, threshold, diameter, stain_sigma(p))
 
 
