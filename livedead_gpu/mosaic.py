@@ -254,11 +254,60 @@ class MosaicResult:
     _counts: object = None
 
     def counts(self, **compute_kwargs) -> tuple[int, int]:
-        """``(n_live, n_dead)`` over the mosaic, each nucleus counted by the tile owning it."""
+        """``(n_live, n_dead)`` over the mosaic, each nucleus counted by the tile owning it.
+
+        Segments every tile (the arrays are lazy): after computing ``classes`` too,
+        `store` does both in one pass.
+        """
         import dask
 
-        (parts,) = dask.compute(self._counts, **compute_kwargs)
-        return int(sum(c[0] for c in parts)), int(sum(c[1] for c in parts))
+        (parts,) = dask.compute(self._counts, **_check_compute(compute_kwargs))
+        return _sum_counts(parts)
+
+    def store(self, classes, cells=None, **compute_kwargs) -> tuple[int, int]:
+        """Write the class mask (and the cell labels) and count the nuclei, segmenting each tile once.
+
+        Parameters
+        ----------
+        classes, cells : array-like
+            Targets of the mosaic's shape that `dask.array.store` writes into, tile
+            by tile: a zarr array, a `numpy.memmap`, a NumPy array. ``cells`` may be
+            omitted.
+        **compute_kwargs
+            As `segment_mosaic`'s (not ``optimize_graph``).
+
+        Returns
+        -------
+        (n_live, n_dead) : tuple of int
+            As `counts`.
+        """
+        import dask
+        import dask.array as da
+
+        compute_kwargs = _check_compute(compute_kwargs)
+        if "optimize_graph" in compute_kwargs:
+            raise TypeError("store takes no optimize_graph: it computes without (see the comment)")
+        sources, targets = [self.classes], [classes]
+        if cells is not None:
+            sources.append(self.cells)
+            targets.append(cells)
+        stored = da.store(sources, targets, lock=False, compute=False)
+        # Unoptimised: dask's array optimisation fuses each tile's task into the arrays' chains
+        # under new keys, and the counts' branch would segment every tile a second time.
+        _, parts = dask.compute(stored, self._counts, optimize_graph=False, **compute_kwargs)
+        return _sum_counts(parts)
+
+
+def _sum_counts(parts):
+    return int(sum(c[0] for c in parts)), int(sum(c[1] for c in parts))
+
+
+def _check_compute(compute_kwargs):
+    unknown = sorted(set(compute_kwargs) - _COMPUTE_KWARGS)
+    if unknown:
+        raise TypeError(f"unexpected keyword(s) {', '.join(unknown)}; this takes dask.compute's "
+                        f"{', '.join(sorted(_COMPUTE_KWARGS))}")
+    return compute_kwargs
 
 
 def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = None, tile: int = 2048,
@@ -295,7 +344,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     -------
     MosaicResult
         Thresholds and diameter computed now; ``classes`` and ``cells`` lazy
-        (store them with ``dask.array.to_zarr`` or compute them tile by tile).
+        (`MosaicResult.store` writes them and counts the nuclei in one pass).
 
     Raises
     ------

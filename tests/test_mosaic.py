@@ -224,6 +224,32 @@ def test_background_joined_across_seams_is_the_whole_frames(seed):
     assert not filled.all() and (filled & ~closed).any()   # background open to the edge, and holes
 
 
+def test_store_writes_the_arrays_and_counts_segmenting_each_tile_once(frames, monkeypatch):
+    # m.classes.compute() then m.counts() segments every tile twice (both lazy); computed in one
+    # graph dask's optimisation had segmented them twice too. store: once.
+    from livedead_gpu import mosaic
+
+    calls = []
+    segment = mosaic._tile_segment
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return segment(*args, **kwargs)
+
+    monkeypatch.setattr(mosaic, "_tile_segment", counted)
+    f = frames[1024]
+    params = SegmentParams(nucleus_threshold="block-max")
+    m = segment_mosaic(f.brightfield, f.hoechst, f.draq7, params, tile=512, scheduler="sync")
+    classes, cells = np.zeros(m.classes.shape, np.uint8), np.zeros(m.cells.shape, m.cells.dtype)
+    counts = m.store(classes, cells, scheduler="sync")
+    assert len(calls) == 4
+    whole = segment_frame(f.brightfield, f.hoechst, f.draq7, params)
+    assert counts == (whole.n_live, whole.n_dead) == m.counts(scheduler="sync")
+    assert (classes == m.classes.compute(scheduler="sync")).all() and (cells == m.cells.compute(scheduler="sync")).all()
+    with pytest.raises(TypeError, match="optimize_graph"):
+        m.store(classes, optimize_graph=True)
+
+
 def test_depth_and_chunks():
     p = SegmentParams()
     # the gradient (Gaussian radius 4 and Sobel's pixel, then the padding fill's 10 and
