@@ -83,7 +83,7 @@ def connect(scheduler=None, workers: int | None = None, gpus=None, threads_per_w
         processes of a local scheduler.
     gpus : {"auto"} or int, optional
         Start a `dask_cuda.LocalCUDACluster` with one worker per GPU ("auto": every
-        GPU seen; N: the first N).
+        GPU seen; N: the first N), of those ``CUDA_VISIBLE_DEVICES`` allots when set.
     threads_per_worker : int
         Threads of each worker of a local (CUDA) cluster.
     memory_limit : str or int
@@ -209,9 +209,10 @@ def _cuda_cluster(gpus, threads_per_worker, memory_limit):
     if n is not None and n > seen:
         raise ValueError(f"gpus={n} but only {seen} CUDA device(s) are visible")
     distributed = _import_distributed()
-    # One worker per device, CUDA_VISIBLE_DEVICES rotated so each sees its own GPU as device 0.
-    devices = list(range(n if n is not None else seen))
-    cluster = dask_cuda.LocalCUDACluster(CUDA_VISIBLE_DEVICES=devices, threads_per_worker=threads_per_worker,
+    # One worker per device, each seeing its own GPU as device 0. dask-cuda reads the devices
+    # from CUDA_VISIBLE_DEVICES itself (ids or GPU-/MIG- UUIDs, as a batch scheduler allots
+    # them) and takes the first n; a list of our own would name physical GPUs 0..n-1.
+    cluster = dask_cuda.LocalCUDACluster(n_workers=n, threads_per_worker=threads_per_worker,
                                          memory_limit=memory_limit, dashboard_address=":0")
     with cluster, distributed.Client(cluster) as client:
         yield client

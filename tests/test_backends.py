@@ -587,3 +587,20 @@ def test_together_runs_side_by_side_on_opencv_threads():
     finally:
         cv2.setNumThreads(old)
     assert standin().together(lambda: 1, lambda: 2) == [1, 2]
+
+
+def test_auto_without_cucim_is_the_cpu(monkeypatch, caplog):
+    # A device and CuPy but no cuCIM: "auto" had raised cupy_backend's RuntimeError.
+    from livedead_gpu import backends
+    from livedead_gpu.backends import gpu
+
+    def no_cucim(device=None):
+        raise RuntimeError("backend='gpu' needs cuCIM (cucim is missing)")
+
+    monkeypatch.setattr(backends, "_gpu_available", lambda: True)
+    monkeypatch.setattr(gpu, "cupy_backend", no_cucim)
+    with caplog.at_level("WARNING", logger="livedead_gpu"):
+        assert isinstance(get_backend("auto"), CpuBackend)
+    assert "needs cuCIM" in caplog.text and "using the CPU backend" in caplog.text
+    with pytest.raises(RuntimeError, match="needs cuCIM"):
+        get_backend("gpu")

@@ -304,3 +304,40 @@ def test_local_cluster_is_lean():
     with connect("local", workers=1) as client:
         assert client.run_on_scheduler(_scheduler_has_stealing) is False
         assert set(client.run(_profiling).values()) == {False}
+
+
+def test_gpu_cluster_leaves_the_devices_to_dask_cuda(monkeypatch):
+    # A batch scheduler's CUDA_VISIBLE_DEVICES=2,3 (or MIG UUIDs): a list 0..n-1 of our own had
+    # pinned the workers to physical GPUs 0 and 1. dask-cuda reads the variable itself.
+    import sys
+    import types
+
+    from livedead_gpu import distributed as ld
+
+    made = {}
+
+    class Cluster:
+        def __init__(self, **kwargs):
+            made.clear()
+            made.update(kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class Client(Cluster):
+        def __init__(self, cluster):
+            pass
+
+    monkeypatch.setitem(sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=Cluster))
+    monkeypatch.setattr(ld, "gpu_count", lambda: 2)
+    monkeypatch.setattr(ld, "_import_distributed", lambda: types.SimpleNamespace(Client=Client))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    for gpus, workers in (("auto", None), (1, 1), (2, 2)):
+        with ld._cuda_cluster(gpus, 1, "auto"):
+            assert made["n_workers"] == workers and "CUDA_VISIBLE_DEVICES" not in made
+    with pytest.raises(ValueError, match="gpus=3 but only 2"):
+        with ld._cuda_cluster(3, 1, "auto"):
+            pass

@@ -19,7 +19,7 @@ log = logging.getLogger("livedead_gpu")
 def _gpu_available() -> bool:
     try:
         import cupy
-    except ImportError:
+    except Exception:  # ImportError, or anything a broken CUDA install raises on import
         return False
     try:
         return cupy.cuda.runtime.getDeviceCount() > 0
@@ -76,7 +76,12 @@ def get_backend(backend="cpu") -> Backend:
 
     if backend.startswith("gpu"):
         return cupy_backend(int(backend[4:]) if ":" in backend else None)
-    chosen = cupy_backend() if _gpu_available() else CpuBackend()
+    chosen = CpuBackend()
+    if _gpu_available():
+        try:
+            chosen = cupy_backend()
+        except RuntimeError as e:   # a device, but no cuCIM: "auto" means the GPU when it can run
+            log.warning("backend='auto': %s; using the CPU backend", e)
     if not _auto_logged:
         log.info("backend='auto': using the %s backend", chosen.name)
         _auto_logged = True
