@@ -28,7 +28,8 @@ def _params(path) -> SegmentParams:
 
 
 def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: int = 4, seed: int = 0) -> list[dict]:
-    """Segment a small synthetic plate; write masks, a summary CSV and the parameters.
+    """Segment a small synthetic plate; write masks, a summary CSV and the parameters, and the
+    plate's images (``plate/``, Gen5 files for ``livedead-gpu segment``).
 
     Returns the summary rows.
     """
@@ -44,6 +45,7 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
         bleed = plate_value(bleed_readings(f.hoechst, f.draq7, params, backend)
                             for (_, _, t), f in plate.items() if t == 0)
         params = dataclasses.replace(params, bleed=bleed)
+    synthetic.write_plate(plate, out / "plate")
     rows, readouts = [], []
     for (well, site, t), frame in sorted(plate.items()):
         r = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
@@ -85,7 +87,8 @@ def _cmd_demo(args) -> int:
     for r in rows:
         _say(args, f"{r['well']:<5}{r['time']:>5}{r['n_live']:>6}{r['n_dead']:>6}  ({r['true_live']}/{r['true_dead']})")
     _say(args, f"{len(rows)} frames in {time.perf_counter() - start:.2f} s -> {args.out}/ (masks/, summary.csv, params.toml, "
-          "readout/ with wells.csv and kill_curves.png, qc/ with a four-panel picture)")
+          "readout/ with wells.csv and kill_curves.png, qc/ with a four-panel picture, plate/ with the images: "
+          f"`livedead-gpu segment {args.out / 'plate'} -o TRAINING_SET` makes a training set of them)")
     return 0
 
 
@@ -122,6 +125,11 @@ def _cmd_segment(args) -> int:
                    "first time points, taken off every frame)")
     for key, msg in s.failed:
         print(f"skipped {key.well} s{key.site} t{key.time}: {msg}", file=sys.stderr)
+    if s.failed and not s.written and not s.resumed:
+        # every frame skipped: a training set of nothing is no success
+        print(f"livedead-gpu: error: all {len(s.failed)} frames were skipped for errors (above); nothing to train on",
+              file=sys.stderr)
+        return 1
     return 0
 
 

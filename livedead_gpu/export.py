@@ -494,7 +494,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     if plate.problems and on_error == "raise":
         msgs = [plate.problems[k] for k in sorted(plate.problems)]
         more = f" (and {len(msgs) - 3} more)" if len(msgs) > 3 else ""
-        raise PlateError("; ".join(msgs[:3]) + more + " — nothing written; on_error='skip' leaves such frames out")
+        raise PlateError("; ".join(msgs[:3]) + more + " — nothing written; on_error='skip' (--on-error skip) leaves such frames out")
 
     out.mkdir(parents=True, exist_ok=True)
     options = {"weights": weight_opts, "patches": patch_opts}
@@ -505,8 +505,8 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
     remembered = {**earlier, **splits}
     empty = [name for name, fr in zip(SPLITS, fractions) if fr > 0 and name not in splits.values()]
     if empty:  # a small plate: the loader's val or test split would be empty without a word
-        log.warning("%d well(s) split %s: %s get(s) no well", len(set(plate.wells)),
-                    "/".join(f"{f:g}" for f in fractions), " and ".join(empty))
+        log.warning("%d well(s) split %s: none for %s", len(set(plate.wells)),
+                    "/".join(f"{f:g}" for f in fractions), " or ".join(empty))
     records = {}
     with _lock(out), ThreadPoolExecutor(1, thread_name_prefix="livedead-writer") as pool:
         for p in atomic.remove_partials(out):

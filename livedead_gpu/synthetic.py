@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import operator
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-__all__ = ["SyntheticFrame", "make_frame", "make_timeseries", "make_plate"]
+__all__ = ["SyntheticFrame", "make_frame", "make_timeseries", "make_plate", "write_plate"]
 
 BIT_DEPTHS = (8, 12, 16)
 MIN_SIDE = 32
@@ -269,6 +270,39 @@ def make_plate(wells=("A1", "A2"), sites=1, n_times=3, shape=(256, 256), n_cells
                                      cell_radius=cell_radius, touching=touching)
             plate.update({(well, site, f.time): f for f in frames})
     return plate
+
+
+#: `write_plate`'s channel names, as Gen5/Cytation names its filters
+GEN5_NAMES = {"brightfield": "Bright Field", "hoechst": "DAPI", "draq7": "Cy5"}
+
+
+def write_plate(plate: Mapping, folder) -> Path:
+    """Write a plate of `make_plate` as an imager does: Gen5/Cytation single-channel TIFFs.
+
+    ``{well}_02_{channel}_{site}_{name}_{time}.tif``: channel 1 "Bright Field", 2
+    "DAPI" (Hoechst), 3 "Cy5" (Draq7); site and time numbered from 1 (the time in
+    three digits), as `livedead_gpu.io.open_plate` reads them, so that ``livedead-gpu
+    segment FOLDER -o OUT`` segments the plate. Each file is written atomically.
+
+    Parameters
+    ----------
+    plate : dict of (str, int, int) to SyntheticFrame
+        As `make_plate` returns: keyed by ``(well, site, time)``, sites and times from 0.
+    folder : path-like
+        Made when missing.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
+    from .io import write_tiff
+
+    folder = Path(folder)
+    for (well, site, time), frame in plate.items():
+        for c, (role, name) in enumerate(GEN5_NAMES.items(), 1):
+            write_tiff(folder / f"{well}_02_{c}_{site + 1}_{name}_{time + 1:03d}.tif", getattr(frame, role))
+    return folder
 
 
 def _layout(shape, n_cells, cell_radius, touching, rng) -> _Layout:

@@ -33,6 +33,16 @@ def test_demo_writes_masks_summary_and_params(tmp_path):
     assert written == SegmentParams(bleed=written.bleed) and 0 <= written.bleed < 0.01
     assert not list(out.rglob("*.part")), "temporary files left behind"
     assert "frames in" in proc.stdout
+    # the plate's images, as an imager writes them: what `segment` reads
+    from livedead_gpu import synthetic
+    from livedead_gpu.io import open_plate
+
+    plate = open_plate(out / "plate")
+    truth = synthetic.make_plate(wells=("A1", "A2", "B1"), sites=1, n_times=3, shape=(128, 128), n_cells=5, seed=0)
+    assert len(plate) == len(truth) == 9
+    for (well, site, t), f in truth.items():
+        read = plate.read((well, site + 1, t + 1))
+        assert all((getattr(read, c) == getattr(f, c)).all() for c in ("brightfield", "hoechst", "draq7"))
 
 
 def test_demo_reads_a_config(tmp_path):

@@ -265,3 +265,20 @@ def test_quiet_silences_warnings_and_evaluates_quietly(tmp_path, capsys):
         assert main(["-q", "demo", "--out", str(tmp_path / "d"), "--size", "64", "--times", "1"]) == 0
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""   # a 64² demo no longer asks for 20 cells, nor warns
+
+
+def test_segment_that_skips_every_frame_fails(tmp_path, capsys):
+    # --on-error skip over a plate whose every frame lacks Draq7 had exited 0 with an empty
+    # manifest (readout and qc then failed on it)
+    from test_io_plate import write_gen5
+
+    from livedead_gpu.cli import main
+
+    src = write_gen5(tmp_path / "plate", make_plate(size=64, times=1, sites=1))
+    for path in src.glob("*_Cy5_*.tif"):
+        path.unlink()
+    assert main(["segment", str(src), "-o", str(tmp_path / "o")]) == 2
+    assert "--on-error skip" in capsys.readouterr().err
+    assert main(["segment", str(src), "-o", str(tmp_path / "o"), "--on-error", "skip"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("skipped ") >= 2 and "all " in err and "frames were skipped for errors" in err

@@ -463,11 +463,11 @@ def test_a_split_left_without_wells_is_logged(tmp_path, plate, caplog):
     src = write_gen5(tmp_path / "plate", plate)    # 2 wells: 0.7/0.15/0.15 leaves val or test empty
     with caplog.at_level("WARNING", logger="livedead_gpu"):
         export_plate(src, tmp_path / "o")
-    assert "2 well(s) split 0.7/0.15/0.15:" in caplog.text and "no well" in caplog.text
+    assert "2 well(s) split 0.7/0.15/0.15:" in caplog.text and "none for " in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="livedead_gpu"):
         export_plate(src, tmp_path / "o2", split=(0.5, 0.5, 0))
-    assert "no well" not in caplog.text
+    assert "none for" not in caplog.text
 
 
 def test_unread_files_are_logged(tmp_path, plate, caplog):

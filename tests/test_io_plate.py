@@ -309,7 +309,7 @@ def test_unmapped_channel_name_needs_a_map(tmp_path, plate):
         p.read(p.keys()[0])
     p = open_plate(root, channel_map={"Texas Red": "draq7"})
     assert not p.problems
-    with pytest.warns(UserWarning, match=r"'Texas Rd' match no channel of .*Texas Red"):
+    with pytest.warns(UserWarning, match=r"'Texas Rd' matches no channel of .*Texas Red"):
         open_plate(root, channel_map={"Texas Rd": "draq7", "Texas Red": "draq7"})
     np.testing.assert_array_equal(p.read(("B2", 1, 2)).draq7, plate[("B2", 0, 1)].draq7)
 

@@ -348,7 +348,8 @@ def _folder_plate(root, layout, patterns, channel_map, defaults, skip=()) -> Fol
     unused = [k for k in parse_channel_map(channel_map) if _norm(k) not in names]
     if unused:
         # A warning, not an error: one lab-wide map may name channels a plate lacks.
-        warnings.warn(f"channel map: {', '.join(map(repr, unused))} match no channel of {str(root)!r} "
+        warnings.warn(f"channel map: {', '.join(map(repr, unused))} match{'es' * (len(unused) == 1)} no channel "
+                      f"of {str(root)!r} "
                       f"(its channels: {', '.join(sorted({n for c in found.values() for n in c}))})",
                       UserWarning, stacklevel=3)
 
@@ -371,7 +372,7 @@ def _folder_plate(root, layout, patterns, channel_map, defaults, skip=()) -> Fol
             have = ", ".join(repr(str(p)) for ps in chans.values() for p in ps)
             errors.append(
                 f"no {'/'.join(missing)} channel (unmapped channels: {extra or 'none'}; "
-                f"see channel_map); files: {have}")
+                f"see channel_map, --channel-map on the command line); files: {have}")
         files[key] = roles
         if errors:
             problems[key] = f"{_key_text(key)}: " + "; ".join(errors)
