@@ -299,6 +299,9 @@ def test_plate_death_rates_override():
     (make_frame, {"cell_radius": (3, 3)}, r"cell_radius must be \(low, high\) px with 4 <= low"),
     (make_frame, {"cell_radius": (5, float("inf"))}, "cell_radius"),
     (make_frame, {"touching": 2}, "touching"),
+    (make_frame, {"gap": -9.5}, r"gap must be a number of px in \[-cell_radius\[0\], 1000\] = \[-9, 1000\]"),
+    (make_frame, {"gap": float("nan")}, "gap"),
+    (make_plate, {"gap": True}, "gap"),
     (make_timeseries, {"n_times": 0}, "n_times"),
     (make_timeseries, {"death_rate": 1.5}, "death_rate"),
     (make_timeseries, {"bit_depth": 32}, "bit_depth"),
@@ -324,12 +327,30 @@ def test_bad_arguments(func, kwargs, name):
     dead_fraction=st.floats(0, 1),
     touching=st.floats(0, 1),
     seed=st.integers(0, 2**32 - 1),
+    gap=st.floats(-9, 12),
 )
-def test_invariants(rows, cols, n_cells, dead_fraction, touching, seed):
+def test_invariants(rows, cols, n_cells, dead_fraction, touching, seed, gap):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # small frames may be crowded
-        f = make_frame((rows, cols), n_cells, dead_fraction, seed=seed, touching=touching)
+        f = make_frame((rows, cols), n_cells, dead_fraction, seed=seed, touching=touching, gap=gap)
     check_classes(f)
+    assert not pairs(f.nuclei, SHIFTS)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_negative_gap_packs_a_confluent_sheet(seed):
+    # The default gap leaves cells in pairs at most, about a third of the frame covered; real
+    # confluent wells are one sheet. gap=-9 packs the cells: each keeps one connected piece and
+    # its nucleus, nuclei stay apart.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # it places as many as fit
+        f = make_frame((256, 256), n_cells=200, seed=seed, gap=-9)
+    check_classes(f)
+    assert (f.classes > 0).mean() > 0.8
+    n, sheets = cv2.connectedComponents(np.uint8(f.cells > 0), connectivity=4)
+    assert max(len(np.unique(f.cells[sheets == k])) for k in range(1, n)) > 50
+    for label in range(1, len(f.dead)):
+        assert cv2.connectedComponents(np.uint8(f.cells == label), connectivity=4)[0] == 2
     assert not pairs(f.nuclei, SHIFTS)
 
 
