@@ -271,8 +271,9 @@ class MosaicResult:
         ----------
         classes, cells : array-like
             Targets of the mosaic's shape that `dask.array.store` writes into, tile
-            by tile: a zarr array, a `numpy.memmap`, a NumPy array. ``cells`` may be
-            omitted.
+            by tile: a zarr array, a `numpy.memmap`, a NumPy array (on a distributed
+            cluster: a zarr array the workers share; a NumPy array is refused).
+            ``cells`` may be omitted.
         **compute_kwargs
             As `segment_mosaic`'s (not ``optimize_graph``).
 
@@ -291,11 +292,26 @@ class MosaicResult:
         if cells is not None:
             sources.append(self.cells)
             targets.append(cells)
+        if _on_a_cluster(compute_kwargs.get("scheduler")):
+            for name, target in zip(("classes", "cells"), targets):
+                if isinstance(target, np.ndarray):   # a memmap too: it travels as a copy
+                    raise ValueError(
+                        f"{name} is a NumPy array, which a distributed cluster's workers would fill in copies "
+                        "of their own (it stays empty here): store into a zarr array on storage the workers "
+                        "share, or compute the arrays")
         stored = da.store(sources, targets, lock=False, compute=False)
         # Unoptimised: dask's array optimisation fuses each tile's task into the arrays' chains
         # under new keys, and the counts' branch would segment every tile a second time.
         _, parts = dask.compute(stored, self._counts, optimize_graph=False, **compute_kwargs)
         return _sum_counts(parts)
+
+
+def _on_a_cluster(scheduler) -> bool:
+    """Whether dask computes on a distributed Client (given, or the default one)."""
+    from dask.base import get_scheduler
+
+    get = get_scheduler(scheduler=scheduler)
+    return type(getattr(get, "__self__", None)).__name__ == "Client"
 
 
 def _sum_counts(parts):

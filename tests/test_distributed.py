@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import cloudpickle
+import numpy as np
 import pytest
 from test_io_plate import small_plate, write_gen5
 
@@ -341,3 +342,20 @@ def test_gpu_cluster_leaves_the_devices_to_dask_cuda(monkeypatch):
     with pytest.raises(ValueError, match="gpus=3 but only 2"):
         with ld._cuda_cluster(3, 1, "auto"):
             pass
+
+
+def test_a_mosaic_on_the_cluster(cluster):
+    # Each tile on a worker process: the class mask is the whole frame's. store() into a NumPy
+    # array had filled the workers' copies and left this one empty (80 % "equal": background).
+    from livedead_gpu import segment_frame, synthetic
+    from livedead_gpu.mosaic import segment_mosaic
+
+    f = synthetic.make_frame((512, 512), n_cells=80, seed=1)
+    m = segment_mosaic(f.brightfield, f.hoechst, f.draq7, tile=256)
+    whole = segment_frame(f.brightfield, f.hoechst, f.draq7)
+    assert (m.classes.compute() == whole.classes).all() and m.counts() == (whole.n_live, whole.n_dead)
+    with pytest.raises(ValueError, match="classes is a NumPy array, which a distributed cluster's workers"):
+        m.store(np.zeros(m.classes.shape, np.uint8))
+    classes = np.zeros(m.classes.shape, np.uint8)   # a local scheduler fills it
+    assert m.store(classes, scheduler="threads") == (whole.n_live, whole.n_dead)
+    assert (classes == whole.classes).all()
