@@ -45,6 +45,11 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
         bleed = plate_value(bleed_readings(f.hoechst, f.draq7, params, backend)
                             for (_, _, t), f in plate.items() if t == 0)
         params = dataclasses.replace(params, bleed=bleed)
+    # An earlier demo's files in its own folders (a run with more time points or another size)
+    # would join this plate when segmented, and its masks outlive the summary that lists them.
+    for old in [*(out / "plate").glob("*_02_[123]_*_*_[0-9][0-9][0-9].tif"),
+                *(out / "masks").glob("*_s*_t[0-9][0-9][0-9]_*.tif")]:
+        old.unlink()
     synthetic.write_plate(plate, out / "plate")
     rows, readouts = [], []
     for (well, site, t), frame in sorted(plate.items()):
@@ -464,7 +469,9 @@ def main(argv=None) -> int:
         warnings.simplefilter("ignore")
     # A warning is one line that says whose it is, not Python's file, line and source.
     formatwarning = warnings.formatwarning
-    warnings.formatwarning = lambda message, category, *_, **__: f"livedead-gpu: warning: {message}\n"
+    warnings.formatwarning = lambda message, category, *_, **__: (
+        f"livedead-gpu: warning: {message}\n" if category is UserWarning
+        else f"livedead-gpu: warning ({category.__name__}): {message}\n")
     try:
         return args.func(args)
     except KeyboardInterrupt:

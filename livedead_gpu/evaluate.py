@@ -458,7 +458,9 @@ def find_pairs(images, labels) -> list[tuple[Path, Path]]:
             f"{', '.join(t for t in LABEL_TAGS if t)} added (e.g. {_stem(next(iter(files(images)), Path('a.tif')))}"
             "_labels.tif)"
         )
-    if unpaired and not beside:
+    # Beside their images, the label files are among the "images" no label file pairs with.
+    unpaired = [p for p in unpaired if p not in pairs]
+    if unpaired:
         warnings.warn(f"not scored, no label file in {str(labels)!r}: {_listing(unpaired)} in {str(images)!r}",
                       UserWarning, stacklevel=2)
     unused = [p for p in files(labels) if p not in pairs] if not beside else []
@@ -482,6 +484,8 @@ def _listing(paths):
 def _instances(truth, path):
     """``truth``, or, when it is a binary mask (one value on several separate objects), its
     8-connected objects numbered, with a warning: touching objects then count as one."""
+    if truth.dtype.kind == "b":   # a 1-bit TIFF: a binary mask, whatever its objects
+        truth = truth.astype(np.uint8)
     if truth.dtype.kind not in "iu" or truth.size == 0:
         return truth   # refused by match_instances, naming the file
     values = np.unique(truth)

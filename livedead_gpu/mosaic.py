@@ -272,7 +272,8 @@ class MosaicResult:
         classes, cells : array-like
             Targets of the mosaic's shape that `dask.array.store` writes into, tile
             by tile: a zarr array, a `numpy.memmap`, a NumPy array (on a distributed
-            cluster: a zarr array the workers share; a NumPy array is refused).
+            cluster or the "processes" scheduler: a zarr array the workers share; a
+            NumPy array or memmap is refused).
             ``cells`` may be omitted.
         **compute_kwargs
             As `segment_mosaic`'s (not ``optimize_graph``).
@@ -292,13 +293,13 @@ class MosaicResult:
         if cells is not None:
             sources.append(self.cells)
             targets.append(cells)
-        if _on_a_cluster(compute_kwargs.get("scheduler")):
+        if not _in_this_process(compute_kwargs.get("scheduler")):
             for name, target in zip(("classes", "cells"), targets):
                 if isinstance(target, np.ndarray):   # a memmap too: it travels as a copy
                     raise ValueError(
-                        f"{name} is a NumPy array, which a distributed cluster's workers would fill in copies "
-                        "of their own (it stays empty here): store into a zarr array on storage the workers "
-                        "share, or compute the arrays")
+                        f"{name} is a NumPy array, which the workers of a distributed cluster or a process "
+                        "pool would fill in copies of their own (it stays empty here): store into a zarr "
+                        "array on storage they share, use the threaded scheduler, or compute the arrays")
         stored = da.store(sources, targets, lock=False, compute=False)
         # Unoptimised: dask's array optimisation fuses each tile's task into the arrays' chains
         # under new keys, and the counts' branch would segment every tile a second time.
@@ -306,12 +307,14 @@ class MosaicResult:
         return _sum_counts(parts)
 
 
-def _on_a_cluster(scheduler) -> bool:
-    """Whether dask computes on a distributed Client (given, or the default one)."""
+def _in_this_process(scheduler) -> bool:
+    """Whether dask computes in this process (threads or synchronously), where a task's
+    writes into a NumPy array land in the caller's array."""
+    import dask.local
+    import dask.threaded
     from dask.base import get_scheduler
 
-    get = get_scheduler(scheduler=scheduler)
-    return type(getattr(get, "__self__", None)).__name__ == "Client"
+    return get_scheduler(scheduler=scheduler) in (dask.threaded.get, dask.local.get_sync)
 
 
 def _sum_counts(parts):

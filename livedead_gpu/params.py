@@ -243,7 +243,7 @@ class SegmentParams:
         _check_int("dilations", self.dilations, 0, 50)
         _check_int("erosions", self.erosions, 0, 50)
         if self.cell_threshold not in ("noise", _BLOCK_MAX):
-            raise ValueError(f"cell_threshold must be 'noise' or {_BLOCK_MAX!r}, got {self.cell_threshold!r}")
+            raise ValueError(f"cell_threshold must be 'noise' or {_BLOCK_MAX!r}, got {_shown(self.cell_threshold)}")
         _check_number("smoothing", self.smoothing, 0.0, 10.0)
         _check_number("noise_ceiling", self.noise_ceiling, 1.0, 10.0)
         if self.gradient_levels is not None:
@@ -252,7 +252,7 @@ class SegmentParams:
             if self.nucleus_threshold not in (_BLOCK_MAX, "contrast"):
                 raise ValueError(
                     f"nucleus_threshold must be {_BLOCK_MAX!r} or an int in [0, 65535] or 'contrast', "
-                    f"got {self.nucleus_threshold!r}"
+                    f"got {_shown(self.nucleus_threshold)}"
                 )
         else:
             _check_int("nucleus_threshold", self.nucleus_threshold, 0, 65535)
@@ -260,12 +260,12 @@ class SegmentParams:
         if isinstance(self.nucleus_smoothing, str):
             if self.nucleus_smoothing != "auto":
                 raise ValueError(f"nucleus_smoothing must be 'auto' or a number in [0.0, 10.0], "
-                                 f"got {self.nucleus_smoothing!r}")
+                                 f"got {_shown(self.nucleus_smoothing)}")
         else:
             _check_number("nucleus_smoothing", self.nucleus_smoothing, 0.0, 10.0)
         _check_int("min_nucleus_area", self.min_nucleus_area, 0, 10**6)
         if self.separation not in ("watershed", "voronoi"):
-            raise ValueError(f"separation must be 'watershed' or 'voronoi', got {self.separation!r}")
+            raise ValueError(f"separation must be 'watershed' or 'voronoi', got {_shown(self.separation)}")
         _check_number("nucleus_level", self.nucleus_level, 0.05, 0.95)
         _check_number("nucleus_edge", self.nucleus_edge, 0.0, 0.95)
         for name, lo, hi in (("pixel_size", 1e-3, 100.0), ("nucleus_diameter", 0.5, 1000.0),
@@ -286,24 +286,24 @@ class SegmentParams:
                 f"nucleus_diameter / pixel_size must be 3 to 2000 px (as nucleus_diameter_px), got "
                 f"{self.nucleus_diameter} µm / {self.pixel_size} µm per px = {self.nucleus_diameter / self.pixel_size:g} px")
         if self.dead_call not in ("ratio", "touch"):
-            raise ValueError(f"dead_call must be 'ratio' or 'touch', got {self.dead_call!r}")
+            raise ValueError(f"dead_call must be 'ratio' or 'touch', got {_shown(self.dead_call)}")
         _check_number("dead_ratio", self.dead_ratio, 1.0, 100.0)
         if isinstance(self.bleed, str):
             if self.bleed != "auto":
-                raise ValueError(f"bleed must be 'auto' or a number in [0, 1], got {self.bleed!r}")
+                raise ValueError(f"bleed must be 'auto' or a number in [0, 1], got {_shown(self.bleed)}")
         else:
             _check_number("bleed", self.bleed, 0.0, 1.0)
         if self.draq7_background not in ("local", "field"):
-            raise ValueError(f"draq7_background must be 'local' or 'field', got {self.draq7_background!r}")
+            raise ValueError(f"draq7_background must be 'local' or 'field', got {_shown(self.draq7_background)}")
         _check_number("draq7_dark", self.draq7_dark, 0.0, 65535.0)
         for name in ("split_nuclei", "dead_seeds"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise TypeError(f"{name} must be true or false, got {_shown(getattr(self, name))}")
         _check_number("split_depth", self.split_depth, 0.0, 1.0)
         _check_number("split_spacing", self.split_spacing, 0.1, 3.0)
         _check_number("split_merge", self.split_merge, 0.0, 1.0)
         if not isinstance(self.preset, str) or self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {self.preset!r}")
+            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {_shown(self.preset)}")
         # Equal parameters, one digest: a number field holds a float (1 -> 1.0, -0.0 -> 0.0), an
         # integer field an int and a flag a bool (NumPy scalars become Python's).
         for f in dataclasses.fields(self):
@@ -325,7 +325,7 @@ class SegmentParams:
         Draq7-mask dead rule.
         """
         if not isinstance(name, str) or name not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {name!r}")
+            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {_shown(name)}")
         return cls(**{**PRESETS[name], **overrides, "preset": name})
 
     @property
@@ -376,7 +376,7 @@ class SegmentParams:
         values = dict(data)
         preset = values.pop("preset", "default")
         if not isinstance(preset, str) or preset not in PRESETS:
-            raise ValueError(f"{source}: preset must be one of {', '.join(map(repr, PRESETS))}, got {preset!r}")
+            raise ValueError(f"{source}: preset must be one of {', '.join(map(repr, PRESETS))}, got {_shown(preset)}")
         for key in ("offset", "gradient_levels", "pixel_size", "nucleus_diameter", "nucleus_diameter_px",
                     "min_nucleus_area_um2"):
             if isinstance(values.get(key), str) and values[key].lower() == "none":
@@ -445,6 +445,13 @@ PRESETS = {
 #: How each field's type stores its value (a str of "str | int" stays a str).
 _KINDS = {"float": float, "float | None": float, "int": int, "int | None": int, "str | int": int, "float | str": float,
           "bool": bool}
+
+
+def _shown(value) -> str:
+    """``value`` as a message quotes it: `_show` for a huge integer, else its repr, cut at 60 characters."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return _show(value)
+    return f"{value!r:.60}"
 
 
 def _show(value) -> str:

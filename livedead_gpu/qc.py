@@ -630,6 +630,7 @@ def qc_training_set(root, out=None, n_frames: int = 8, gifs: bool = True, log=No
     params = SegmentParams.from_toml(root / "params.toml") if (root / "params.toml").is_file() else SegmentParams()
     say = log or (lambda _line: None)
 
+    from .checks import inside_padding
     from .stages.gradient import gradient_scale, padded_gradient
 
     panels, used = [], set()
@@ -641,8 +642,12 @@ def qc_training_set(root, out=None, n_frames: int = 8, gifs: bool = True, log=No
         scale = None
         if params.cell_threshold == "block-max":
             # thr_gradient counts levels of gradient / scale; the manifest records no scale, but
-            # it is a function of the gradient and params.toml (as segment_frame computes it)
-            scale = gradient_scale(gradient, params.coarseness, params.gradient_levels)
+            # it is a function of the gradient and params.toml, as segment_frame computes it:
+            # inside the registration margins it sets aside
+            inside, _ = inside_padding({"brightfield": np.asarray(bf), "hoechst": np.asarray(ho),
+                                        "draq7": np.asarray(d7)}, params.coarseness)
+            scale = gradient_scale(padded_gradient(inside["brightfield"], params.smoothing)[0], params.coarseness,
+                                   params.gradient_levels)
         stem = _file_stem(f"{row['well']}_s{row['site']}_t{row['time']}", used)
         p = plot_frame(bf, ho, d7, classes, out / "qc" / "panels" / f"{stem}.png", gradient=gradient,
                        smoothing=params.smoothing, title=caption, n_live=row["n_live"], n_dead=row["n_dead"],

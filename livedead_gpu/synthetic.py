@@ -345,9 +345,6 @@ def _layout(shape, n_cells, cell_radius, touching, rng, gap=_GAP) -> _Layout:
         offsets.append(off)
     centres = _place(shape, units, offsets, bound, margin, rng, gap)
     drawn = np.flatnonzero(~np.isnan(centres[:, 0]))
-    if len(drawn) < n:
-        warnings.warn(f"placed {len(drawn)} of n_cells={n} cells: the frame is too crowded",
-                      stacklevel=3)
 
     cells = np.zeros(shape, np.int32)
     nuclei = np.zeros(shape, np.int32)
@@ -376,6 +373,20 @@ def _layout(shape, n_cells, cell_radius, touching, rng, gap=_GAP) -> _Layout:
         inside = ((dx * c + dy * sn) / a) ** 2 + ((dy * c - dx * sn) / b) ** 2 <= 1
         inside &= (s <= _NUCLEUS_CLIP) & (cells[box] == label) & core[box]
         nuclei[box][inside] = label
+    held = np.zeros(len(drawn) + 1, bool)
+    held[nuclei] = True
+    held[0] = False
+    if not held[1:].all():
+        # Packed tight (a negative gap, the smallest cells): a cell squeezed to no room for its
+        # nucleus is left out, its pixels background.
+        keep = np.zeros(len(drawn) + 1, np.int32)
+        keep[held] = np.arange(1, np.count_nonzero(held) + 1)
+        cells, nuclei = keep[cells], keep[nuclei]
+        outline = _outline(cells)
+        drawn = drawn[held[1:]]
+    if len(drawn) < n:
+        warnings.warn(f"placed {len(drawn)} of n_cells={n} cells: the frame is too crowded",
+                      stacklevel=3)
 
     stain = _stain(nuclei, rng)
     base = _brightfield_base(cells, nuclei, outline, rng)

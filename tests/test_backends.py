@@ -599,8 +599,16 @@ def test_auto_without_cucim_is_the_cpu(monkeypatch, caplog):
 
     monkeypatch.setattr(backends, "_gpu_available", lambda: True)
     monkeypatch.setattr(gpu, "cupy_backend", no_cucim)
+    monkeypatch.setattr(backends, "_auto_logged", False)
     with caplog.at_level("WARNING", logger="livedead_gpu"):
         assert isinstance(get_backend("auto"), CpuBackend)
-    assert "needs cuCIM" in caplog.text and "using the CPU backend" in caplog.text
+        assert isinstance(get_backend("auto"), CpuBackend)   # a mosaic asks once a tile: said once
+    assert caplog.text.count("needs cuCIM") == 1 and "using the CPU backend" in caplog.text
     with pytest.raises(RuntimeError, match="needs cuCIM"):
         get_backend("gpu")
+
+    def broken(device=None):   # a cuCIM whose CUDA libraries fail to load
+        raise OSError("libcudart.so.12: cannot open shared object file")
+
+    monkeypatch.setattr(gpu, "cupy_backend", broken)
+    assert isinstance(get_backend("auto"), CpuBackend)

@@ -43,6 +43,9 @@ def test_demo_writes_masks_summary_and_params(tmp_path):
     for (well, site, t), f in truth.items():
         read = plate.read((well, site + 1, t + 1))
         assert all((getattr(read, c) == getattr(f, c)).all() for c in ("brightfield", "hoechst", "draq7"))
+    # a second demo of fewer time points into the same folder leaves none of the first's frames
+    assert run("demo", "--out", str(out), "--size", "128", "--times", "1").returncode == 0
+    assert len(open_plate(out / "plate")) == 3 and len(list((out / "masks").glob("*_classes.tif"))) == 3
 
 
 def test_demo_reads_a_config(tmp_path):

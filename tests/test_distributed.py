@@ -354,8 +354,10 @@ def test_a_mosaic_on_the_cluster(cluster):
     m = segment_mosaic(f.brightfield, f.hoechst, f.draq7, tile=256)
     whole = segment_frame(f.brightfield, f.hoechst, f.draq7)
     assert (m.classes.compute() == whole.classes).all() and m.counts() == (whole.n_live, whole.n_dead)
-    with pytest.raises(ValueError, match="classes is a NumPy array, which a distributed cluster's workers"):
+    with pytest.raises(ValueError, match="classes is a NumPy array, which the workers of a distributed cluster"):
         m.store(np.zeros(m.classes.shape, np.uint8))
+    with pytest.raises(ValueError, match="or a process pool"):   # copies too
+        m.store(np.zeros(m.classes.shape, np.uint8), scheduler="processes")
     classes = np.zeros(m.classes.shape, np.uint8)   # a local scheduler fills it
     assert m.store(classes, scheduler="threads") == (whole.n_live, whole.n_dead)
     assert (classes == whole.classes).all()

@@ -263,13 +263,23 @@ def test_block_max_gradient_threshold_is_marked_on_the_gradient_scale(tmp_path, 
     assert bar().lines[0].get_ydata()[0] == pytest.approx(r.thresholds["gradient"])
 
 
-def test_qc_marks_a_block_max_threshold_with_its_scale(tmp_path, monkeypatch):
+@pytest.mark.parametrize("margin", [0, 80])
+def test_qc_marks_a_block_max_threshold_with_its_scale(tmp_path, monkeypatch, margin):
+    # margin: registration padding, which segment_frame sets aside before it measures the scale
+    # (the QC scale had been of the whole frame: 34.4 for 32.0 beside a 150-px margin)
     import csv
+    import dataclasses
 
     from livedead_gpu import SegmentParams
 
     root = tmp_path / "ts"
-    plate = synthetic.make_plate(wells=("A1",), n_times=1, shape=(96, 96), n_cells=5, bit_depth=16, seed=4)
+    plate = synthetic.make_plate(wells=("A1",), n_times=1, shape=(192, 192), n_cells=20, bit_depth=16, seed=4)
+    for key, f in plate.items():
+        padded = {}
+        for c in ("brightfield", "hoechst", "draq7"):
+            padded[c] = getattr(f, c).copy()
+            padded[c][:, :margin] = 0
+        plate[key] = dataclasses.replace(f, **padded)
     write_training_set(root, plate)
     params = SegmentParams.from_preset("article", gradient_levels=1024)
     (root / "params.toml").write_text(params.to_toml())

@@ -338,6 +338,17 @@ def test_invariants(rows, cols, n_cells, dead_fraction, touching, seed, gap):
 
 
 @pytest.mark.parametrize("seed", range(3))
+def test_the_smallest_cells_packed_tightest_keep_their_nuclei(seed):
+    # cell_radius (4, 4) at gap -4: cells squeezed to no room for a nucleus had been counted
+    # (112 of them over 30 frames)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        f = make_frame((128, 128), n_cells=200, seed=seed, cell_radius=(4, 4), gap=-4)
+    check_classes(f)
+    assert f.n_live + f.n_dead > 100
+
+
+@pytest.mark.parametrize("seed", range(3))
 def test_a_negative_gap_packs_a_confluent_sheet(seed):
     # The default gap leaves cells in pairs at most, about a third of the frame covered; real
     # confluent wells are one sheet. gap=-9 packs the cells: each keeps one connected piece and

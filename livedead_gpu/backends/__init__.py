@@ -80,8 +80,10 @@ def get_backend(backend="cpu") -> Backend:
     if _gpu_available():
         try:
             chosen = cupy_backend()
-        except RuntimeError as e:   # a device, but no cuCIM: "auto" means the GPU when it can run
-            log.warning("backend='auto': %s; using the CPU backend", e)
+        except Exception as e:   # a device, but no (working) cuCIM: "auto" is the GPU when it can run
+            if not _auto_logged:
+                log.warning("backend='auto': %s; using the CPU backend", e)
+                _auto_logged = True
     if not _auto_logged:
         log.info("backend='auto': using the %s backend", chosen.name)
         _auto_logged = True
