@@ -143,8 +143,8 @@ def make_frame(shape=(256, 256), n_cells=20, dead_fraction=0.3, bit_depth=12, se
         (8 by default: a sparse field, at most about a third of it covered). 0 lets
         them touch; a negative gap, down to ``-cell_radius[0]``, packs them into a
         confluent sheet of any cluster size (``gap=-9`` with enough cells covers
-        over 80 %), each cell keeping the pixels nearer its own outline and its
-        whole nucleus.
+        over 80 %), each cell keeping the pixels nearer its own outline, in one
+        piece, with its nucleus (a cell squeezed to no room for one is left out).
 
     Returns
     -------
