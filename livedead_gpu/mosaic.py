@@ -261,7 +261,7 @@ class MosaicResult:
         """
         import dask
 
-        (parts,) = dask.compute(self._counts, **_check_compute(compute_kwargs))
+        (parts,) = dask.compute(self._counts, **_check_compute(compute_kwargs, "counts"))
         return _sum_counts(parts)
 
     def store(self, classes, cells=None, **compute_kwargs) -> tuple[int, int]:
@@ -286,7 +286,7 @@ class MosaicResult:
         import dask
         import dask.array as da
 
-        compute_kwargs = _check_compute(compute_kwargs)
+        compute_kwargs = _check_compute(compute_kwargs, "store")
         if "optimize_graph" in compute_kwargs:
             raise TypeError("store takes no optimize_graph: it computes without (see the comment)")
         sources, targets = [self.classes], [classes]
@@ -321,11 +321,13 @@ def _sum_counts(parts):
     return int(sum(c[0] for c in parts)), int(sum(c[1] for c in parts))
 
 
-def _check_compute(compute_kwargs):
+def _check_compute(compute_kwargs, who="this"):
+    """``compute_kwargs``, refused when one is no `dask.compute` keyword of `_COMPUTE_KWARGS`
+    (dask would ignore a misspelt one without a word)."""
     unknown = sorted(set(compute_kwargs) - _COMPUTE_KWARGS)
     if unknown:
-        raise TypeError(f"unexpected keyword(s) {', '.join(unknown)}; this takes dask.compute's "
-                        f"{', '.join(sorted(_COMPUTE_KWARGS))}")
+        raise TypeError(f"{who} got unexpected keyword(s) {', '.join(unknown)}; besides its own parameters it "
+                        f"takes dask.compute's {', '.join(sorted(_COMPUTE_KWARGS))}")
     return compute_kwargs
 
 
@@ -386,10 +388,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     import dask.array as da
 
     p = as_params(params)
-    unknown = sorted(set(compute_kwargs) - _COMPUTE_KWARGS)
-    if unknown:
-        raise TypeError(f"segment_mosaic got unexpected keyword(s) {', '.join(unknown)}; besides its own "
-                        f"parameters it takes dask.compute's {', '.join(sorted(_COMPUTE_KWARGS))}")
+    _check_compute(compute_kwargs, "segment_mosaic")
     if p.nucleus_threshold == "contrast" and p.dead_call == "touch":
         raise ValueError("nucleus_threshold='contrast' with dead_call='touch' is not supported for mosaics (the "
                          "Draq7 mask would need contrast statistics and a diameter of its own); use "
