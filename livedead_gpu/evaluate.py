@@ -525,7 +525,7 @@ def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
     be = get_backend(backend)
     image = as_intensity(image, "image", min_side=2)
     inside, box = inside_padding({"image": image}, p.coarseness)   # alignment padding, as segment_frame
-    mask, _, diameter, _ = _nucleus_mask(be.to_device(inside["image"]), p, be)
+    mask, _, diameter, *_ = _nucleus_mask(be.to_device(inside["image"]), p, be)
     labels, _ = split_nuclei(mask, diameter, p, be) if p.split_nuclei else be.label(mask)
     if box is None:
         return be.to_host(labels)

@@ -590,7 +590,7 @@ def _crop_smooths(ho, p, backend, threshold, diameter, contrast):
     ho = be.to_device(np.ascontiguousarray(ho))
     y = ho.astype(be.xp.float32) - background(ho, _BACKGROUND_WIDTH * diameter, be)
     # (the size filter's advice is the tiles' to give)
-    mask = _threshold_mask(y, threshold, diameter, p, be, advice=[])
+    mask, _ = _threshold_mask(y, threshold, diameter, p, be, advice=[])
     if bright_objects(mask, y, *contrast[:2], be):
         return False, None
     lifts, _, measured = _smoothed_look(ho, p, be)

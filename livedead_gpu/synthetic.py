@@ -40,6 +40,7 @@ _GAP = 8.0              # px between the bounding circles of cells that do not t
 _OVERLAP = (0.8, 0.9)   # centre distance of a touching pair / sum of radii towards each other
 _NUCLEUS = (0.35, 0.5)  # nucleus diameter / cell diameter
 _NUCLEUS_CLIP = 0.75    # nucleus stays within this fraction of the cell radius
+_CONTACT = (0.0, 2.0)   # px past the cells' boundary a touching nucleus reaches before it is cut there
 _TRIES = 20
 _CANDIDATES = 64
 
@@ -113,7 +114,7 @@ class _Layout:
 
 
 def make_frame(shape=(256, 256), n_cells=20, dead_fraction=0.3, bit_depth=12, seed=0, *,
-               cell_radius=(9.0, 16.0), touching=0.3, gap=_GAP) -> SyntheticFrame:
+               cell_radius=(9.0, 16.0), touching=0.3, gap=_GAP, touching_nuclei=0.0) -> SyntheticFrame:
     """Make one synthetic live/dead frame with ground truth.
 
     Parameters
@@ -138,6 +139,14 @@ def make_frame(shape=(256, 256), n_cells=20, dead_fraction=0.3, bit_depth=12, se
         a 256 x 256 frame and leave about 60 % of its 16 x 16 blocks empty.
     touching : float, optional
         Share of the cells placed in touching pairs, in [0, 1].
+    touching_nuclei : float, optional
+        Share of the touching pairs whose nuclei touch too, in [0, 1] (0 by default:
+        every nucleus lies 2 px or more inside its cell's outline). Each nucleus of
+        such a pair is moved towards the other until it reaches 0-2 px (at random)
+        past the cells' shared boundary, and cut there: a contact from a point to a
+        flattened chord, the outline under it hidden as the class mask's precedence
+        hides it. Each nucleus keeps its own intensity dome, so a dimmer line parts
+        them.
     gap : float, optional
         Least distance in px between the bounding circles of cells placed apart
         (8 by default: a sparse field, at most about a third of it covered). 0 lets
@@ -164,9 +173,11 @@ def make_frame(shape=(256, 256), n_cells=20, dead_fraction=0.3, bit_depth=12, se
     cell_radius = _check_radius(cell_radius)
     touching = _check_fraction(touching, "touching")
     gap = _check_gap(gap, cell_radius)
+    touching_nuclei = _check_fraction(touching_nuclei, "touching_nuclei")
     layout_seq, state_seq, noise_seq = _seq(seed).spawn(3)
 
-    layout = _layout(shape, n_cells, cell_radius, touching, np.random.default_rng(layout_seq), gap)
+    layout = _layout(shape, n_cells, cell_radius, touching, np.random.default_rng(layout_seq), gap,
+                     touching_nuclei)
     rng = np.random.default_rng(state_seq)
     n = layout.n
     dead = np.zeros(n + 1, bool)
@@ -176,7 +187,8 @@ def make_frame(shape=(256, 256), n_cells=20, dead_fraction=0.3, bit_depth=12, se
 
 
 def make_timeseries(shape=(256, 256), n_cells=20, n_times=5, bit_depth=12, death_rate=0.15,
-                    seed=0, *, cell_radius=(9.0, 16.0), touching=0.3, gap=_GAP) -> list[SyntheticFrame]:
+                    seed=0, *, cell_radius=(9.0, 16.0), touching=0.3, gap=_GAP,
+                    touching_nuclei=0.0) -> list[SyntheticFrame]:
     """Make a time series of one field of view in which cells die.
 
     All cells are alive at ``t = 0``; each dies at frame ``T >= 1`` drawn with a
@@ -186,7 +198,7 @@ def make_timeseries(shape=(256, 256), n_cells=20, n_times=5, bit_depth=12, death
 
     Parameters
     ----------
-    shape, n_cells, bit_depth, cell_radius, touching, gap
+    shape, n_cells, bit_depth, cell_radius, touching, gap, touching_nuclei
         As in `make_frame`.
     n_times : int, optional
         Number of frames (>= 1).
@@ -215,9 +227,11 @@ def make_timeseries(shape=(256, 256), n_cells=20, n_times=5, bit_depth=12, death
     cell_radius = _check_radius(cell_radius)
     touching = _check_fraction(touching, "touching")
     gap = _check_gap(gap, cell_radius)
+    touching_nuclei = _check_fraction(touching_nuclei, "touching_nuclei")
     layout_seq, state_seq, frames_seq = _seq(seed).spawn(3)
 
-    layout = _layout(shape, n_cells, cell_radius, touching, np.random.default_rng(layout_seq), gap)
+    layout = _layout(shape, n_cells, cell_radius, touching, np.random.default_rng(layout_seq), gap,
+                     touching_nuclei)
     n = layout.n
     rng = np.random.default_rng(state_seq)
     death = np.full(n + 1, np.inf)
@@ -233,7 +247,7 @@ def make_timeseries(shape=(256, 256), n_cells=20, n_times=5, bit_depth=12, death
 
 def make_plate(wells=("A1", "A2"), sites=1, n_times=3, shape=(256, 256), n_cells=20, bit_depth=12,
                seed=0, *, death_rates=None, cell_radius=(9.0, 16.0),
-               touching=0.3, gap=_GAP) -> dict[tuple[str, int, int], SyntheticFrame]:
+               touching=0.3, gap=_GAP, touching_nuclei=0.0) -> dict[tuple[str, int, int], SyntheticFrame]:
     """Make a plate: a time series per well and site, with a dose series of death rates.
 
     Parameters
@@ -242,7 +256,7 @@ def make_plate(wells=("A1", "A2"), sites=1, n_times=3, shape=(256, 256), n_cells
         Distinct well names, at least one.
     sites : int, optional
         Fields of view per well (>= 1), numbered from 0.
-    n_times, shape, n_cells, bit_depth, cell_radius, touching, gap
+    n_times, shape, n_cells, bit_depth, cell_radius, touching, gap, touching_nuclei
         As in `make_timeseries`.
     seed : int, numpy.random.SeedSequence or None, optional
         Each (well, site) gets its own layout and noise from it.
@@ -278,7 +292,8 @@ def make_plate(wells=("A1", "A2"), sites=1, n_times=3, shape=(256, 256), n_cells
     for well, rate in zip(wells, death_rates):
         for site in range(sites):
             frames = make_timeseries(shape, n_cells, n_times, bit_depth, rate, next(seqs),
-                                     cell_radius=cell_radius, touching=touching, gap=gap)
+                                     cell_radius=cell_radius, touching=touching, gap=gap,
+                                     touching_nuclei=touching_nuclei)
             plate.update({(well, site, f.time): f for f in frames})
     return plate
 
@@ -316,7 +331,7 @@ def write_plate(plate: Mapping, folder) -> Path:
     return folder
 
 
-def _layout(shape, n_cells, cell_radius, touching, rng, gap=_GAP) -> _Layout:
+def _layout(shape, n_cells, cell_radius, touching, rng, gap=_GAP, touching_nuclei=0.0) -> _Layout:
     n = n_cells
     r = rng.uniform(*cell_radius, n)
     aspect = rng.uniform(0.7, 1.0, n)
@@ -367,11 +382,32 @@ def _layout(shape, n_cells, cell_radius, touching, rng, gap=_GAP) -> _Layout:
             cells[box][mine & (parts != parts[centre])] = 0
     outline = _outline(cells)
     core = _distance((cells > 0) & ~outline) >= 2
+    partner, past = {}, {}   # index -> the pair's other cell, and how far past the boundary the nucleus reaches
+    if touching_nuclei > 0:
+        label_of = {i: label for label, i in enumerate(drawn, 1)}
+        chosen, depth = rng.random(n_pairs) < touching_nuclei, rng.uniform(*_CONTACT, n_pairs)
+        for k in np.flatnonzero(chosen):
+            if 2 * k in label_of and 2 * k + 1 in label_of:
+                partner[2 * k], partner[2 * k + 1] = 2 * k + 1, 2 * k
+                past[2 * k] = past[2 * k + 1] = depth[k]
     for label, (i, (box, dy, dx, s)) in enumerate(zip(drawn, boxes), 1):
         c, sn = np.cos(nuc_theta[i]), np.sin(nuc_theta[i])
         a, b = nuc_r[i] / np.sqrt(nuc_aspect[i]), nuc_r[i] * np.sqrt(nuc_aspect[i])
+        room = (s <= _NUCLEUS_CLIP) & core[box]
+        if i in partner:
+            j = partner[i]
+            (ty, tx), far = centres[j] - centres[i], np.hypot(*(centres[j] - centres[i]))
+            phi = np.arctan2(ty, tx)
+            # The cells' boundary on the line between their centres (where each one's radius
+            # fraction is equal), and this nucleus's own reach along that line: moved so that it
+            # reaches past[i] px past the boundary, then cut to its cell beside the partner.
+            ri, rj = _radius(*shape_of[i], phi), _radius(*shape_of[j], phi + np.pi)
+            reach = 1 / np.hypot(np.cos(phi - nuc_theta[i]) / a, np.sin(phi - nuc_theta[i]) / b)
+            shift = max(far * ri / (ri + rj) - reach + past[i], 0.0)
+            dx, dy = dx - shift * np.cos(phi), dy - shift * np.sin(phi)
+            room = core[box] | (_distance(cells[box] != label_of[j]) <= 3)
         inside = ((dx * c + dy * sn) / a) ** 2 + ((dy * c - dx * sn) / b) ** 2 <= 1
-        inside &= (s <= _NUCLEUS_CLIP) & (cells[box] == label) & core[box]
+        inside &= room & (cells[box] == label)
         nuclei[box][inside] = label
     held = np.zeros(len(drawn) + 1, bool)
     held[nuclei] = True
@@ -450,6 +486,18 @@ def _outline(labels):
     return edge & (labels > 0)
 
 
+def _parting(labels):
+    """Labelled pixels with a 4-neighbour of another label that is not 0."""
+    edge = np.zeros(labels.shape, bool)
+    dv = (labels[1:] != labels[:-1]) & (labels[1:] > 0) & (labels[:-1] > 0)
+    dh = (labels[:, 1:] != labels[:, :-1]) & (labels[:, 1:] > 0) & (labels[:, :-1] > 0)
+    edge[1:] |= dv
+    edge[:-1] |= dv
+    edge[:, 1:] |= dh
+    edge[:, :-1] |= dh
+    return edge
+
+
 def _smooth_noise(shape, sigma, rng):
     """Gaussian-smoothed white noise with unit standard deviation, float32."""
     field = cv2.GaussianBlur(rng.standard_normal(shape, np.float32), (0, 0), sigma)
@@ -462,9 +510,13 @@ def _distance(mask):
 
 
 def _stain(nuclei, rng):
-    """Nucleus profile: a dome from the edge inwards with some texture, 0 outside."""
+    """Nucleus profile: a dome from each nucleus's edge inwards with some texture, 0 outside."""
     inside = nuclei > 0
-    dome = 0.3 + 0.7 * np.minimum((_distance(inside) - 1) / 3, 1)
+    # Where two nuclei touch, each one's dome falls to its edge there as at its other edges.
+    parted = _parting(nuclei)
+    depth = _distance(inside & ~parted)
+    depth[parted] = 1
+    dome = 0.3 + 0.7 * np.minimum((depth - 1) / 3, 1)
     return (dome * (1 + 0.12 * _smooth_noise(nuclei.shape, 1.0, rng))) * inside
 
 

@@ -10,7 +10,7 @@ import pytest
 import scipy.ndimage
 import skimage
 
-from livedead_gpu import SegmentParams, synthetic
+from livedead_gpu import SegmentParams, segment_frame, synthetic
 from livedead_gpu.backends import CpuBackend, get_backend
 from livedead_gpu.backends.gpu import ArrayBackend
 from livedead_gpu.stages import find_nuclei, merge_pieces, nuclei, split_nuclei
@@ -162,13 +162,15 @@ def test_split_parameters_are_checked():
     assert SegmentParams.from_dict(p.to_dict()) == p
 
 
-def pressed_pair():
-    """A live nucleus (radius 18) with a small dead one (radius 9) pressed into its side: one
-    round Hoechst blob with no neck worth the name; the Draq7 shows the dead one only."""
+def pressed_pair(radius=9, dim=1000):
+    """A live nucleus (radius 18) with a small dead one (``radius`` 9) pressed into its side: one
+    round Hoechst blob with no neck worth the name; the Draq7 shows the dead one only. ``dim``:
+    the dead one's Hoechst (the live one's is 1000)."""
     shape = (120, 120)
-    live, dead = disc(shape, (60, 55), 18), disc(shape, (60, 78), 9)
+    live, dead = disc(shape, (60, 55), 18), disc(shape, (60, 69 + radius), radius)
     hoechst = np.full(shape, 100, np.uint16)
-    hoechst[live | dead] = 1000
+    hoechst[live] = 1000
+    hoechst[dead & ~live] = dim
     draq7 = np.full(shape, 100, np.uint16)
     draq7[live] = 150                 # bleed-through
     draq7[dead] = 2000
@@ -192,6 +194,25 @@ def test_a_dead_nucleus_pressed_on_a_live_one_is_its_own(make):
     nuc, *_ = find_nuclei(be.to_device(hoechst), be.to_device(draq7), SegmentParams(
         nucleus_diameter_px=36.0, dead_seeds=False), be)
     assert nuc.n == 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_touching_nuclei_on_synthetic(seed):
+    # Every cell in a touching pair, the pair's nuclei touching (a contact of a point to a chord,
+    # 0-2 px past the cells' boundary). Measured, seeds 0-2: F1 0.93 / 0.94 / 0.96 with the split,
+    # 0.59 / 0.71 / 0.73 without; dead nuclei found 30 of 32 (28 before the Draq7 regions counted
+    # as stained by the Hoechst under them before the edge cut: a dim dead nucleus pressed on a
+    # bright live one is cut out of the Hoechst mask). The floors leave a few nuclei of margin.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = synthetic.make_frame((256, 256), 40, seed=seed, touching=1.0, touching_nuclei=1.0)
+        found = {split: segment_frame(f.brightfield, f.hoechst, f.draq7, SegmentParams(split_nuclei=split))
+                 for split in (True, False)}
+    f1 = {split: match_instances(f.nuclei, r.nuclei).f1 for split, r in found.items()}
+    assert f1[True] >= 0.88 and f1[True] >= f1[False] + 0.1
+    r = found[True]
+    dead = match_instances(np.where(f.dead[f.nuclei], f.nuclei, 0), np.where(r.dead[r.nuclei], r.nuclei, 0))
+    assert dead.tp >= 0.85 * (dead.tp + dead.fn)
 
 
 def test_a_draq7_only_nucleus_is_found():

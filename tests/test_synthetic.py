@@ -52,7 +52,8 @@ def check_classes(f):
     assert np.array_equal(f.classes > 0, f.cells > 0)
     assert np.array_equal(f.classes == 4, nuc & f.dead[f.nuclei])
     assert np.array_equal(f.classes == 3, nuc & ~f.dead[f.nuclei])
-    assert np.array_equal(f.classes == 2, outline(f.cells))
+    # (nuclei that touch across their cells' boundary hide the outline under them)
+    assert np.array_equal(f.classes == 2, outline(f.cells) & ~nuc)
     assert np.array_equal(f.cells[nuc], f.nuclei[nuc]), "a nucleus lies outside its cell"
     assert set(np.unique(f.cells)) == set(range(n + 1))
     assert set(np.unique(f.nuclei)) == set(range(n + 1)), "a cell without a nucleus"
@@ -299,6 +300,8 @@ def test_plate_death_rates_override():
     (make_frame, {"cell_radius": (3, 3)}, r"cell_radius must be \(low, high\) px with 4 <= low"),
     (make_frame, {"cell_radius": (5, float("inf"))}, "cell_radius"),
     (make_frame, {"touching": 2}, "touching"),
+    (make_frame, {"touching_nuclei": -0.1}, "touching_nuclei"),
+    (make_plate, {"touching_nuclei": "all"}, "touching_nuclei"),
     (make_frame, {"gap": -9.5}, r"gap must be a number of px in \[-cell_radius\[0\], 1000\] = \[-9, 1000\]"),
     (make_frame, {"gap": float("nan")}, "gap"),
     (make_plate, {"gap": True}, "gap"),
@@ -328,13 +331,38 @@ def test_bad_arguments(func, kwargs, name):
     touching=st.floats(0, 1),
     seed=st.integers(0, 2**32 - 1),
     gap=st.floats(-9, 12),
+    touching_nuclei=st.one_of(st.just(0.0), st.floats(0, 1)),
 )
-def test_invariants(rows, cols, n_cells, dead_fraction, touching, seed, gap):
+def test_invariants(rows, cols, n_cells, dead_fraction, touching, seed, gap, touching_nuclei):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # small frames may be crowded
-        f = make_frame((rows, cols), n_cells, dead_fraction, seed=seed, touching=touching, gap=gap)
+        f = make_frame((rows, cols), n_cells, dead_fraction, seed=seed, touching=touching, gap=gap,
+                       touching_nuclei=touching_nuclei)
     check_classes(f)
-    assert not pairs(f.nuclei, SHIFTS)
+    if touching_nuclei == 0:
+        assert not pairs(f.nuclei, SHIFTS)
+    else:
+        assert pairs(f.nuclei, SHIFTS) <= pairs(f.cells, SHIFTS)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_touching_nuclei(seed):
+    # Every cell in a touching pair, every pair's nuclei touching across the cells' boundary,
+    # each nucleus one piece in its own cell, a dimmer line where they meet.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        f = make_frame((256, 256), 30, dead_fraction=0.0, seed=seed, touching=1.0, touching_nuclei=1.0)
+    check_classes(f)
+    met = pairs(f.nuclei)
+    assert len(met) >= 0.8 * f.n_live / 2 and met <= pairs(f.cells)
+    for label in range(1, f.n_live + 1):
+        assert cv2.connectedComponents(np.uint8(f.nuclei == label))[0] == 2
+    parting = outline(f.nuclei) & ~outline(np.where(f.nuclei > 0, 1, 0))
+    inner = cv2.distanceTransform(np.uint8(f.nuclei > 0), cv2.DIST_L2, 5) >= 3
+    assert parting.sum() > 2 * len(met)
+    assert f.hoechst[parting].mean() < 0.8 * f.hoechst[inner].mean()
+    half = make_frame((256, 256), 30, seed=seed, touching=1.0, touching_nuclei=0.5)
+    assert 0.2 * len(pairs(half.cells)) <= len(pairs(half.nuclei)) <= 0.8 * len(pairs(half.cells))
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -61,12 +61,14 @@ def nucleus_mask(image, params: SegmentParams | None = None, backend="cpu"):
 
 class _Mask(NamedTuple):
     """`_nucleus_mask`'s result: the mask, its threshold, the nucleus diameter (px) of the
-    "contrast" threshold (else the parameters'), the sigma of the Gaussian it was taken after."""
+    "contrast" threshold (else the parameters'), the sigma of the Gaussian it was taken after,
+    and the mask before `cut_edges` cut it (``mask`` itself where nothing was cut)."""
 
     mask: object
     threshold: float
     diameter: float | None
     smoothing: float
+    lit: object = None
 
 
 def _nucleus_mask(image, p, be, threshold=None, diameter=None) -> _Mask:
@@ -82,9 +84,8 @@ def _nucleus_mask(image, p, be, threshold=None, diameter=None) -> _Mask:
         threshold = block_max_threshold(image, p.offset, p.coarseness, be)
     elif threshold is None:
         threshold = p.nucleus_threshold
-    mask = be.close(be.greater(image, threshold), p.nucleus_kernel)
-    return _Mask(_drop_small(mask, p.min_nucleus_area, be), threshold, p.diameter_px if diameter is None else diameter,
-                 stain_sigma(p))
+    mask = _drop_small(be.close(be.greater(image, threshold), p.nucleus_kernel), p.min_nucleus_area, be)
+    return _Mask(mask, threshold, p.diameter_px if diameter is None else diameter, stain_sigma(p), mask)
 
 
 #: The Gaussian ``nucleus_smoothing="auto"`` puts on dim Hoechst (`_contrast`, `_DIM`).
@@ -228,7 +229,7 @@ def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
         dim = looks_dim(b, sigma, top, p, image.size)
     # The size filter's advice waits until the mask is kept.
     said = []
-    mask = _threshold_mask(y, threshold, diameter, p, be, said)
+    mask, lit = _threshold_mask(y, threshold, diameter, p, be, said)
     # A second look, on dim or empty fields only: a few bright nuclei among the noise
     # (a sparse field) need no smoothing, which would raise the background's texture;
     # nor does a field that smoothing shows no nuclei in either.
@@ -242,19 +243,21 @@ def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
                              diameter=measured if given is None else given)
     for text in said:
         warn(text, UserWarning, stacklevel=3)
-    return _Mask(mask, threshold, diameter, stain_sigma(p))
+    return _Mask(mask, threshold, diameter, stain_sigma(p), lit)
 
 
 def _threshold_mask(y, threshold, diameter, p, be, advice=None):
     """The nuclei of the contrast ``y`` over ``threshold``: closed, filled, cut at their
-    edges (``p.nucleus_edge``), the small ones dropped (advice: as `_drop_small`'s)."""
+    edges (``p.nucleus_edge``), the small ones dropped (advice: as `_drop_small`'s); and
+    the mask before that cut (the same array without ``nucleus_edge``)."""
     min_area, relative = _min_area(p, diameter), _min_area(p, diameter, floor=False)
-    mask = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be,
-                       relative=None if p.nucleus_edge else relative, advice=advice)
+    lit = _drop_small(be.fill_holes(be.close(y > threshold, p.nucleus_kernel)), min_area, be,
+                      relative=None if p.nucleus_edge else relative, advice=advice)
+    mask = lit
     if p.nucleus_edge:
-        mask = cut_edges(mask, y, threshold, p.nucleus_edge, diameter, be)
+        mask = cut_edges(lit, y, threshold, p.nucleus_edge, diameter, be)
         mask = _drop_small(be.fill_holes(mask), min_area, be, relative=relative, advice=advice)
-    return mask
+    return mask, lit
 
 
 def cut_edges(mask, contrast, threshold, edge, diameter, backend="cpu"):
@@ -1201,7 +1204,7 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     p = as_params(params)
     be = get_backend(backend)
     xp = be.xp
-    ho_mask, ho_thr, diameter, smoothing = _nucleus_mask(hoechst, p, be, hoechst_threshold, diameter)
+    ho_mask, ho_thr, diameter, smoothing, ho_lit = _nucleus_mask(hoechst, p, be, hoechst_threshold, diameter)
     if p.dead_call == "touch":
         d7_mask, d7_thr, *_ = _nucleus_mask(draq7, p, be, draq7_threshold)
         nuc = nuclei(ho_mask, d7_mask, be, params=p, diameter=diameter)
@@ -1229,7 +1232,10 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     seeds = None
     mask = ho_mask
     if p.split_nuclei and p.dead_seeds:
-        seeds = _drop_debris(dead_regions(values, floor, diameter, p, be), ho_mask, _min_area(p, diameter),
+        # Stained: over the Hoechst threshold before the edge cut, which can take a dim dead
+        # nucleus pressed against a bright live one out of the mask (the local level there is
+        # mostly the bright one's); such a nucleus, shrunk as dying ones are, is no debris.
+        seeds = _drop_debris(dead_regions(values, floor, diameter, p, be), ho_lit, _min_area(p, diameter),
                              _LONE_FRACTION * math.pi * diameter**2 / 4, be)
         mask = ho_mask | seeds
     if p.split_nuclei:
