@@ -14,7 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .io import atomic_write_text, write_tiff
+from .io import atomic_write_text, frame_stem, write_tiff
 from .params import SegmentParams
 from .pipeline import bleed_readings, plate_value, segment_frame
 
@@ -48,7 +48,7 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
     # An earlier demo's files in its own folders (a run with more time points or another size)
     # would join this plate when segmented, and its masks outlive the summary that lists them.
     for old in [*(out / "plate").glob("*_02_[123]_*_*_[0-9][0-9][0-9].tif"),
-                *(out / "masks").glob("*_s*_t[0-9][0-9][0-9]_*.tif")]:
+                *(out / "masks").glob("*_s*_t[0-9]*_c*.tif")]:
         old.unlink()
     synthetic.write_plate(plate, out / "plate")
     rows, readouts = [], []
@@ -56,7 +56,7 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
         r = segment_frame(frame.brightfield, frame.hoechst, frame.draq7, params, backend=backend)
         readouts.append(readout.frame_readout(r, well, site, t))
         shown = (well, site, t, frame, r)  # the QC panel shows the last frame: the most dead well, last time
-        stem = f"{well}_s{site}_t{t:03d}"
+        stem = frame_stem(well, site, t)  # as the training set names its files
         write_tiff(out / "masks" / f"{stem}_classes.tif", r.classes)
         write_tiff(out / "masks" / f"{stem}_cells.tif", r.cells)
         n = r.n_live + r.n_dead
@@ -74,7 +74,7 @@ def demo(out: Path, backend: str = "cpu", config=None, size: int = 256, times: i
     atomic_write_text(out / "params.toml", params.to_toml())
     readout.write_readout(readouts, out / "readout", title="Kill curves: synthetic demo plate")
     well, site, t, frame, r = shown
-    qc.plot_result(frame.brightfield, frame.hoechst, frame.draq7, r, out / "qc" / f"{well}_s{site}_t{t:03d}.png",
+    qc.plot_result(frame.brightfield, frame.hoechst, frame.draq7, r, out / "qc" / f"{frame_stem(well, site, t)}.png",
                    title=f"synthetic demo: {well} site {site} t={t} (truth {frame.n_live} live, {frame.n_dead} dead)")
     return rows
 

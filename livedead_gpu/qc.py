@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .io import atomic_write
+from .io import atomic_write, frame_stem
 from .stages.classes import CLASS_NAMES
 
 __all__ = [
@@ -648,7 +648,7 @@ def qc_training_set(root, out=None, n_frames: int = 8, gifs: bool = True, log=No
                                         "draq7": np.asarray(d7)}, params.coarseness)
             scale = gradient_scale(padded_gradient(inside["brightfield"], params.smoothing)[0], params.coarseness,
                                    params.gradient_levels)
-        stem = _file_stem(f"{row['well']}_s{row['site']}_t{row['time']}", used)
+        stem = _file_stem(frame_stem(row["well"], row["site"], row["time"]), used)  # the frame's files' stem
         p = plot_frame(bf, ho, d7, classes, out / "qc" / "panels" / f"{stem}.png", gradient=gradient,
                        smoothing=params.smoothing, title=caption, n_live=row["n_live"], n_dead=row["n_dead"],
                        gradient_threshold=_float(row.get("thr_gradient")), gradient_scale=scale)
@@ -664,7 +664,7 @@ def qc_training_set(root, out=None, n_frames: int = 8, gifs: bool = True, log=No
             site = min(r["site"] for r in by_well[well])
             series = sorted((r for r in by_well[well] if r["site"] == site), key=lambda r: r["time"])
             frames = ((r["time"], *_read_frame(root, r), r["n_live"], r["n_dead"]) for r in series)
-            p = well_gif(frames, out / "qc" / "gifs" / f"{_file_stem(f'{well}_s{site}', used)}.gif",
+            p = well_gif(frames, out / "qc" / "gifs" / f"{_file_stem(f'{well}_s{int(site):02d}', used)}.gif",
                          title=f"{well} site {site}")
             gif_paths.append((f"{well} site {site}, {len(series)} time points", p))
             say(f"gif: {p}")

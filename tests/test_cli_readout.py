@@ -77,7 +77,7 @@ def test_qc_command_writes_panels_gifs_and_report(training_set, tmp_path):
     proc = run("qc", root, "--frames", "3", "--to", tmp_path, "--no-gifs")
     assert proc.returncode == 0, proc.stderr
     panels = sorted((tmp_path / "qc" / "panels").glob("*.png"))
-    assert [p.name for p in panels] == ["A1_s0_t2.png", "A2_s0_t2.png", "B1_s0_t2.png"]
+    assert [p.name for p in panels] == ["A1_s00_t0002.png", "A2_s00_t0002.png", "B1_s00_t0002.png"]
     present = set()
     for panel in panels:
         img = imread(panel)
