@@ -205,23 +205,17 @@ def test_fijis_micrometre_unit_gives_the_pixel_size(tmp_path, plate):
     assert open_plate(path).read(("B2", 0, 0)).pixel_size == pytest.approx(0.325, rel=1e-3)
 
 
-def test_stacks_of_several_positions_or_missing_planes_are_refused_at_discovery(tmp_path):
+def test_stacks_missing_planes_are_refused_at_discovery_and_previews_left_out(tmp_path):
     import struct
 
-    root = tmp_path / "multi"
-    root.mkdir()
     names = {"Channel": {"Name": ["BF", "DAPI", "Cy5"]}}
-    with tifffile.TiffWriter(root / "B2.ome.tif", ome=True) as tw:   # 3 positions in one OME file
-        for pos in range(3):
-            tw.write(np.full((2, 3, 16, 16), pos + 1, np.uint16), metadata={"axes": "TCYX", **names})
-    with pytest.raises(PlateError, match=r"B2.ome.tif' holds 3 image series \(positions\)"):
-        open_plate(root)   # had read the first and dropped the others without a word
     preview = tmp_path / "preview"
     preview.mkdir()
     with tifffile.TiffWriter(preview / "B2.tif") as tw:   # a stack and its reduced-resolution thumbnail
         tw.write(np.full((3, 16, 16), 7, np.uint16), photometric="minisblack", metadata={"axes": "CYX"})
         tw.write(np.zeros((4, 4), np.uint16), photometric="minisblack", subfiletype=1)
-    assert open_plate(preview).read(("B2", 0, 0)).hoechst.shape == (16, 16)
+    p = open_plate(preview)
+    assert p.keys() == [FrameKey("B2", 0, 0)] and p.read(("B2", 0, 0)).hoechst.shape == (16, 16)
     cut = tmp_path / "cut" / "C3.ome.tif"
     cut.parent.mkdir()
     tifffile.imwrite(cut, np.ones((3, 3, 16, 16), np.uint16), ome=True, metadata={"axes": "TCYX", **names})
@@ -233,6 +227,190 @@ def test_stacks_of_several_positions_or_missing_planes_are_refused_at_discovery(
         open_plate(cut)
 
 
+CHANNELS = tuple(GEN5_NAMES.values())
+
+
+def plane(pos, t, c, shape=(16, 16)):
+    """A plane whose every pixel says which position, time point and channel it is."""
+    return np.full(shape, 100 * pos + 10 * t + c, np.uint16)
+
+
+def write_positions(path, positions, thumbnail=False):
+    """An OME-TIFF of one image series per position: ``[(name or None, n_times, channel names), ...]``;
+    position ``i``'s channel ``c`` holds `plane` (i, t, k), k the role's index (brightfield 0 ...)."""
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for i, (name, n_t, chans) in enumerate(positions):
+            roles = {name: role for role, name in GEN5_NAMES.items()}
+            order = [ROLES.index(roles.get(n, "brightfield")) for n in chans]
+            data = np.stack([np.stack([plane(i, t, k) for k in order]) for t in range(n_t)])
+            meta = {"axes": "TCYX", "Channel": {"Name": list(chans)}, "PhysicalSizeX": 0.5 + i,
+                    "PhysicalSizeY": 0.5 + i, **({"Name": name} if name else {})}
+            tw.write(data, metadata=meta)
+        if thumbnail:   # a reduced-resolution preview saved as one more series
+            tw.write(np.zeros((4, 4), np.uint16), subfiletype=1)
+    return path
+
+
+def check_position(p, key, pos, t):
+    f = p.read(key)
+    for k, role in enumerate(ROLES):
+        np.testing.assert_array_equal(getattr(f, role), plane(pos, t, k))
+    return f
+
+
+def test_an_ome_file_of_several_positions_is_read_site_by_site(tmp_path):
+    # Image names give well and site (Micro-Manager's HCS names, B02_s2, a well alone); each
+    # position has its own channel order, pixel size and number of time points
+    path = write_positions(tmp_path / "plate.ome.tif", [
+        ("B2-Site_3", 2, CHANNELS), ("C03_s2", 2, ("Cy5", "Bright Field", "DAPI")), ("D4", 1, CHANNELS)],
+        thumbnail=True)
+    p = open_plate(tmp_path)
+    assert sorted({(k.well, k.site) for k in p.keys()}) == [("B2", 3), ("C03", 2), ("D4", 0)]
+    assert set(p.problems) == {FrameKey("D4", 0, 1)}   # one time point where the others have two
+    assert "plate.ome.tif[series=2]' holds 1 time point(s), other stacks 2" in p.problems[FrameKey("D4", 0, 1)]
+    for pos, (well, site) in enumerate([("B2", 3), ("C03", 2), ("D4", 0)]):
+        for t in range(2 if pos < 2 else 1):
+            check_position(p, (well, site, t), pos, t)
+    f = p.read(("C03", 2, 1))
+    assert f.channel_names == {"brightfield": "Bright Field", "hoechst": "DAPI", "draq7": "Cy5"}
+    assert f.sources["draq7"] == f"{path}[series=1,t=1,c=0]" and f.sources["brightfield"].endswith("c=1]")
+    assert f.pixel_size == pytest.approx(1.5)
+    assert p.roles(("C03", 2, 0)) == {"draq7": 0, "brightfield": 1, "hoechst": 2}
+    assert p.sources(("B2", 3, 0)) == [path]
+    # one such file given alone
+    assert open_plate(path).keys() == p.keys()
+
+
+def test_positions_named_by_no_well_are_sites_of_the_files_well(tmp_path):
+    write_positions(tmp_path / "B2.ome.tif", [(None, 1, CHANNELS), ("Pos1", 1, CHANNELS)])
+    write_positions(tmp_path / "run 7.ome.tif", [(None, 1, CHANNELS)] * 2)   # no well in the name: its stem
+    p = open_plate(tmp_path)
+    assert p.keys() == [FrameKey("B2", 0, 0), FrameKey("B2", 1, 0), FrameKey("run 7", 0, 0), FrameKey("run 7", 1, 0)]
+    check_position(p, ("B2", 1, 0), 1, 0)
+    check_position(p, ("run 7", 0, 0), 0, 0)
+    assert p.read(("B2", 1, 0)).sources["hoechst"].endswith("B2.ome.tif[series=1,t=0,c=1]")
+
+
+def test_two_positions_of_one_well_and_site_are_refused_naming_both(tmp_path):
+    one = tmp_path / "one"
+    one.mkdir()
+    write_positions(one / "plate.ome.tif", [("B2-Site_3", 1, CHANNELS)] * 2)
+    with pytest.raises(PlateError, match=r"two stacks for well B2 site 3: '.*plate.ome.tif\[series=0\]' and "
+                                         r"'.*plate.ome.tif\[series=1\]'"):
+        open_plate(one)
+    two = tmp_path / "two"
+    two.mkdir()
+    write_positions(two / "plate.ome.tif", [("B2-Site_3", 1, CHANNELS), ("C3_s1", 1, CHANNELS)])
+    write_positions(two / "C3_s1.ome.tif", [(None, 1, CHANNELS)])
+    with pytest.raises(PlateError, match=r"two stacks for well C3 site 1: '.*C3_s1.ome.tif' and "
+                                         r"'.*plate.ome.tif\[series=1\]'"):
+        open_plate(two)
+
+
+def test_a_position_missing_a_channel_is_its_own_problem_naming_the_series(tmp_path):
+    path = write_positions(tmp_path / "B2.ome.tif", [
+        ("B2-Site_0", 1, CHANNELS), ("B2-Site_1", 1, ("Bright Field", "DAPI", "Texas Red"))])
+    p = open_plate(path)
+    assert set(p.problems) == {FrameKey("B2", 1, 0)}
+    msg = p.problems[FrameKey("B2", 1, 0)]
+    assert "B2.ome.tif' series 1 ('B2-Site_1'): no draq7 channel among ['Bright Field', 'DAPI', 'Texas Red']" in msg
+    with pytest.raises(PlateError, match=r"series 1 .*no draq7 channel"):
+        p.read(("B2", 1, 0))
+    check_position(p, ("B2", 0, 0), 0, 0)
+    assert p.sources(("B2", 1, 0)) == [path]
+    bad = write_positions(tmp_path / "C3.ome.tif", [(None, 1, ("a", "b", "c"))] * 2)
+    with pytest.raises(PlateError, match=r"C3.ome.tif' series 0 \('Image0'\): no brightfield/hoechst/draq7 channel"):
+        open_plate(bad)   # nothing reads: an error
+
+
+def test_an_axis_of_positions_outside_micro_manager_is_refused(tmp_path):
+    path = tmp_path / "B2.tif"
+    tifffile.imwrite(path, np.zeros((2, 3, 16, 16), np.uint16), metadata={"axes": "RCYX"}, photometric="minisblack")
+    with pytest.raises(PlateError, match=r"B2.tif' has axes RCYX .*only T and C may exceed 1 \(got R=2\)"):
+        open_plate(path)   # read as the first position alone, the other would be lost
+
+
+def write_mmstack(path, planes, summary):
+    """A Micro-Manager multipage TIFF, by its file format as tifffile reads it: ``planes`` are
+    ``(c, t, position, image)`` in file order (z 0), ``summary`` its Summary metadata."""
+    import json
+    import struct
+
+    head = json.dumps(summary).encode()
+    out = bytearray(b"II*\x00\x00\x00\x00\x00")   # then Micro-Manager's header: its blocks' offsets
+    out += struct.pack("<8I", 54773648, 0, 483765892, 0, 99384722, 0, 2355492, len(head)) + head
+    index = []
+    for i, (c, t, pos, image) in enumerate(planes):
+        out += b"\x00" * (len(out) % 2)
+        ifd = len(out)
+        data = np.ascontiguousarray(image, "<u2").tobytes()
+        meta = json.dumps({"ChannelIndex": c, "FrameIndex": t, "PositionIndex": pos}).encode() + b"\x00"
+        extra = ifd + 162 + len(data)   # 13 entries, then the pixels (tifffile finds them at IFD + 162)
+        entries = [(256, 4, 1, image.shape[1]), (257, 4, 1, image.shape[0]), (258, 3, 1, 16), (259, 3, 1, 1),
+                   (262, 3, 1, 1), (273, 4, 1, ifd + 162), (277, 3, 1, 1), (278, 4, 1, image.shape[0]),
+                   (279, 4, 1, len(data)), (282, 5, 1, extra), (283, 5, 1, extra + 8), (296, 3, 1, 1),
+                   (51123, 2, len(meta), extra + 16)]
+        out += struct.pack("<H", len(entries))
+        for tag, kind, n, value in entries:
+            out += struct.pack("<HHI", tag, kind, n) + struct.pack("<H2x" if kind == 3 else "<I", value)
+        next_ifd = len(out)
+        out += b"\x00" * 4 + data + struct.pack("<4I", 1, 1, 1, 1) + meta
+        struct.pack_into("<I", out, 4 if i == 0 else previous, ifd)
+        previous = next_ifd
+        index.append((c, 0, t, pos, ifd))
+    for at, header, body in ((12, 3453623, b"".join(struct.pack("<5I", *e) for e in index)),
+                             (20, 347834724, b"{}"), (28, 84720485, b"{}")):
+        struct.pack_into("<I", out, at, len(out))
+        out += struct.pack("<II", header, len(index) if header == 3453623 else len(body)) + body
+    Path(path).write_bytes(bytes(out))
+
+
+def mm_summary(labels, n_t, chans=("BF", "DAPI", "Cy5")):
+    return {"MicroManagerVersion": "2.0.3", "Prefix": "exp", "Frames": n_t, "Slices": 1, "Channels": len(chans),
+            "Positions": len(labels), "ChNames": list(chans), "StagePositions": [{"Label": x} for x in labels],
+            "TimeFirst": False, "SlicesFirst": True, "PixelSize_um": 0.65}
+
+
+def mm_planes(pos, n_t, order=(0, 1, 2)):
+    return [(c, t, pos, plane(pos, t, k)) for t in range(n_t) for c, k in enumerate(order)]
+
+
+def test_a_micro_manager_dataset_of_several_files_gives_each_position_once(tmp_path):
+    # One file per position, as Micro-Manager saves a multi-position acquisition; tifffile gathers
+    # the positions of all of them into one series (axis R) whichever file is opened.
+    labels = ["B2-Site_0", "C3-Site_1", "Pos2"]
+    summary = mm_summary(labels, 2, chans=("Cy5", "BF", "DAPI"))
+    for pos, label in enumerate(labels):
+        write_mmstack(tmp_path / f"exp_MMStack_{label}.ome.tif", mm_planes(pos, 2, order=(2, 0, 1)), summary)
+    p = open_plate(tmp_path)
+    assert not p.problems and not p.ignored
+    # labels that name no well: the dataset's name, the position's index
+    assert p.keys() == sorted(FrameKey(w, s, t) for w, s in [("B2", 0), ("C3", 1), ("exp", 2)] for t in (0, 1))
+    for pos, (well, site) in enumerate([("B2", 0), ("C3", 1), ("exp", 2)]):
+        for t in (0, 1):
+            f = check_position(p, (well, site, t), pos, t)
+    assert f.channel_names == {"brightfield": "BF", "hoechst": "DAPI", "draq7": "Cy5"}
+    assert f.pixel_size == pytest.approx(0.65)
+    first = tmp_path / "exp_MMStack_B2-Site_0.ome.tif"
+    assert f.sources["brightfield"] == f"{first}[r=2,t=1,c=1]"
+    # the files a position's planes lie in, for a resumed run to compare
+    assert p.sources(("C3", 1, 0)) == [first, tmp_path / "exp_MMStack_C3-Site_1.ome.tif"]
+    # one of its files given alone: all of its positions
+    assert open_plate(tmp_path / "exp_MMStack_Pos2.ome.tif").keys() == p.keys()
+
+
+def test_a_micro_manager_file_of_several_positions(tmp_path):
+    # all positions in one file, time points outermost (axes TRCYX)
+    planes = [q for t in range(2) for pos in range(3) for q in mm_planes(pos, 2)[3 * t: 3 * t + 3]]
+    summary = dict(mm_summary(["1-Pos_000_000"] * 2 + ["x"], 2), TimeFirst=True)
+    write_mmstack(tmp_path / "B2_MMStack_Default.ome.tif", planes, summary)
+    with tifffile.TiffFile(tmp_path / "B2_MMStack_Default.ome.tif") as tif:
+        assert tif.series[0].axes == "TRCYX"
+    p = open_plate(tmp_path)   # labels that name no well: the dataset's well, the position's index
+    assert p.keys() == [FrameKey("B2", s, t) for s in range(3) for t in range(2)]
+    for pos in range(3):
+        for t in range(2):
+            check_position(p, ("B2", pos, t), pos, t)
 def test_stack_folders_skip_thumbnails_earlier_training_sets_and_read_site_names(tmp_path, plate):
     from livedead_gpu.export import export_plate
 
@@ -250,6 +428,25 @@ def test_stack_folders_skip_thumbnails_earlier_training_sets_and_read_site_names
         (mm / f"exp_MMStack_B2-Site_{site}.ome.tif").write_bytes((root / "B2_s0.ome.tif").read_bytes())
         (mm / f"C3-Site_{site}.ome.tif").write_bytes((root / "C3_s0.ome.tif").read_bytes())
     assert {(k.well, k.site) for k in open_plate(mm).keys()} == {("B2", 0), ("B2", 1), ("C3", 0), ("C3", 1)}
+
+
+def test_a_micro_manager_dataset_missing_files(tmp_path):
+    labels = ["B2-Site_0", "C3-Site_1", "D4-Site_2"]
+    # a position's file missing: that position's problem
+    for pos in (0, 2):
+        write_mmstack(tmp_path / f"exp_MMStack_Pos{pos}.ome.tif", mm_planes(pos, 1), mm_summary(labels, 1))
+    p = open_plate(tmp_path)
+    assert p.keys() == [FrameKey("B2", 0, 0), FrameKey("C3", 1, 0), FrameKey("D4", 2, 0)]
+    assert "position 1 ('C3-Site_1'): it holds 0 of the 3 planes" in p.problems[FrameKey("C3", 1, 0)]
+    check_position(p, ("D4", 2, 0), 2, 0)
+    # a file of positions 1 and 2 alone: tifffile numbers them from 0, their labels stay theirs
+    part = tmp_path / "part"
+    part.mkdir()
+    write_mmstack(part / "exp_MMStack_1.ome.tif", mm_planes(1, 1) + mm_planes(2, 1), mm_summary(labels, 1))
+    p = open_plate(part)
+    assert p.keys() == [FrameKey("C3", 1, 0), FrameKey("D4", 2, 0)] and not p.problems
+    check_position(p, ("C3", 1, 0), 1, 0)
+    assert p.read(("D4", 2, 0)).sources["hoechst"].endswith("exp_MMStack_1.ome.tif[r=1,t=0,c=1]")
 
 
 def test_stack_patterns_and_channel_map_entries_that_match_nothing(tmp_path, plate):
@@ -432,4 +629,3 @@ def test_a_folder_of_two_layouts_says_which_it_reads(tmp_path):
         plate = open_plate(tmp_path)
     assert plate.layout == "imagexpress" and {k.well for k in plate.keys()} == {"B02"}
     assert open_plate(tmp_path, layout="gen5").keys()[0].well == "C3"
-

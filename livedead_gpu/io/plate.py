@@ -8,10 +8,18 @@ Two kinds of plate are understood:
   folder (``/``-separated). Built in: BioTek Gen5 / Cytation (``gen5``) and
   Molecular Devices ImageXpress (``imagexpress``); any other naming through
   ``pattern=``.
-- **Stacks** (``stack``): one multi-page, OME- or ImageJ-TIFF per well or position
-  with axes ``T``, ``C``, ``Y``, ``X`` (``T`` optional, ``Z`` of size 1 allowed).
-  Well and site come from the file name (``A1.ome.tif``, ``B02_s2.tif``, or
-  ``pattern=``); otherwise the file's stem is the well and the site is 0.
+- **Stacks** (``stack``): multi-page, OME- or ImageJ-TIFFs with axes ``T``, ``C``,
+  ``Y``, ``X`` (``T`` optional, ``Z`` of size 1 allowed), of one position (well × site)
+  each or of several. A file's one position takes well and site from the file name
+  (``A1.ome.tif``, ``B02_s2.tif``, or ``pattern=``); otherwise the file's stem is the
+  well and the site is 0. Several positions in one file are an OME-TIFF's image series
+  (reduced-resolution previews left out) or a Micro-Manager dataset's positions, which
+  tifffile gathers from all of its files (``exp_MMStack_Pos0.ome.tif``,
+  ``exp_MMStack_Pos1.ome.tif``) into an axis ``R`` whichever of them is opened: they
+  are read once. Each is a site: well and site from its name (the OME Image's Name,
+  Micro-Manager's position label) where that names a well (``B2-Site_3``, ``B02_s2``,
+  ``B2``); otherwise the file's well (a Micro-Manager dataset's: from its name before
+  ``_MMStack``) and the position's 0-based index.
 
 `open_plate` only lists files and reads TIFF headers of stacks; pixel data are read
 when `Plate.read` asks for one frame (three 2-D planes), so a plate larger than
@@ -19,7 +27,7 @@ memory is fine.
 
 Frame keys are ``FrameKey(well, site, time)``. ``site`` and ``time`` are the numbers
 in the file names (0 where a name carries none); in a stack, ``time`` is the
-0-based index along ``T``.
+0-based index along ``T``. Two stacks or positions of one well and site are an error.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import threading
 import warnings
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -78,6 +86,8 @@ PATTERNS = {
     ),
 }
 _STACK_NAME = re.compile(rf"^(?P<well>{_WELL})(?:[_-]s?(?P<site>\d+))?(?:[_.-]|$)")
+#: a series or position named after its well (and site): ``B2``, ``B02_s2``
+_SERIES_NAME = re.compile(rf"(?P<well>{_WELL})(?:[_-]s?(?P<site>\d+))?")
 #: Micro-Manager's HCS position names, anywhere in the name: ``exp_MMStack_B2-Site_3.ome.tif``
 _MM_SITE = re.compile(rf"(?:^|[_.-])(?P<well>{_WELL})-Site_(?P<site>\d+)(?:[_.-]|$)", re.IGNORECASE)
 #: a preview image saved beside the data (Gen5 "_thumb", MetaXpress "_Thumb", "thumbnail")
@@ -121,7 +131,9 @@ class Frame:
     channel_names : dict
         Role -> the channel's name in the plate (e.g. ``"Bright Field"``).
     sources : dict
-        Role -> where it was read from (a path, or ``path[t=.., c=..]`` in a stack).
+        Role -> where it was read from: a path, or in a stack ``path[t=..,c=..]``
+        (``path[series=..,t=..,c=..]`` or ``path[r=..,t=..,c=..]`` for one of several
+        positions: the index into tifffile's ``series``, or along Micro-Manager's ``R``).
     pixel_size : float or None
         Micrometres per pixel, when the files say.
     """
@@ -436,11 +448,15 @@ class _Stack:
     roles: dict           # role -> channel index
     pixel_size: float | None
     dims: tuple           # sizes of the axes before Y, X, in stored order
+    series: int = 0       # index into the file's ``tif.series``
+    position: int = 0     # index along R (Micro-Manager's positions)
+    where: str = ""       # "series=1" or "r=1" in a file of several positions, else ""
+    files: tuple = ()     # the files its planes lie in (in a Micro-Manager dataset, another of its files)
 
 
 @dataclass(eq=False)
 class StackPlate(Plate):
-    """One TCYX TIFF stack (OME, ImageJ or plain multi-page) per well/position."""
+    """TCYX TIFF stacks (OME, ImageJ or plain multi-page), one position each or several."""
 
     stacks: dict = field(default_factory=dict)   # (well, site) -> _Stack
     _keys: list = field(default_factory=list)
@@ -454,7 +470,7 @@ class StackPlate(Plate):
         if s is None:
             path = self.broken.get((key[0], key[1]))
             return [path] if path else []
-        return [s.path]
+        return [s.path] + [p for p in s.files if p != s.path]
 
     def roles(self, key):
         s = self.stacks.get((key[0], key[1]))
@@ -463,30 +479,32 @@ class StackPlate(Plate):
     def read(self, key) -> Frame:
         key = self._problem(key)
         s = self.stacks[(key.well, key.site)]
-        arrays = {}
+        at = f"{s.where},t={key.time}" if s.where else f"t={key.time}"
+        index = [_page_index(s, key.time, s.roles[role]) for role in CHANNEL_ROLES]
         try:
             with tifffile.TiffFile(s.path) as tif:
-                series = tif.series[0]
-                for role in CHANNEL_ROLES:
-                    arrays[role] = series.pages[_page_index(s, key.time, s.roles[role])].asarray()
+                # The three planes in one call, which opens the other files of a Micro-Manager
+                # dataset as it reads them (a page of one is read from a closed file otherwise).
+                planes = tif.asarray(series=s.series, key=index, maxworkers=1)
         except Exception as e:
-            raise PlateError(f"cannot read {str(s.path)!r} (t={key.time}): {_why(e)}") from None
-        for role, a in arrays.items():
+            raise PlateError(f"cannot read {str(s.path)!r} ({at}): {_why(e)}") from None
+        arrays = {}
+        for role, a in zip(CHANNEL_ROLES, planes):
             arrays[role] = np.squeeze(a)
             if arrays[role].ndim != 2:
-                raise PlateError(f"{str(s.path)!r}: plane t={key.time} is {a.shape}, not 2-D")
+                raise PlateError(f"{str(s.path)!r}: plane {at} is {a.shape}, not 2-D")
         return Frame(key, *(arrays[r] for r in CHANNEL_ROLES),
                      channel_names={r: s.channel_names[s.roles[r]] for r in CHANNEL_ROLES},
-                     sources={r: f"{s.path}[t={key.time},c={s.roles[r]}]" for r in CHANNEL_ROLES},
+                     sources={r: f"{s.path}[{at},c={s.roles[r]}]" for r in CHANNEL_ROLES},
                      pixel_size=s.pixel_size)
 
 
 def _page_index(s: _Stack, t, c):
-    """Index into ``series.pages`` of plane (t, c) (z = 0) in stored axis order."""
+    """Index into ``series.pages`` of plane (t, c) (z = 0) of position ``s`` in stored axis order."""
     dims, index = [], []
     for ax, n in zip(s.axes[:-2], s.dims):
         dims.append(n)
-        index.append(t if ax == "T" else c if ax == "C" else 0)
+        index.append(t if ax == "T" else c if ax == "C" else s.position if ax == "R" else 0)
     return int(np.ravel_multi_index(index, dims)) if dims else 0
 
 
@@ -523,43 +541,155 @@ def _intact(path):
         raise PlateError(f"cannot read {str(path)!r}: a damaged or truncated TIFF (tifffile: {handler.messages[0]})")
 
 
-def _open_stack(path, user, defaults) -> _Stack:
-    """``user``: the channel map (normalised name or index -> role), which wins over
-    ``defaults`` (normalised name -> role)."""
+class _Position(NamedTuple):
+    """One position of a stack file: its `_Stack`, or the `PlateError` that keeps it from being read."""
+
+    where: str            # "" for a file's only position, else "series=1" or "r=1"
+    label: str | None     # its OME Image name or Micro-Manager position label
+    index: int            # its site where no label names one
+    stack: _Stack | None
+    error: PlateError | None
+    first: tuple | None   # (file, offset) of its first plane: one position met in two files
+    files: tuple          # the files its planes lie in
+
+
+def _open_stack(path, user, defaults) -> list:
+    """The positions of one stack file (`_Position`); `PlateError` when the file cannot be read.
+
+    ``user``: the channel map (normalised name or index -> role), which wins over
+    ``defaults`` (normalised name -> role).
+    """
     try:
         with _intact(path), tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes, shape = series.axes, series.shape
-            names = _stack_channel_names(tif)
-            size = _pixel_size(tif)
             len(tif.pages)  # every page read, so a cut in the chain of pages shows
+            everything = tif.series
+            first = everything[0]
+            if first.kind == "mmstack" and "R" in first.axes:
+                return _mm_positions(path, tif, first, user, defaults)
             # Other positions: series of the same plane size that are no reduced-resolution
             # preview (some exporters embed a thumbnail page as a second series).
-            n_series = 1 + sum(1 for other in tif.series[1:] if other.shape[-2:] == series.shape[-2:]
-                               and not getattr(other.pages[0], "is_reduced", False))
-            # A stack whose metadata promise more planes than its chain of pages holds
-            # (tifffile lists the rest as None): found now, not frame by frame mid-run.
-            planes = series.pages
-            absent = sum(page is None for page in planes)
+            chosen = [i for i, s in enumerate(everything)
+                      if i == 0 or (s.shape[-2:] == first.shape[-2:]
+                                    and not getattr(s.pages[0], "is_reduced", False))]
+            images = _ome_images(tif)
+            out = []
+            for i in chosen:
+                series = everything[i]
+                where, label, text = "", None, repr(str(path))
+                if len(chosen) > 1:
+                    where, label = f"series={i}", series.name or None   # the OME Image's Name
+                    text += f" series {i}" + (f" ({label!r})" if label else "")
+                image = _ome_image(tif, images, i)
+                if tif.is_ome and images and image is None:
+                    error = PlateError(f"{text}: which OME Image it is cannot be told (its series and the "
+                                       f"OME-XML's {len(images)} Images do not match up), so neither are "
+                                       "its channels")
+                    out.append(_Position(where, label, i, None, error, None, ()))
+                    continue
+                names, size = _stack_channel_names(tif, image), _pixel_size(tif, image)
+                out.append(_position(path, text, where, label, i, series.axes, series.shape,
+                                     list(series.pages), names, size, user, defaults, series=i))
+            return out
     except PlateError:
         raise
     except Exception as e:
         raise PlateError(f"cannot read {str(path)!r}: {_why(e)}") from None
-    if absent:
-        raise PlateError(f"cannot read {str(path)!r}: it holds {len(planes) - absent} of the {len(planes)} planes "
-                         f"its metadata give (axes {axes} {shape}): a file cut short or written incompletely")
-    if n_series > 1:
-        # One position per stack: the others would be left out without a word.
-        raise PlateError(f"{str(path)!r} holds {n_series} image series (positions); one stack per position "
-                         "is read: save each position to its own file (e.g. with Fiji's Bio-Formats importer, "
-                         "'split series')")
+
+
+def _mm_positions(path, tif, series, user, defaults) -> list:
+    """The positions of a Micro-Manager series, one per index along its axis R.
+
+    tifffile gathers the positions from all of the dataset's files (``PREFIX_MMStack*.tif``
+    beside ``path``), whichever of them is opened; with the others missing it keeps those
+    of ``path``, renumbered from 0.
+    """
+    meta = tif.micromanager_metadata or {}
+    summary = meta.get("Summary") or {}
+    axes, shape = series.axes, series.shape
     if axes[-2:] != "YX" or "S" in axes:
         raise PlateError(f"{str(path)!r} has axes {axes} {shape}; expected grayscale ...YX planes")
+    n_r = shape[axes.index("R")]
+    index_map = meta.get("IndexMap")
+    # the index along R of the dataset's first position in this series (see above)
+    start = 0 if series.is_multifile or index_map is None or not len(index_map) else int(index_map[:, 3].min())
+    labels = _mm_labels(tif, summary, start + n_r)
+    names = summary.get("ChNames")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        names = _stack_channel_names(tif)
+    size = summary.get("PixelSize_um")
+    size = float(size) if isinstance(size, (int, float)) and size > 0 else _pixel_size(tif)
+    grid = np.arange(len(series.pages)).reshape(shape[:-2])
+    out = []
+    for r in range(n_r):
+        label = labels[start + r] if labels else None
+        text = f"{str(path)!r} position {start + r}" + (f" ({label!r})" if label else "")
+        pages = [series.pages[i] for i in grid.take(r, axis=axes.index("R")).ravel()]
+        out.append(_position(path, text, f"r={r}", label, start + r, axes, shape, pages, tuple(names), size,
+                             user, defaults, allowed="TCR", position=r))
+    return out
+
+
+def _mm_labels(tif, summary, n) -> list | None:
+    """Micro-Manager's position labels (``Pos0``, ``B2-Site_3``), when its metadata give ``n`` of them."""
+    count = summary.get("Positions")
+    try:
+        n = max(n, len(count) if isinstance(count, list) else int(count or 0))
+    except (TypeError, ValueError):
+        pass
+    for k in ("StagePositions", "InitialPositionList", "Positions"):
+        found = summary.get(k)
+        if isinstance(found, list) and len(found) == n:
+            labels = [p.get("Label") if isinstance(p, dict) else p for p in found]
+            if all(isinstance(x, str) and x for x in labels):
+                return labels
+    images = _ome_images(tif)
+    if len(images) == n and all(im.get("Name") for im in images):
+        return [str(im["Name"]) for im in images]
+    return None
+
+
+def _position(path, text, where, label, index, axes, shape, pages, names, size, user, defaults,
+              allowed="TC", **at) -> _Position:
+    """One position checked as `_open_stack` checks a stack; ``pages``: its planes, ``at``:
+    `_Stack`'s ``series`` or ``position``."""
+    present = [p for p in pages if p is not None]
+    first = (present[0].parent.filehandle.path, present[0].offset) if present else None
+    files = tuple(sorted({Path(p.parent.filehandle.path) for p in present}))
+    try:
+        # A stack whose metadata promise more planes than its chain of pages holds
+        # (tifffile lists the rest as None): found now, not frame by frame mid-run.
+        if len(present) < len(pages):
+            gone = ", or a file of the dataset missing" if "position" in at else ""
+            raise PlateError(f"cannot read {text}: it holds {len(present)} of the {len(pages)} planes "
+                             f"its metadata give (axes {axes} {shape}): a file cut short or "
+                             f"written incompletely{gone}")
+        stack = _check_stack(path, text, axes, shape, names, size, user, defaults, allowed)
+    except PlateError as e:
+        return _Position(where, label, index, None, e, first, files)
+    return _Position(where, label, index, replace(stack, where=where, files=files, **at), None, first, files)
+
+
+def _source(path, where):
+    """``path``, or ``path[series=1]`` for a position among several in it."""
+    return f"{path}[{where}]" if where else str(path)
+
+
+def _named_site(name):
+    """(well, site) a position's name gives (``B2-Site_3``, ``B02_s2``, ``B2``), else None."""
+    m = name and (_MM_SITE.search(name) or _SERIES_NAME.fullmatch(name))
+    return (m.group("well").upper(), int(m.group("site") or 0)) if m else None
+
+
+def _check_stack(path, text, axes, shape, names, size, user, defaults, allowed="TC") -> _Stack:
+    """A series' axes checked and its channels given roles; ``text`` names it in errors, ``allowed``
+    the axes other than Y, X that may exceed 1."""
+    if axes[-2:] != "YX" or "S" in axes:
+        raise PlateError(f"{text} has axes {axes} {shape}; expected grayscale ...YX planes")
     dims = tuple(shape[:-2])
     # No T or C named (plain multi-page TIFF, ImageJ stack without hyperstack
     # metadata, tifffile's unnamed "Q" axes): pages in ImageJ order, channel
     # fastest, three channels.
-    if not set(axes[:-2]) & set("TC"):
+    if not set(axes[:-2]) & set("TCR"):
         big = [n for n in dims if n > 1]
         if len(big) == 1 and big[0] % 3 == 0:
             axes, dims = "TCYX", (big[0] // 3, 3)
@@ -567,13 +697,11 @@ def _open_stack(path, user, defaults) -> _Stack:
             axes, dims = "TCYX", tuple(big)
         shape = dims + tuple(shape[-2:])
     lead = dict(zip(axes[:-2], dims))
-    bad = {a: n for a, n in lead.items() if a not in "TC" and n > 1}
+    bad = {a: n for a, n in lead.items() if a not in allowed and n > 1}
     if bad:
-        what = (" (R: Micro-Manager's positions, which tifffile gathers from all of the dataset's files: "
-                "save each position as a stack of its own, e.g. with Fiji's Bio-Formats importer, "
-                "'split series')") if "R" in bad else ""
-        raise PlateError(f"{str(path)!r} has axes {axes} {shape}: only T and C may exceed 1 "
-                         f"(got {', '.join(f'{a}={n}' for a, n in bad.items())}){what}")
+        what = (" (R: positions, read from Micro-Manager datasets only)") if "R" in bad else ""
+        raise PlateError(f"{text} has axes {axes} {shape}: only {', '.join(allowed[:-1])} and {allowed[-1]} "
+                         f"may exceed 1 (got {', '.join(f'{a}={n}' for a, n in bad.items())}){what}")
     n_t, n_c = lead.get("T", 1), lead.get("C", 1)
     named = len(names) == n_c and any(name != str(i) for i, name in enumerate(names))
     if len(names) != n_c:
@@ -584,8 +712,7 @@ def _open_stack(path, user, defaults) -> _Stack:
         role = user.get(_norm(name)) or user.get(str(i)) or _default_role(name, defaults)
         if role in CHANNEL_ROLES:
             if role in roles:
-                raise PlateError(f"{str(path)!r}: channels {names[roles[role]]!r} and {name!r} "
-                                 f"both map to {role}")
+                raise PlateError(f"{text}: channels {names[roles[role]]!r} and {name!r} both map to {role}")
             roles[role] = i
     # The documented default order is for unnamed channels only: named ones that no map
     # knows would be assigned by position without a word.
@@ -593,19 +720,49 @@ def _open_stack(path, user, defaults) -> _Stack:
         roles = dict(zip(CHANNEL_ROLES, range(3)))
     missing = [r for r in CHANNEL_ROLES if r not in roles]
     if missing and n_t * n_c == 1:
-        raise PlateError(f"{str(path)!r} is a single 2-D image, not a T/C stack; single-channel files "
+        raise PlateError(f"{text} is a single 2-D image, not a T/C stack; single-channel files "
                          "need a folder layout (gen5, imagexpress) or a pattern with a (?P<channel>...) group")
     if missing:
-        raise PlateError(f"{str(path)!r}: no {'/'.join(missing)} channel among {list(names)} "
+        raise PlateError(f"{text}: no {'/'.join(missing)} channel among {list(names)} "
                          f"(axes {axes} {shape}); pass a channel map, e.g. NAME={missing[0]}")
-    return _Stack(Path(path), (n_t, n_c, shape[-2], shape[-1]), axes, names, roles, size, dims)
+    return _Stack(Path(path), (n_t, n_c, shape[-2], shape[-1]), axes, tuple(names), roles, size, dims)
 
 
-def _stack_channel_names(tif) -> tuple:
+def _ome_images(tif) -> list:
+    """The OME-XML's Image elements (dicts, in order); [] where there are none."""
+    if not tif.is_ome:
+        return []
+    try:
+        images = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+    except Exception:
+        return []
+    return [im for im in (images if isinstance(images, list) else [images]) if isinstance(im, dict)]
+
+
+def _ome_image(tif, images, i):
+    """The OME Image of series ``i``; None where that cannot be told.
+
+    tifffile makes one series of each Image with planes in TIFF (a ``TiffData``), in order;
+    failing that, the one Image of the series' name.
+    """
+    if not images:
+        return None
+    if tif.series[i].kind != "ome":   # OME-XML tifffile could not follow: as it reads the first series
+        return images[0] if i == 0 else None
+    stored = [im for im in images if isinstance(im.get("Pixels"), dict) and "TiffData" in im["Pixels"]]
+    if len(stored) == len(tif.series):
+        return stored[i]
+    named = [im for im in images if str(im.get("Name")) == tif.series[i].name]
+    if len(named) == 1:
+        return named[0]
+    return images[0] if i == 0 else None
+
+
+def _stack_channel_names(tif, image=None) -> tuple:
+    """Channel names from the OME ``image`` (by default the first), else from ImageJ's labels."""
     if tif.is_ome:
         try:
-            images = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
-            image = images[0] if isinstance(images, list) else images
+            image = image if image is not None else _ome_images(tif)[0]
             chans = image["Pixels"].get("Channel", [])
             chans = chans if isinstance(chans, list) else [chans]
             names = tuple(str(c.get("Name", i)) for i, c in enumerate(chans))
@@ -622,12 +779,13 @@ def _stack_channel_names(tif) -> tuple:
     return ()
 
 
-def _pixel_size(tif) -> float | None:
-    """Micrometres per pixel from OME, ImageJ, Gen5 XML or resolution tags; None if unknown."""
+def _pixel_size(tif, image=None) -> float | None:
+    """Micrometres per pixel from OME (the ``image``, by default the first), ImageJ, Gen5 XML or
+    resolution tags; None if unknown."""
     try:
         if tif.is_ome:
-            pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
-            pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
+            image = image if image is not None else _ome_images(tif)[0]
+            pixels = image["Pixels"]
             if "PhysicalSizeX" in pixels:
                 unit = pixels.get("PhysicalSizeXUnit", "µm")
                 scale = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3}.get(unit)
@@ -672,10 +830,17 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
     user = {_norm(k): v for k, v in parse_channel_map(channel_map).items()}
     defaults = {_norm(k): v for k, v in DEFAULT_CHANNEL_MAP.items()}
     stacks, keys, problems, broken, first_error, ignored = {}, [], {}, {}, None, []
+    found = {}      # (well, site) -> (where it was read from, a position among several?)
+    seen = set()    # the first plane of each position read (file, offset)
+    covered = set()   # the files those positions' planes lie in
     for path in paths:
         name = path.name if root.is_file() else path.relative_to(root).as_posix()
         if not pattern and not root.is_file() and _THUMBNAIL.search(path.name):
             ignored.append(path)
+            continue
+        # Another file of a Micro-Manager (or multi-file OME) dataset already read: opened, it
+        # gives that dataset's positions again.
+        if path.resolve() in covered:
             continue
         m = rx.search(name) if pattern else (_MM_SITE.search(path.name) or rx.search(path.name))
         if pattern and not (m and m.group("well")):   # the user's names: a file they do not fit is no stack
@@ -685,24 +850,42 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
             well, site = m.group("well").upper(), int(m.groupdict().get("site") or 0)
         else:
             well, site = path.name.split(".")[0], 0
-        if (well, site) in stacks or (well, site) in broken:
-            other = stacks[(well, site)].path if (well, site) in stacks else broken[(well, site)]
-            raise PlateError(f"two stacks for well {well} site {site}: {str(other)!r} and {str(path)!r} "
-                             "(one file per channel needs a folder layout, gen5 or imagexpress, or a "
-                             "pattern with a (?P<channel>...) group)")
         try:
-            s = _open_stack(path, user, defaults)
+            positions = _open_stack(path, user, defaults)
         except PlateError as e:
-            # one bad stack in a folder is that position's problem (listed, skippable);
-            # a folder where no stack reads at all is an error
-            first_error = first_error or e
-            broken[(well, site)] = path
-            key = FrameKey(well, site, 0)
-            problems[key] = f"{_key_text(key)}: {e}"
-            keys.append(key)
-            continue
-        stacks[(well, site)] = s
-        keys += [FrameKey(well, site, t) for t in range(s.shape[0])]
+            positions = [_Position("", None, 0, None, e, None, ())]
+        for pos in positions:
+            if pos.first is not None and pos.first in seen:
+                continue
+            seen.add(pos.first)
+            covered.update(p.resolve() for p in pos.files)
+            own = well
+            if pos.where.startswith("r=") and not pattern:
+                # A Micro-Manager dataset's well is in its name, the files' up to "_MMStack" (after
+                # it, a file's own position: exp_MMStack_B2-Site_0.ome.tif), else it is that name.
+                prefix = path.name.split("_MMStack")[0].split(".")[0]
+                named = rx.search(prefix)
+                own = named.group("well").upper() if named else prefix
+            key = (_named_site(pos.label) or (own, pos.index)) if pos.where else (well, site)
+            source = _source(path, pos.where)
+            if key in found:
+                other, among = found[key]
+                hint = "" if pos.where or among else (
+                    " (one file per channel needs a folder layout, gen5 or imagexpress, or a "
+                    "pattern with a (?P<channel>...) group)")
+                raise PlateError(f"two stacks for well {key[0]} site {key[1]}: {other!r} and {source!r}{hint}")
+            found[key] = (source, bool(pos.where))
+            if pos.error is not None:
+                # one bad stack in a folder is that position's problem (listed, skippable);
+                # a folder where no stack reads at all is an error
+                first_error = first_error or pos.error
+                broken[key] = path
+                k = FrameKey(*key, 0)
+                problems[k] = f"{_key_text(k)}: {pos.error}"
+                keys.append(k)
+                continue
+            stacks[key] = pos.stack
+            keys += [FrameKey(*key, t) for t in range(pos.stack.shape[0])]
     if not stacks and first_error is None:
         what = f"pattern {pattern!r} matched no file" if pattern else "no stack but previews (names with 'thumb')"
         raise PlateError(f"{what} under {str(root)!r} (e.g. {ignored[0].name!r})")
@@ -718,8 +901,8 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
     for (well, site), st in stacks.items():
         for t in range(st.shape[0], n_t):
             key = FrameKey(well, site, t)
-            problems[key] = (f"{_key_text(key)}: {str(st.path)!r} holds {st.shape[0]} time point(s), "
-                             f"other stacks {n_t}")
+            problems[key] = (f"{_key_text(key)}: {_source(st.path, st.where)!r} holds {st.shape[0]} "
+                             f"time point(s), other stacks {n_t}")
             keys.append(key)
     return StackPlate(root=root, layout="stack", stacks=stacks, _keys=sorted(set(keys)), problems=problems,
                       broken=broken, ignored=ignored)
@@ -735,7 +918,8 @@ def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_m
     Parameters
     ----------
     path : str or Path
-        A plate folder, or one stack file.
+        A plate folder, or one stack file (of one position or several; one file of a
+        Micro-Manager dataset reads all of its positions).
     layout : {"auto", "gen5", "imagexpress", "stack"}
         ``"auto"``: a file is a stack; a folder is ImageXpress when its names match
         that pattern, else Gen5, else (``pattern`` with no ``channel`` group, or no
@@ -744,7 +928,9 @@ def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_m
         A regular expression with named groups ``well`` and ``channel`` (and
         optionally ``site``, ``time``) searched in each file's path relative to the
         folder: replaces the layout's pattern. For stacks, only ``well`` and
-        ``site`` are used.
+        ``site`` are used, of a file's one position; of several positions in a file,
+        each is named by its own name where that names a well, else by the file's well
+        (``pattern``'s) and its index.
     channel_map : dict or list of "NAME=ROLE", optional
         Channel names -> ``brightfield``/``hoechst``/``draq7``/``ignore``, on top of
         `DEFAULT_CHANNEL_MAP` (and `IMAGEXPRESS_CHANNEL_MAP` for ImageXpress; for a
@@ -763,7 +949,8 @@ def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_m
     Raises
     ------
     PlateError
-        When nothing in ``path`` can be read as a plate (naming the path).
+        When nothing in ``path`` can be read as a plate (naming the path), or two
+        stacks or positions have one well and site (naming both).
     """
     path = Path(path)
     if layout not in LAYOUTS:
