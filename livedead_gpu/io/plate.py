@@ -33,6 +33,7 @@ in the file names (0 where a name carries none); in a stack, ``time`` is the
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import warnings
@@ -452,6 +453,8 @@ class _Stack:
     position: int = 0     # index along R (Micro-Manager's positions)
     where: str = ""       # "series=1" or "r=1" in a file of several positions, else ""
     files: tuple = ()     # the files its planes lie in (in a Micro-Manager dataset, another of its files)
+    planes: dict | None = None   # (t, c) -> (file, byte offset) of each plane's pixels, where read directly
+    plane: tuple = ()     # (dtype, shape) of those planes
 
 
 @dataclass(eq=False)
@@ -480,12 +483,17 @@ class StackPlate(Plate):
         key = self._problem(key)
         s = self.stacks[(key.well, key.site)]
         at = f"{s.where},t={key.time}" if s.where else f"t={key.time}"
-        index = [_page_index(s, key.time, s.roles[role]) for role in CHANNEL_ROLES]
         try:
-            with tifffile.TiffFile(s.path) as tif:
-                # The three planes in one call, which opens the other files of a Micro-Manager
-                # dataset as it reads them (a page of one is read from a closed file otherwise).
-                planes = tif.asarray(series=s.series, key=index, maxworkers=1)
+            if s.planes is not None:
+                planes = [_plane_at(*s.planes[key.time, s.roles[role]], *s.plane) for role in CHANNEL_ROLES]
+            else:
+                index = [_page_index(s, key.time, s.roles[role]) for role in CHANNEL_ROLES]
+                with tifffile.TiffFile(s.path) as tif:
+                    # The three planes in one call, which opens the other files of a Micro-Manager
+                    # dataset as it reads them (a page of one is read from a closed file otherwise).
+                    planes = tif.asarray(series=s.series, key=index, maxworkers=1)
+        except PlateError:
+            raise
         except Exception as e:
             raise PlateError(f"cannot read {str(s.path)!r} ({at}): {_why(e)}") from None
         arrays = {}
@@ -497,6 +505,43 @@ class StackPlate(Plate):
                      channel_names={r: s.channel_names[s.roles[r]] for r in CHANNEL_ROLES},
                      sources={r: f"{s.path}[{at},c={s.roles[r]}]" for r in CHANNEL_ROLES},
                      pixel_size=s.pixel_size)
+
+
+def _plane_at(path, offset, dtype, shape):
+    """One uncompressed plane of ``dtype`` and ``shape`` at byte ``offset`` of ``path``."""
+    count = int(np.prod(shape))
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = np.fromfile(fh, dtype, count)
+    except OSError as e:
+        raise PlateError(f"cannot read {str(path)!r}: {_why(e)}") from None
+    if data.size < count:
+        raise PlateError(f"cannot read {str(path)!r}: it ends inside the plane at byte {offset} (a file cut short "
+                         "since the plate was opened?)")
+    return data.reshape(shape)
+
+
+def _addresses(axes, dims, pages):
+    """(t, c) -> (file, byte offset) of each plane of one position's ``pages`` (in stored order
+    over ``axes``' leading axes but R), and their (dtype, shape); None unless every plane is
+    uncompressed, in one piece, of one dtype and shape, as Micro-Manager writes them."""
+    lead = [(a, n) for a, n in zip(axes[:-2], dims) if a != "R"]
+    if len(pages) != math.prod(n for _, n in lead) or any(p is None for p in pages):
+        return None
+    key = pages[0].keyframe
+    plane = (np.dtype(key.dtype).newbyteorder(key.parent.byteorder), tuple(key.shape))
+    if len(key.shape) != 2 or key.compression != 1:
+        return None
+    out = {}
+    for page, index in zip(pages, np.ndindex(*(n for _, n in lead))):
+        if (not page.is_contiguous or page.keyframe.dtype != key.dtype or tuple(page.keyframe.shape) != key.shape
+                or len(page.dataoffsets) != 1 or page.dataoffsets[0] <= 0
+                or page.databytecounts[0] != plane[0].itemsize * math.prod(key.shape)):
+            return None
+        at = dict(zip((a for a, _ in lead), index))
+        out.setdefault((at.get("T", 0), at.get("C", 0)), (page.parent.filehandle.path, int(page.dataoffsets[0])))
+    return out, plane
 
 
 def _page_index(s: _Stack, t, c):
@@ -666,7 +711,14 @@ def _position(path, text, where, label, index, axes, shape, pages, names, size, 
         stack = _check_stack(path, text, axes, shape, names, size, user, defaults, allowed)
     except PlateError as e:
         return _Position(where, label, index, None, e, first, files)
-    return _Position(where, label, index, replace(stack, where=where, files=files, **at), None, first, files)
+    stack = replace(stack, where=where, files=files, **at)
+    if "position" in at:
+        # A Micro-Manager position's planes are read where the index map puts them: reopening the
+        # dataset for each frame would parse every one of its files' index maps each time.
+        found = _addresses(axes, shape[:-2], pages)
+        if found:
+            stack = replace(stack, planes=found[0], plane=found[1])
+    return _Position(where, label, index, stack, None, first, files)
 
 
 def _source(path, where):
