@@ -189,6 +189,34 @@ def test_separation_keeps_nucleus_one_and_splits_touching_cells():
     assert not (cells[~area] > 0).any()
 
 
+def test_separation_of_a_cell_area_with_no_nucleus_on_an_edt_of_nan():
+    # cupyx's distance_transform_edt of an input with no zero is NaN (SciPy's is large): a NaN
+    # cast to the 8-bit landscape is undefined (NumPy warns). No cell, no warning.
+    import warnings
+
+    import scipy.ndimage
+    import skimage
+
+    from livedead_gpu.backends.gpu import ArrayBackend
+
+    class NanEdt:
+        def __getattr__(self, name):
+            return getattr(scipy.ndimage, name)
+
+        @staticmethod
+        def distance_transform_edt(image, **kwargs):
+            out = scipy.ndimage.distance_transform_edt(image, **kwargs)
+            return np.full(image.shape, np.nan) if image.all() else out
+
+    area = np.zeros((40, 60), bool)
+    area[5:35, 10:50] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cells, outlines = separate_cells(area, np.zeros(area.shape, np.int32),
+                                         backend=ArrayBackend(np, NanEdt(), skimage, name="nan-edt"))
+    assert not cells.any() and not outlines[~area].any()
+
+
 def test_separation_draws_no_outline_on_the_frame():
     area = np.ones((40, 60), bool)  # cells fill the frame
     _, labels = two_touching_cells()

@@ -57,7 +57,9 @@ def separate_cells(area, nucleus_labels, backend="cpu", method: str = "watershed
         d = distance[rows]
         d += xp.float32(1e-3)
         xp.copyto(d, 0, where=outside)
-        xp.minimum(d, 255, out=d)
+        # fmin: cupyx's exact transform is NaN everywhere when there is no nucleus at all
+        # (SciPy's and OpenCV's are large); 255 then, as for any far pixel.
+        xp.fmin(d, 255, out=d)
         landscape[rows] = d
 
     be.by_rows(prepare, nucleus_labels.shape)
