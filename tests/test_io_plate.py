@@ -330,31 +330,42 @@ def test_an_axis_of_positions_outside_micro_manager_is_refused(tmp_path):
         open_plate(path)   # read as the first position alone, the other would be lost
 
 
-def write_mmstack(path, planes, summary):
+def write_mmstack(path, planes, summary, names=None, pixel_size=0.65):
     """A Micro-Manager multipage TIFF, by its file format as tifffile reads it: ``planes`` are
-    ``(c, t, position, image)`` in file order (z 0), ``summary`` its Summary metadata."""
+    ``(c, t, position, image)`` in file order (z 0), ``summary`` its Summary metadata, ``names``
+    the positions' names (by index) that each plane's metadata gives as ``PositionName``.
+
+    As Micro-Manager (1.4 and 2.0) writes them: each plane's metadata (tag 51123, JSON) holds
+    its indices, ``PositionName`` and ``PixelSizeUm``; the resolution tags give pixels per cm.
+    """
     import json
     import struct
 
     head = json.dumps(summary).encode()
     out = bytearray(b"II*\x00\x00\x00\x00\x00")   # then Micro-Manager's header: its blocks' offsets
     out += struct.pack("<8I", 54773648, 0, 483765892, 0, 99384722, 0, 2355492, len(head)) + head
+    per_cm = int(1 / (1e-4 * (pixel_size or 1)))
     index = []
     for i, (c, t, pos, image) in enumerate(planes):
         out += b"\x00" * (len(out) % 2)
         ifd = len(out)
         data = np.ascontiguousarray(image, "<u2").tobytes()
-        meta = json.dumps({"ChannelIndex": c, "FrameIndex": t, "PositionIndex": pos}).encode() + b"\x00"
+        meta = {"ChannelIndex": c, "SliceIndex": 0, "Slice": 0, "FrameIndex": t, "Frame": t, "PositionIndex": pos}
+        if names is not None:
+            meta["PositionName"] = names[pos]
+        if pixel_size is not None:
+            meta["PixelSizeUm"] = pixel_size
+        meta = json.dumps(meta).encode() + b"\x00"
         extra = ifd + 162 + len(data)   # 13 entries, then the pixels (tifffile finds them at IFD + 162)
         entries = [(256, 4, 1, image.shape[1]), (257, 4, 1, image.shape[0]), (258, 3, 1, 16), (259, 3, 1, 1),
                    (262, 3, 1, 1), (273, 4, 1, ifd + 162), (277, 3, 1, 1), (278, 4, 1, image.shape[0]),
-                   (279, 4, 1, len(data)), (282, 5, 1, extra), (283, 5, 1, extra + 8), (296, 3, 1, 1),
+                   (279, 4, 1, len(data)), (282, 5, 1, extra), (283, 5, 1, extra + 8), (296, 3, 1, 3),
                    (51123, 2, len(meta), extra + 16)]
         out += struct.pack("<H", len(entries))
         for tag, kind, n, value in entries:
             out += struct.pack("<HHI", tag, kind, n) + struct.pack("<H2x" if kind == 3 else "<I", value)
         next_ifd = len(out)
-        out += b"\x00" * 4 + data + struct.pack("<4I", 1, 1, 1, 1) + meta
+        out += b"\x00" * 4 + data + struct.pack("<4I", per_cm, 1, per_cm, 1) + meta
         struct.pack_into("<I", out, 4 if i == 0 else previous, ifd)
         previous = next_ifd
         index.append((c, 0, t, pos, ifd))
@@ -365,10 +376,34 @@ def write_mmstack(path, planes, summary):
     Path(path).write_bytes(bytes(out))
 
 
-def mm_summary(labels, n_t, chans=("BF", "DAPI", "Cy5")):
-    return {"MicroManagerVersion": "2.0.3", "Prefix": "exp", "Frames": n_t, "Slices": 1, "Channels": len(chans),
-            "Positions": len(labels), "ChNames": list(chans), "StagePositions": [{"Label": x} for x in labels],
-            "TimeFirst": False, "SlicesFirst": True, "PixelSize_um": 0.65}
+def mm_summary(labels, n_t, chans=("BF", "DAPI", "Cy5"), version="2.0", listed=True):
+    """Summary metadata as Micro-Manager ``version`` writes it, ``labels`` its positions' names
+    (``listed``: in the Summary's position list).
+
+    2.0 (mmstudio PropertyKey / NonPropertyMapJSONFormats.SummaryFormat): the positions under
+    ``StagePositions`` (absent without a position list), no pixel size (a plane's own metadata
+    gives it). 1.4 (acq_engine.clj make-summary-metadata): under ``InitialPositionList`` (null
+    without a position list), ``PixelSize_um``. ``Positions``: their number, in both.
+    """
+    out = {"Prefix": "exp", "ChNames": list(chans), "Frames": n_t, "Positions": len(labels), "Slices": 1,
+           "Channels": len(chans), "TimeFirst": False, "SlicesFirst": True, "PixelType": "GRAY16",
+           "Width": 16, "Height": 16}
+    if version == "1.4":
+        out.update({"MicroManagerVersion": "1.4.23 20170327", "MetadataVersion": 10, "IJType": 1, "BitDepth": 16,
+                    "PixelSize_um": 0.65, "Source": "Micro-Manager", "InitialPositionList": None})
+        if listed:
+            out["InitialPositionList"] = [{"Label": x, "GridRowIndex": 0, "GridColumnIndex": 0,
+                                           "DeviceCoordinatesUm": {"XYStage": [100.0 * i, 0.0]}}
+                                          for i, x in enumerate(labels)]
+        return out
+    out.update({"MicroManagerVersion": "2.0.3 20240318", "MetadataVersion": "12.0.0",
+                "IntendedDimensions": {"time": n_t, "position": len(labels), "z": 1, "channel": len(chans)}})
+    if listed:
+        out["StagePositions"] = [{"Label": x, "DefaultXYStage": "XYStage", "DefaultZStage": "Z", "GridRow": 0,
+                                  "GridCol": 0, "Properties": {},
+                                  "DevicePositions": [{"Device": "XYStage", "Position_um": [100.0 * i, 0.0]}]}
+                                 for i, x in enumerate(labels)]
+    return out
 
 
 def mm_planes(pos, n_t, order=(0, 1, 2)):
@@ -381,7 +416,8 @@ def test_a_micro_manager_dataset_of_several_files_gives_each_position_once(tmp_p
     labels = ["B2-Site_0", "C3-Site_1", "Pos2"]
     summary = mm_summary(labels, 2, chans=("Cy5", "BF", "DAPI"))
     for pos, label in enumerate(labels):
-        write_mmstack(tmp_path / f"exp_MMStack_{label}.ome.tif", mm_planes(pos, 2, order=(2, 0, 1)), summary)
+        write_mmstack(tmp_path / f"exp_MMStack_{label}.ome.tif", mm_planes(pos, 2, order=(2, 0, 1)), summary,
+                      names=labels)
     p = open_plate(tmp_path)
     assert not p.problems and not p.ignored
     # labels that name no well: the dataset's name, the position's index
@@ -427,8 +463,10 @@ def test_micro_manager_planes_are_read_where_the_index_map_puts_them(tmp_path):
 def test_a_micro_manager_file_of_several_positions(tmp_path):
     # all positions in one file, time points outermost (axes TRCYX)
     planes = [q for t in range(2) for pos in range(3) for q in mm_planes(pos, 2)[3 * t: 3 * t + 3]]
-    summary = dict(mm_summary(["1-Pos_000_000"] * 2 + ["x"], 2), TimeFirst=True)
-    write_mmstack(tmp_path / "B2_MMStack_Default.ome.tif", planes, summary)
+    # labels of the Create Grid dialog (TileCreator: PREFIX-PosCOL_ROW)
+    labels = ["1-Pos000_000", "1-Pos001_000", "x"]
+    summary = dict(mm_summary(labels, 2), TimeFirst=True)
+    write_mmstack(tmp_path / "B2_MMStack_Default.ome.tif", planes, summary, names=labels)
     with tifffile.TiffFile(tmp_path / "B2_MMStack_Default.ome.tif") as tif:
         assert tif.series[0].axes == "TRCYX"
     p = open_plate(tmp_path)   # labels that name no well: the dataset's well, the position's index
@@ -453,6 +491,54 @@ def test_stack_folders_skip_thumbnails_earlier_training_sets_and_read_site_names
         (mm / f"exp_MMStack_B2-Site_{site}.ome.tif").write_bytes((root / "B2_s0.ome.tif").read_bytes())
         (mm / f"C3-Site_{site}.ome.tif").write_bytes((root / "C3_s0.ome.tif").read_bytes())
     assert {(k.well, k.site) for k in open_plate(mm).keys()} == {("B2", 0), ("B2", 1), ("C3", 0), ("C3", 1)}
+
+
+def test_a_micro_manager_1_4_dataset_lists_its_positions_under_initial_position_list(tmp_path):
+    # Micro-Manager 1.4: Summary InitialPositionList [{"Label", "GridRowIndex", ...}], PixelSize_um;
+    # the HCS Site Generator's names (WELL-Site_N, sites from 0); a file per position, named after it
+    labels = ["B2-Site_0", "B2-Site_1", "C3-Site_0"]
+    summary = mm_summary(labels, 1, version="1.4")
+    for pos, label in enumerate(labels):
+        write_mmstack(tmp_path / f"exp_MMStack_{label}.ome.tif", mm_planes(pos, 1), summary, names=labels,
+                      pixel_size=0.325)   # the planes' own pixel size: the Summary's wins in 1.4
+    p = open_plate(tmp_path / "exp_MMStack_B2-Site_1.ome.tif")
+    assert p.keys() == [FrameKey("B2", 0, 0), FrameKey("B2", 1, 0), FrameKey("C3", 0, 0)] and not p.problems
+    for pos, key in enumerate(p.keys()):
+        f = check_position(p, key, pos, 0)
+    assert f.pixel_size == pytest.approx(0.65, rel=1e-9)
+
+
+@pytest.mark.parametrize("version", ["1.4", "2.0"])
+def test_micro_manager_positions_named_by_their_planes_alone(tmp_path, version):
+    # No position list in the Summary (1.4: InitialPositionList null, 2.0: no StagePositions), as
+    # where the acquisition kept none: each plane's metadata still names its position (PositionName)
+    labels = ["B2-Site_0", "B2-Site_1", "D4-Site_2"]
+    summary = mm_summary(labels, 2, version=version, listed=False)
+    assert ("StagePositions" not in summary) if version == "2.0" else summary["InitialPositionList"] is None
+    for pos in range(3):
+        write_mmstack(tmp_path / f"exp_MMStack_Pos{pos}.ome.tif", mm_planes(pos, 2), summary, names=labels)
+    p = open_plate(tmp_path)
+    assert p.keys() == [FrameKey(w, s, t) for w, s in [("B2", 0), ("B2", 1), ("D4", 2)] for t in (0, 1)]
+    assert not p.problems
+    check_position(p, ("D4", 2, 1), 2, 1)
+    # a file of positions 1 and 2 alone (the others missing): their own names still
+    part = tmp_path / "part"
+    part.mkdir()
+    write_mmstack(part / "exp_MMStack_1.ome.tif", mm_planes(1, 2) + mm_planes(2, 2), summary, names=labels)
+    assert open_plate(part).keys() == [FrameKey(w, s, t) for w, s in [("B2", 1), ("D4", 2)] for t in (0, 1)]
+
+
+def test_micro_manager_2_pixel_size_is_read_from_the_planes(tmp_path):
+    # Micro-Manager 2.0 writes no pixel size in the Summary (PixelSizeUm is per-image metadata);
+    # the resolution tags round it (pixels per cm, an integer): 1e4 / 30769 = 0.325003 µm
+    labels = ["B2-Site_0", "B2-Site_1"]
+    summary = mm_summary(labels, 1)
+    assert "PixelSize_um" not in summary
+    for pos, label in enumerate(labels):
+        write_mmstack(tmp_path / f"exp_MMStack_{label}.ome.tif", mm_planes(pos, 1), summary, names=labels,
+                      pixel_size=0.325)
+    p = open_plate(tmp_path)
+    assert p.read(("B2", 1, 0)).pixel_size == pytest.approx(0.325, rel=1e-9)
 
 
 def test_a_micro_manager_dataset_missing_files(tmp_path):

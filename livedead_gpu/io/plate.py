@@ -32,9 +32,11 @@ in the file names (0 where a name carries none); in a stack, ``time`` is the
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
+import struct
 import threading
 import warnings
 from collections import defaultdict
@@ -657,40 +659,79 @@ def _mm_positions(path, tif, series, user, defaults) -> list:
     index_map = meta.get("IndexMap")
     # the index along R of the dataset's first position in this series (see above)
     start = 0 if series.is_multifile or index_map is None or not len(index_map) else int(index_map[:, 3].min())
-    labels = _mm_labels(tif, summary, start + n_r)
+    labels = _mm_labels(summary, start + n_r)
     names = summary.get("ChNames")
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         names = _stack_channel_names(tif)
-    size = summary.get("PixelSize_um")
-    size = float(size) if isinstance(size, (int, float)) and size > 0 else _pixel_size(tif)
     grid = np.arange(len(series.pages)).reshape(shape[:-2])
+    positions = [[series.pages[i] for i in grid.take(r, axis=axes.index("R")).ravel()] for r in range(n_r)]
+    # Each plane's own metadata (TIFF tag 51123) names its position ("PositionName") and
+    # pixel size ("PixelSizeUm"): read from a position's first plane where the Summary gives
+    # no position list, or (Micro-Manager 2.0) no pixel size.
+    planes = [_mm_plane_metadata(next((p for p in pages if p is not None), None))
+              if labels is None or r == 0 else {} for r, pages in enumerate(positions)]
+    size = summary.get("PixelSize_um")   # Micro-Manager 1.4 only
+    if not (isinstance(size, (int, float)) and size > 0):
+        size = planes[0].get("PixelSizeUm") if planes else None
+    size = float(size) if isinstance(size, (int, float)) and size > 0 else _pixel_size(tif)
     out = []
-    for r in range(n_r):
-        label = labels[start + r] if labels else None
+    for r, pages in enumerate(positions):
+        label = labels[start + r] if labels else planes[r].get("PositionName")
+        label = label if isinstance(label, str) and label else None
         text = f"{str(path)!r} position {start + r}" + (f" ({label!r})" if label else "")
-        pages = [series.pages[i] for i in grid.take(r, axis=axes.index("R")).ravel()]
         out.append(_position(path, text, f"r={r}", label, start + r, axes, shape, pages, tuple(names), size,
                              user, defaults, allowed="TCR", position=r))
     return out
 
 
-def _mm_labels(tif, summary, n) -> list | None:
-    """Micro-Manager's position labels (``Pos0``, ``B2-Site_3``), when its metadata give ``n`` of them."""
+def _mm_labels(summary, n) -> list | None:
+    """The position labels (``Pos0``, ``B2-Site_3``) of a Micro-Manager Summary, when it lists ``n``.
+
+    Micro-Manager 2.0 lists the acquisition's positions under ``StagePositions``, 1.4 under
+    ``InitialPositionList`` (null without a position list): dicts with a ``Label`` each, in
+    the order of the planes' ``PositionIndex``. ``Positions`` is their number (an integer),
+    in both.
+    """
     count = summary.get("Positions")
-    try:
-        n = max(n, len(count) if isinstance(count, list) else int(count or 0))
-    except (TypeError, ValueError):
-        pass
-    for k in ("StagePositions", "InitialPositionList", "Positions"):
+    if isinstance(count, int) and not isinstance(count, bool):
+        n = max(n, count)
+    for k in ("StagePositions", "InitialPositionList"):
         found = summary.get(k)
         if isinstance(found, list) and len(found) == n:
-            labels = [p.get("Label") if isinstance(p, dict) else p for p in found]
+            labels = [p.get("Label") if isinstance(p, dict) else None for p in found]
             if all(isinstance(x, str) and x for x in labels):
                 return labels
-    images = _ome_images(tif)
-    if len(images) == n and all(im.get("Name") for im in images):
-        return [str(im["Name"]) for im in images]
     return None
+
+
+def _mm_plane_metadata(page) -> dict:
+    """The JSON of a Micro-Manager plane's tag 51123 (``PositionName``, ``PixelSizeUm``, ...); {}
+    where it cannot be read.
+
+    Read from the plane's IFD in its file: tifffile keeps the tags of a file's first plane only
+    (the others are frames placed by the index map, some in files it has closed again).
+    """
+    if page is None or not page.offset or getattr(page.parent, "is_bigtiff", False):
+        return {}
+    try:
+        order = page.parent.byteorder
+        with open(page.parent.filehandle.path, "rb") as f:
+            f.seek(page.offset)
+            (count,) = struct.unpack(order + "H", f.read(2))
+            entries = f.read(12 * count)
+            for i in range(count):
+                tag, kind, n, value = struct.unpack_from(order + "HHII", entries, 12 * i)
+                if tag == 51123 and kind in (1, 2, 7) and 0 < n < 1 << 24:
+                    if n <= 4:
+                        data = entries[12 * i + 8:12 * i + 8 + n]
+                    else:
+                        f.seek(value)
+                        data = f.read(n)
+                    found = json.loads(data.rstrip(b"\0").decode("utf-8"))
+                    return found if isinstance(found, dict) else {}
+    except (OSError, ValueError, struct.error):
+        pass
+    return {}
 
 
 def _position(path, text, where, label, index, axes, shape, pages, names, size, user, defaults,
