@@ -740,3 +740,15 @@ def test_a_folder_of_two_layouts_says_which_it_reads(tmp_path):
         plate = open_plate(tmp_path)
     assert plate.layout == "imagexpress" and {k.well for k in plate.keys()} == {"B02"}
     assert open_plate(tmp_path, layout="gen5").keys()[0].well == "C3"
+
+
+def test_a_renamed_micro_manager_dataset_is_named_as_such(tmp_path):
+    # tifffile logs "MMStack file name is invalid" for files not named PREFIX_MMStack*: it had been
+    # called "a damaged or truncated TIFF"
+    labels = ["B2-Site_0", "B2-Site_1"]
+    summary = mm_summary(labels, 1)
+    for pos in range(2):
+        write_mmstack(tmp_path / f"renamed_MMStack_Pos{pos}.ome.tif", mm_planes(pos, 1), summary)
+    with pytest.raises(PlateError, match=r"renamed_MMStack_Pos0.ome.tif': a file of a Micro-Manager dataset renamed"
+                                         r".*'Prefix'"):
+        open_plate(tmp_path)

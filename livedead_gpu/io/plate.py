@@ -584,6 +584,13 @@ def _intact(path):
         yield
     finally:
         logger.removeHandler(handler)
+    if any("MMStack file name is invalid" in m for m in handler.messages):
+        # Not damage: tifffile gathers a Micro-Manager dataset's positions from the files named
+        # PREFIX_MMStack*.tif only, and reads a renamed one as if it held its own positions alone.
+        raise PlateError(f"cannot read {str(path)!r}: a file of a Micro-Manager dataset renamed (its name must "
+                         "start with the dataset's prefix, the Summary's 'Prefix', and hold '_MMStack'), so "
+                         "its positions cannot be gathered from the dataset's files: give them back the names "
+                         "Micro-Manager wrote")
     if handler.messages:
         raise PlateError(f"cannot read {str(path)!r}: a damaged or truncated TIFF (tifffile: {handler.messages[0]})")
 
