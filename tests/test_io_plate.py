@@ -1,5 +1,6 @@
 """Plate discovery and lazy reading: Gen5/Cytation, ImageXpress, TCYX stacks, user regexes."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -752,3 +753,68 @@ def test_a_renamed_micro_manager_dataset_is_named_as_such(tmp_path):
     with pytest.raises(PlateError, match=r"renamed_MMStack_Pos0.ome.tif': a file of a Micro-Manager dataset renamed"
                                          r".*'Prefix'"):
         open_plate(tmp_path)
+
+
+def test_a_damaged_file_of_a_micro_manager_dataset_is_named_from_its_siblings(tmp_path):
+    # tifffile reads every file of the dataset whichever is opened, and fails on the damaged one:
+    # the intact files' error had been "not a readable TIFF (KeyError: 'IndexMap')" alone
+    labels = ["B2-Site_0", "C3-Site_1", "D4-Site_2"]
+    for pos in range(3):
+        write_mmstack(tmp_path / f"exp_MMStack_Pos{pos}.ome.tif", mm_planes(pos, 1), mm_summary(labels, 1))
+    cut = tmp_path / "exp_MMStack_Pos1.ome.tif"
+    cut.write_bytes(cut.read_bytes()[:700])
+    with pytest.raises(PlateError, match=r"exp_MMStack_Pos0.ome.tif': .*its Micro-Manager dataset's file "
+                                         r"'exp_MMStack_Pos1.ome.tif'.* is damaged .*move it aside"):
+        open_plate(tmp_path / "exp_MMStack_Pos0.ome.tif")
+
+
+def test_a_series_of_another_plane_size_is_left_out_with_a_warning(tmp_path):
+    # a full-resolution series of another size is no preview (is_reduced): it had vanished unsaid
+    path = tmp_path / "B2.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for i, size in enumerate((16, 16, 20)):
+            tw.write(np.zeros((3, size, size), np.uint16), metadata={"axes": "CYX", "Name": f"B2-Site_{i}"})
+    with pytest.warns(UserWarning, match=r"B2.ome.tif': image series 2 left out: their planes \(\(20, 20\)\) "
+                                         r"are not the first series' size \(16, 16\)"):
+        p = open_plate(path)
+    assert p.keys() == [FrameKey("B2", 0, 0), FrameKey("B2", 1, 0)]
+
+
+def test_a_micro_manager_position_missing_planes_names_the_file_they_lie_in(tmp_path):
+    # the opened file had been named alone, though the short planes are another file's
+    labels = ["B2-Site_0", "C3-Site_1"]
+    summary = mm_summary(labels, 3)
+    write_mmstack(tmp_path / "exp_MMStack_Pos0.ome.tif", mm_planes(0, 3), summary)
+    write_mmstack(tmp_path / "exp_MMStack_Pos1.ome.tif", mm_planes(1, 3)[:-2], summary)
+    p = open_plate(tmp_path)
+    (problem,) = p.problems.values()
+    assert "exp_MMStack_Pos0.ome.tif' position 1 ('C3-Site_1'): it holds 7 of the 9 planes" in problem
+    assert "(its planes found in 'exp_MMStack_Pos1.ome.tif')" in problem
+
+
+def test_big_endian_micro_manager_planes_come_back_in_native_byte_order(tmp_path):
+    labels = ["B2-Site_0", "B2-Site_1"]
+    for pos in range(2):
+        write_mmstack(tmp_path / f"exp_MMStack_Pos{pos}.ome.tif", mm_planes(pos, 1), mm_summary(labels, 1))
+    p = open_plate(tmp_path)
+    stack = p.stacks[("B2", 1)]
+    p.stacks[("B2", 1)] = dataclasses.replace(stack, plane=(np.dtype(">u2"), stack.plane[1]))
+    for path in {f for f, _ in stack.planes.values()}:   # the planes' bytes swapped in place
+        data = bytearray(Path(path).read_bytes())
+        for (f, offset) in stack.planes.values():
+            if f == path:
+                n = 2 * int(np.prod(stack.plane[1]))
+                data[offset:offset + n] = np.frombuffer(data[offset:offset + n], "<u2").astype(">u2").tobytes()
+        Path(path).write_bytes(bytes(data))
+    f = p.read(("B2", 1, 0))
+    assert f.brightfield.dtype == np.dtype("=u2") and f.brightfield.dtype.isnative
+    np.testing.assert_array_equal(f.brightfield, plane(1, 0, 0))
+
+
+def test_a_lone_micro_manager_file_takes_its_channel_names_from_the_summary(tmp_path):
+    # without the dataset's OME-XML its channels had been "0", "1", "2" in the default order
+    path = tmp_path / "B2_MMStack_Pos0.ome.tif"
+    write_mmstack(path, mm_planes(0, 2, order=(2, 0, 1)), mm_summary(["Default"], 2, chans=("Cy5", "BF", "DAPI")))
+    p = open_plate(path)
+    f = check_position(p, p.keys()[1], 0, 1)
+    assert f.channel_names == {"brightfield": "BF", "hoechst": "DAPI", "draq7": "Cy5"}

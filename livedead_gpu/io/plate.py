@@ -42,6 +42,7 @@ import warnings
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import NamedTuple
 
@@ -521,7 +522,8 @@ def _plane_at(path, offset, dtype, shape):
     if data.size < count:
         raise PlateError(f"cannot read {str(path)!r}: it ends inside the plane at byte {offset} (a file cut short "
                          "since the plate was opened?)")
-    return data.reshape(shape)
+    # native byte order, as tifffile hands planes back
+    return data.reshape(shape).astype(data.dtype.newbyteorder("="), copy=False)
 
 
 def _addresses(axes, dims, pages):
@@ -625,6 +627,13 @@ def _open_stack(path, user, defaults) -> list:
             chosen = [i for i, s in enumerate(everything)
                       if i == 0 or (s.shape[-2:] == first.shape[-2:]
                                     and not getattr(s.pages[0], "is_reduced", False))]
+            other = [i for i, s in enumerate(everything) if i not in chosen
+                     and not getattr(s.pages[0], "is_reduced", False)]
+            if other:
+                warnings.warn(f"{str(path)!r}: image series {', '.join(map(str, other))} left out: their planes "
+                              f"({', '.join(str(tuple(everything[i].shape[-2:])) for i in other)}) are not "
+                              f"the first series' size {tuple(first.shape[-2:])} (previews?); save a position of "
+                              "another size to a file of its own", UserWarning, stacklevel=2)
             images = _ome_images(tif)
             out = []
             for i in chosen:
@@ -647,7 +656,29 @@ def _open_stack(path, user, defaults) -> list:
     except PlateError:
         raise
     except Exception as e:
-        raise PlateError(f"cannot read {str(path)!r}: {_why(e)}") from None
+        raise PlateError(f"cannot read {str(path)!r}: {_why(e)}{_damaged_sibling(path)}") from None
+
+
+def _damaged_sibling(path) -> str:
+    """Where ``path`` is a Micro-Manager file: "; ..." naming another file of its dataset that is
+    damaged (tifffile reads every one of them to gather the positions, and fails on that one
+    whichever is opened); else ""."""
+    path = Path(path)
+    if "_MMStack" not in path.name:
+        return ""
+    prefix = path.name.split("_MMStack")[0]
+    for other in sorted(path.parent.glob(f"{glob_escape(prefix)}_MMStack*.tif")):
+        if other.name == path.name:
+            continue
+        try:
+            with _intact(other), tifffile.TiffFile(other) as tif:
+                len(tif.pages)
+                tifffile.read_micromanager_metadata(tif.filehandle, {"IndexMap"})["IndexMap"]
+        except Exception as e:
+            why = e if isinstance(e, PlateError) else _why(e)
+            return (f"; its Micro-Manager dataset's file {other.name!r}, whose positions tifffile gathers with "
+                    f"this file's, is damaged ({why}): move it aside to read the other positions")
+    return ""
 
 
 def _mm_positions(path, tif, series, user, defaults) -> list:
@@ -753,8 +784,10 @@ def _position(path, text, where, label, index, axes, shape, pages, names, size, 
         # (tifffile lists the rest as None): found now, not frame by frame mid-run.
         if len(present) < len(pages):
             gone = ", or a file of the dataset missing" if "position" in at else ""
+            where_ = (f" (its planes found in {', '.join(repr(f.name) for f in files)})"
+                      if files and files != (Path(path),) else "")
             raise PlateError(f"cannot read {text}: it holds {len(present)} of the {len(pages)} planes "
-                             f"its metadata give (axes {axes} {shape}): a file cut short or "
+                             f"its metadata give (axes {axes} {shape}){where_}: a file cut short or "
                              f"written incompletely{gone}")
         stack = _check_stack(path, text, axes, shape, names, size, user, defaults, allowed)
     except PlateError as e:
@@ -859,7 +892,8 @@ def _ome_image(tif, images, i):
 
 
 def _stack_channel_names(tif, image=None) -> tuple:
-    """Channel names from the OME ``image`` (by default the first), else from ImageJ's labels."""
+    """Channel names from the OME ``image`` (by default the first), else from ImageJ's labels,
+    else from Micro-Manager's summary."""
     if tif.is_ome:
         try:
             image = image if image is not None else _ome_images(tif)[0]
@@ -876,6 +910,14 @@ def _stack_channel_names(tif, image=None) -> tuple:
         n_c = int(ij.get("channels", 1))
         if labels and n_c > 1 and len(labels) >= n_c:
             return tuple(str(x) for x in labels[:n_c])
+    if tif.is_micromanager:
+        # A Micro-Manager file without its dataset's OME-XML (which only the first file holds)
+        try:
+            names = (tif.micromanager_metadata or {}).get("Summary", {}).get("ChNames")
+        except Exception:
+            names = None
+        if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+            return tuple(names)
     return ()
 
 
