@@ -561,6 +561,18 @@ def _read_frame(root: Path, row: Mapping):
     return image[0], image[1], image[2], classes
 
 
+def _frame_name(row) -> str:
+    """The frame's files' stem (`io.frame_stem`) where its site and time are whole numbers >= 0
+    (a manifest may give others, e.g. hours)."""
+    try:
+        site, time = (float(row[k]) for k in ("site", "time"))
+    except (TypeError, ValueError):
+        site = time = -1.0
+    if site.is_integer() and time.is_integer() and site >= 0 and time >= 0:
+        return frame_stem(row["well"], int(site), int(time))
+    return f"{row['well']}_s{row['site']}_t{row['time']}"
+
+
 def _file_stem(text, used: set) -> str:
     """``text`` (a manifest's well name, ...) as a file stem inside one folder: path
     separators and NUL become ``_``, as do leading dots (no ``..``, no hidden file), so
@@ -648,7 +660,7 @@ def qc_training_set(root, out=None, n_frames: int = 8, gifs: bool = True, log=No
                                         "draq7": np.asarray(d7)}, params.coarseness)
             scale = gradient_scale(padded_gradient(inside["brightfield"], params.smoothing)[0], params.coarseness,
                                    params.gradient_levels)
-        stem = _file_stem(frame_stem(row["well"], row["site"], row["time"]), used)  # the frame's files' stem
+        stem = _file_stem(_frame_name(row), used)
         p = plot_frame(bf, ho, d7, classes, out / "qc" / "panels" / f"{stem}.png", gradient=gradient,
                        smoothing=params.smoothing, title=caption, n_live=row["n_live"], n_dead=row["n_dead"],
                        gradient_threshold=_float(row.get("thr_gradient")), gradient_scale=scale)

@@ -345,3 +345,11 @@ def test_float_fluorescence_in_0_1_is_scaled_as_its_counts():
     dark = np.zeros_like(floats)
     assert qc.fluorescence(floats, dark)[25, 25, 2] == qc.fluorescence(counts, dark.astype(np.uint16))[25, 25, 2]
     assert qc.channel_limits(dark) == (0.0, 1e-6)          # all zero: dark, no division by zero
+
+
+def test_panel_names_are_the_frames_file_stems_where_they_can_be():
+    # frame_stem's int() had named times 1 and 1.5 alike (A1_s00_t0001, then "-2" for the second)
+    from livedead_gpu.qc import _frame_name
+
+    names = [_frame_name({"well": "A1", "site": 0, "time": t}) for t in (1, 1.5, -1, "2", 3.0)]
+    assert names == ["A1_s00_t0001", "A1_s0_t1.5", "A1_s0_t-1", "A1_s00_t0002", "A1_s00_t0003"]

@@ -162,15 +162,13 @@ def test_split_parameters_are_checked():
     assert SegmentParams.from_dict(p.to_dict()) == p
 
 
-def pressed_pair(radius=9, dim=1000):
-    """A live nucleus (radius 18) with a small dead one (``radius`` 9) pressed into its side: one
-    round Hoechst blob with no neck worth the name; the Draq7 shows the dead one only. ``dim``:
-    the dead one's Hoechst (the live one's is 1000)."""
+def pressed_pair():
+    """A live nucleus (radius 18) with a small dead one (radius 9) pressed into its side: one
+    round Hoechst blob with no neck worth the name; the Draq7 shows the dead one only."""
     shape = (120, 120)
-    live, dead = disc(shape, (60, 55), 18), disc(shape, (60, 69 + radius), radius)
+    live, dead = disc(shape, (60, 55), 18), disc(shape, (60, 78), 9)
     hoechst = np.full(shape, 100, np.uint16)
-    hoechst[live] = 1000
-    hoechst[dead & ~live] = dim
+    hoechst[live | dead] = 1000
     draq7 = np.full(shape, 100, np.uint16)
     draq7[live] = 150                 # bleed-through
     draq7[dead] = 2000
@@ -213,6 +211,28 @@ def test_touching_nuclei_on_synthetic(seed):
     r = found[True]
     dead = match_instances(np.where(f.dead[f.nuclei], f.nuclei, 0), np.where(r.dead[r.nuclei], r.nuclei, 0))
     assert dead.tp >= 0.85 * (dead.tp + dead.fn)
+
+
+@pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
+def test_a_small_dim_dead_nucleus_beside_a_bright_live_one_is_found(make):
+    # 1 px from a live nucleus (radius 18, Hoechst 1000 over 100), a dead one of radius 6 with
+    # Hoechst 500: over the threshold, but under half the local mean (mostly the live one's), so
+    # the edge cut takes it out of the Hoechst mask; its Draq7 region (113 px, under a quarter of
+    # a nucleus 36 px across) had then been dropped as debris. With Hoechst 300-400 (under the
+    # threshold) it is debris still, as it was.
+    be = make()
+    shape = (120, 120)
+    live, dead = disc(shape, (60, 50), 18), disc(shape, (60, 75), 6)
+    hoechst, draq7 = np.full(shape, 100.0), np.full(shape, 100.0)
+    hoechst[live], hoechst[dead], draq7[live], draq7[dead] = 1000, 500, 150, 2000
+    hoechst, draq7 = (scipy.ndimage.gaussian_filter(x, 1).astype(np.uint16) for x in (hoechst, draq7))
+    nuc, ho_mask, *_ = find_nuclei(be.to_device(hoechst), be.to_device(draq7), SegmentParams(nucleus_diameter_px=36.0),
+                                   be)
+    labels, is_dead = be.to_host(nuc.labels), be.to_host(nuc.dead)
+    assert not be.to_host(ho_mask)[dead].any()   # the case: cut out of the Hoechst mask
+    i = np.bincount(labels[dead]).argmax()
+    assert nuc.n == 2 and i and is_dead[i] and (labels[dead] == i).mean() > 0.9
+    assert not is_dead[np.bincount(labels[live]).argmax()]
 
 
 def test_a_draq7_only_nucleus_is_found():

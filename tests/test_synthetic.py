@@ -52,8 +52,10 @@ def check_classes(f):
     assert np.array_equal(f.classes > 0, f.cells > 0)
     assert np.array_equal(f.classes == 4, nuc & f.dead[f.nuclei])
     assert np.array_equal(f.classes == 3, nuc & ~f.dead[f.nuclei])
-    # (nuclei that touch across their cells' boundary hide the outline under them)
+    # (nuclei that touch across their cells' boundary hide the outline under them; no other does)
     assert np.array_equal(f.classes == 2, outline(f.cells) & ~nuc)
+    if not pairs(f.nuclei, SHIFTS):
+        assert not (outline(f.cells) & nuc).any(), "a nucleus on a cell outline"
     assert np.array_equal(f.cells[nuc], f.nuclei[nuc]), "a nucleus lies outside its cell"
     assert set(np.unique(f.cells)) == set(range(n + 1))
     assert set(np.unique(f.nuclei)) == set(range(n + 1)), "a cell without a nucleus"
