@@ -444,6 +444,13 @@ def _place(shape, units, offsets, bound, margin, rng, gap):
     """Centres (row, col) by rejection sampling; NaN where a unit found no room."""
     dims = np.array(shape, float)
     centres = np.full((len(bound), 2), np.nan)
+    # The cells placed, bucketed on a grid whose squares are as wide as any two cells can
+    # reach towards each other: a candidate is checked against the 3 x 3 squares around it
+    # only, with the same arithmetic as against all (the frames do not change).
+    side = max(2 * float(bound.max(initial=0)) + gap, 1.0)
+    rows, cols = int(dims[0] // side) + 1, int(dims[1] // side) + 1
+    grid = np.full((rows + 2, cols + 2, 4), -1, np.int64)   # padded by a ring of empty squares
+    fill = np.zeros((rows + 2, cols + 2), np.int64)
     placed_c, placed_r = np.empty((0, 2)), np.empty(0)
     for u, off in zip(units, offsets):
         lo = margin[u][:, None]
@@ -455,10 +462,20 @@ def _place(shape, units, offsets, bound, margin, rng, gap):
             cand = first[:, None] + off                                   # (K, u, 2)
             ok = ((cand >= lo) & (cand <= hi)).all(axis=(1, 2))
             if len(placed_r):
-                dist = np.linalg.norm(cand[:, :, None] - placed_c, axis=-1)  # (K, u, P)
-                ok &= (dist - bound[u][:, None] - placed_r >= gap).all(axis=(1, 2))
+                g = np.clip((cand // side).astype(np.int64), 0, [rows - 1, cols - 1]) + 1   # (K, u, 2)
+                near = np.stack([grid[g[..., 0] + dy, g[..., 1] + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)],
+                                axis=2).reshape(*g.shape[:2], -1)               # (K, u, 9 * depth)
+                dist = np.linalg.norm(cand[:, :, None] - placed_c[near], axis=-1)
+                clear = (dist - bound[u][:, None] - placed_r[near] >= gap) | (near < 0)
+                ok &= clear.all(axis=(1, 2))
             if ok.any():
                 centres[u] = cand[np.argmax(ok)]
+                for i in u:
+                    gy, gx = (min(max(int(v), 0), n - 1) + 1 for v, n in zip(centres[i] // side, (rows, cols)))
+                    if fill[gy, gx] == grid.shape[2]:
+                        grid = np.concatenate([grid, np.full_like(grid, -1)], axis=2)
+                    grid[gy, gx, fill[gy, gx]] = len(placed_r) + (i - u[0])
+                    fill[gy, gx] += 1
                 placed_c = np.vstack([placed_c, centres[u]])
                 placed_r = np.concatenate([placed_r, bound[u]])
                 break
