@@ -27,7 +27,7 @@ def test_frame_benchmark_quick(tmp_path):
 def test_read_benchmark_small():
     # it asserts that both ways of reading give the same pixels
     out = run("bench_read.py", "--positions", "3", "--times", "2", "--size", "32", "--frames", "4")
-    assert "read a frame, addresses" in out and "ratio:" in out
+    assert out.count("ratio") == 2 and "OME-TIFF" in out
 
 
 def test_output_hashes_catch_a_change(tmp_path):

@@ -793,9 +793,10 @@ def _position(path, text, where, label, index, axes, shape, pages, names, size, 
     except PlateError as e:
         return _Position(where, label, index, None, e, first, files)
     stack = replace(stack, where=where, files=files, **at)
-    if "position" in at:
-        # A Micro-Manager position's planes are read where the index map puts them: reopening the
-        # dataset for each frame would parse every one of its files' index maps each time.
+    if where:
+        # One of several positions: its planes are read where the file puts them. Reopening
+        # the file for each frame would parse its OME-XML of every position, or every file's
+        # index map of a Micro-Manager dataset, each time (bench_read.py).
         found = _addresses(axes, shape[:-2], pages)
         if found:
             stack = replace(stack, planes=found[0], plane=found[1])
