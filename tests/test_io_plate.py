@@ -1,6 +1,7 @@
 """Plate discovery and lazy reading: Gen5/Cytation, ImageXpress, TCYX stacks, user regexes."""
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -793,7 +794,7 @@ def test_a_series_of_another_plane_size_is_left_out_with_a_warning(tmp_path):
         for i, size in enumerate((16, 16, 20)):
             tw.write(np.zeros((3, size, size), np.uint16), metadata={"axes": "CYX", "Name": f"B2-Site_{i}"})
     with pytest.warns(UserWarning, match=r"B2.ome.tif': image series 2 left out: their planes \(\(20, 20\)\) "
-                                         r"are not the first series' size \(16, 16\)"):
+                                         r"are not of series 0's size \(16, 16\)"):
         p = open_plate(path)
     assert p.keys() == [FrameKey("B2", 0, 0), FrameKey("B2", 1, 0)]
 
@@ -836,3 +837,43 @@ def test_a_lone_micro_manager_file_takes_its_channel_names_from_the_summary(tmp_
     p = open_plate(path)
     f = check_position(p, p.keys()[1], 0, 1)
     assert f.channel_names == {"brightfield": "BF", "hoechst": "DAPI", "draq7": "Cy5"}
+
+
+def test_a_file_named_into_a_micro_manager_dataset_but_none_of_it_is_named(tmp_path):
+    # tifffile gathers every PREFIX_MMStack*.tif of the Summary's prefix: a Fiji export beside the
+    # dataset made every one of its files unreadable ("KeyError: 'IndexMap'" and nothing more)
+    labels = ["B2-Site_0", "C3-Site_1"]
+    for pos in range(2):
+        write_mmstack(tmp_path / f"exp_MMStack_Pos{pos}.ome.tif", mm_planes(pos, 1), mm_summary(labels, 1))
+    tifffile.imwrite(tmp_path / "exp_MMStack_Pos0_MAX.tif", np.zeros((3, 16, 16), np.uint16), imagej=True)
+    with pytest.raises(PlateError, match=r"Pos0.ome.tif': .*'exp_MMStack_Pos0_MAX.tif', named as a file of its "
+                                         r"Micro-Manager dataset .* is no Micro-Manager file: move it aside"):
+        open_plate(tmp_path / "exp_MMStack_Pos0.ome.tif")
+
+
+def test_a_micro_manager_prefix_with_a_glob_character_is_refused_clearly(tmp_path):
+    # tifffile's unescaped glob finds none of plate[1]'s other files: two positions 0 had clashed
+    labels = ["B2-Site_0", "C3-Site_1"]
+    summary = {**mm_summary(labels, 1), "Prefix": "plate[1]"}
+    for pos in range(2):
+        write_mmstack(tmp_path / f"plate[1]_MMStack_Pos{pos}.ome.tif", mm_planes(pos, 1), summary)
+    with pytest.raises(PlateError, match=r"prefix 'plate\[1\]' holds a glob character"):
+        open_plate(tmp_path)
+
+
+def test_previews_before_or_after_the_positions_are_left_out_unsaid(tmp_path):
+    # an unflagged 4x4 preview had been warned of as a position; one saved first had been taken for
+    # the stack ("a single 2-D image")
+    for first in (False, True):
+        path = tmp_path / f"B{2 + first}.ome.tif"
+        with tifffile.TiffWriter(path, ome=True) as tw:
+            if first:
+                tw.write(np.zeros((4, 4), np.uint16), subfiletype=1)
+            for i in range(2):
+                tw.write(np.full((3, 16, 16), i, np.uint16), metadata={"axes": "CYX", "Name": f"B{2 + first}-Site_{i}"})
+            tw.write(np.zeros((4, 4), np.uint16))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            p = open_plate(path)
+        assert p.keys() == [FrameKey(f"B{2 + first}", i, 0) for i in range(2)]
+        assert p.read((f"B{2 + first}", 1, 0)).hoechst[0, 0] == 1

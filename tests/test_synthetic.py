@@ -429,6 +429,7 @@ def _place_everywhere(shape, units, offsets, bound, margin, rng, gap):
     ((256, 256), 40, {"touching": 1.0}), ((128, 128), 200, {"cell_radius": (4, 4), "gap": -4}),
     ((256, 256), 200, {"gap": -9}), ((300, 260), 60, {"gap": 0}), ((64, 64), 12, {"cell_radius": (4, 30)}),
     ((200, 500), 150, {"touching": 0.5, "gap": 3.5}),
+    ((128, 128), 400, {"cell_radius": (4, 60), "gap": -4}), ((64, 600), 400, {"cell_radius": (4, 60), "gap": 50}),
 ])
 def test_placing_on_a_grid_places_as_checking_every_cell(monkeypatch, shape, n_cells, kwargs):
     # The grid only skips cells too far to matter: the same frames (4,000 cells on 4096²: 24 -> 8 s)

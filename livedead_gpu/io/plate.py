@@ -32,9 +32,11 @@ in the file names (0 where a name carries none); in a stack, ``time`` is the
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import math
+import os
 import re
 import struct
 import threading
@@ -42,7 +44,6 @@ import warnings
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from glob import escape as glob_escape
 from pathlib import Path
 from typing import NamedTuple
 
@@ -540,6 +541,7 @@ def _addresses(axes, dims, pages):
     out = {}
     for page, index in zip(pages, np.ndindex(*(n for _, n in lead))):
         if (not page.is_contiguous or page.keyframe.dtype != key.dtype or tuple(page.keyframe.shape) != key.shape
+                or page.parent.byteorder != key.parent.byteorder
                 or len(page.dataoffsets) != 1 or page.dataoffsets[0] <= 0
                 or page.databytecounts[0] != plane[0].itemsize * math.prod(key.shape)):
             return None
@@ -622,18 +624,19 @@ def _open_stack(path, user, defaults) -> list:
             first = everything[0]
             if first.kind == "mmstack" and "R" in first.axes:
                 return _mm_positions(path, tif, first, user, defaults)
-            # Other positions: series of the same plane size that are no reduced-resolution
-            # preview (some exporters embed a thumbnail page as a second series).
-            chosen = [i for i, s in enumerate(everything)
-                      if i == 0 or (s.shape[-2:] == first.shape[-2:]
-                                    and not getattr(s.pages[0], "is_reduced", False))]
-            other = [i for i, s in enumerate(everything) if i not in chosen
-                     and not getattr(s.pages[0], "is_reduced", False)]
+            # Other positions: series of the first full-resolution series' plane size (some
+            # exporters embed a thumbnail page as a series of its own, before or after).
+            full = [i for i, s in enumerate(everything) if not getattr(s.pages[0], "is_reduced", False)] or [0]
+            size = _plane_size(everything[full[0]])
+            chosen = [i for i in full if _plane_size(everything[i]) == size]
+            # A page at most half as tall and wide is a preview; a full-size other is said.
+            other = [i for i in full if i not in chosen
+                     and not all(2 * a <= b for a, b in zip(_plane_size(everything[i]), size))]
             if other:
                 warnings.warn(f"{str(path)!r}: image series {', '.join(map(str, other))} left out: their planes "
-                              f"({', '.join(str(tuple(everything[i].shape[-2:])) for i in other)}) are not "
-                              f"the first series' size {tuple(first.shape[-2:])} (previews?); save a position of "
-                              "another size to a file of its own", UserWarning, stacklevel=2)
+                              f"({', '.join(str(_plane_size(everything[i])) for i in other)}) are not of "
+                              f"series {full[0]}'s size {size}: save a position of another size to a file of "
+                              "its own", UserWarning, stacklevel=4)
             images = _ome_images(tif)
             out = []
             for i in chosen:
@@ -659,20 +662,34 @@ def _open_stack(path, user, defaults) -> list:
         raise PlateError(f"cannot read {str(path)!r}: {_why(e)}{_damaged_sibling(path)}") from None
 
 
+def _plane_size(series) -> tuple:
+    """(rows, columns) of a series' planes (``shape[-2:]`` would be (columns, samples) of RGB)."""
+    page = series.keyframe
+    return int(page.imagelength), int(page.imagewidth)
+
+
 def _damaged_sibling(path) -> str:
     """Where ``path`` is a Micro-Manager file: "; ..." naming another file of its dataset that is
-    damaged (tifffile reads every one of them to gather the positions, and fails on that one
-    whichever is opened); else ""."""
+    damaged or no Micro-Manager file (tifffile reads every one of them to gather the positions,
+    and fails on that one whichever is opened); else ""."""
     path = Path(path)
     if "_MMStack" not in path.name:
         return ""
     prefix = path.name.split("_MMStack")[0]
-    for other in sorted(path.parent.glob(f"{glob_escape(prefix)}_MMStack*.tif")):
+    try:
+        with tifffile.TiffFile(path) as tif:
+            prefix = ((tif.micromanager_metadata or {}).get("Summary") or {}).get("Prefix") or prefix
+    except Exception:
+        pass
+    # The files tifffile globs (TiffFile._series_mmstack): the Summary's prefix, unescaped.
+    for other in sorted(Path(p) for p in glob.glob(os.path.join(path.parent, f"{prefix}_MMStack*.tif"))):
         if other.name == path.name:
             continue
-        try:
+        try:   # what tifffile reads of each: its header and its index map
             with _intact(other), tifffile.TiffFile(other) as tif:
-                len(tif.pages)
+                if not tif.is_micromanager:
+                    return (f"; {other.name!r}, named as a file of its Micro-Manager dataset (tifffile gathers "
+                            "the positions of every PREFIX_MMStack*.tif), is no Micro-Manager file: move it aside")
                 tifffile.read_micromanager_metadata(tif.filehandle, {"IndexMap"})["IndexMap"]
         except Exception as e:
             why = e if isinstance(e, PlateError) else _why(e)
@@ -691,6 +708,12 @@ def _mm_positions(path, tif, series, user, defaults) -> list:
     meta = tif.micromanager_metadata or {}
     summary = meta.get("Summary") or {}
     axes, shape = series.axes, series.shape
+    prefix = summary.get("Prefix") or Path(path).name.split("_MMStack")[0]
+    if series.is_multifile and glob.escape(prefix) != prefix:
+        raise PlateError(f"cannot read {str(path)!r}: its Micro-Manager dataset's prefix {prefix!r} holds a glob "
+                         "character ([, ], *, ?), and tifffile, gathering the dataset's files as "
+                         "PREFIX_MMStack*.tif, misses them: rename the dataset (its files and the Summary's "
+                         "Prefix) without it")
     if axes[-2:] != "YX" or "S" in axes:
         raise PlateError(f"{str(path)!r} has axes {axes} {shape}; expected grayscale ...YX planes")
     n_r = shape[axes.index("R")]
