@@ -496,28 +496,20 @@ def _box(shape, centre, reach):
     return (slice(lo[0], hi[0]), slice(lo[1], hi[1])), dy, dx
 
 
-def _outline(labels):
-    """Labelled pixels with a 4-neighbour of another label (the image frame is not one)."""
+def _outline(labels, background=True):
+    """Labelled pixels with a 4-neighbour of another label (the image frame is not one);
+    without ``background``, of another label but 0 (where two objects meet)."""
     edge = np.zeros(labels.shape, bool)
     dv = labels[1:] != labels[:-1]
     dh = labels[:, 1:] != labels[:, :-1]
+    if not background:
+        dv &= (labels[1:] > 0) & (labels[:-1] > 0)
+        dh &= (labels[:, 1:] > 0) & (labels[:, :-1] > 0)
     edge[1:] |= dv
     edge[:-1] |= dv
     edge[:, 1:] |= dh
     edge[:, :-1] |= dh
     return edge & (labels > 0)
-
-
-def _parting(labels):
-    """Labelled pixels with a 4-neighbour of another label that is not 0."""
-    edge = np.zeros(labels.shape, bool)
-    dv = (labels[1:] != labels[:-1]) & (labels[1:] > 0) & (labels[:-1] > 0)
-    dh = (labels[:, 1:] != labels[:, :-1]) & (labels[:, 1:] > 0) & (labels[:, :-1] > 0)
-    edge[1:] |= dv
-    edge[:-1] |= dv
-    edge[:, 1:] |= dh
-    edge[:, :-1] |= dh
-    return edge
 
 
 def _smooth_noise(shape, sigma, rng):
@@ -535,7 +527,7 @@ def _stain(nuclei, rng):
     """Nucleus profile: a dome from each nucleus's edge inwards with some texture, 0 outside."""
     inside = nuclei > 0
     # Where two nuclei touch, each one's dome falls to its edge there as at its other edges.
-    parted = _parting(nuclei)
+    parted = _outline(nuclei, background=False)
     depth = _distance(inside & ~parted)
     depth[parted] = 1
     dome = 0.3 + 0.7 * np.minimum((depth - 1) / 3, 1)
