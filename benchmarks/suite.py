@@ -49,7 +49,6 @@ import gc
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess

@@ -782,7 +782,7 @@ def _write_listing(out, params, bleed, records, splits, remembered, failed, plat
     ``remembered``: the wells' splits to keep for later runs, those of wells this plate
     lacks included."""
     note = "" if bleed is None else (
-        f'# bleed: measured for bleed = "auto" on the first time point of each series '
+        '# bleed: measured for bleed = "auto" on the first time point of each series '
         "(bleed.json)\n")
     atomic.atomic_write_text(out / "params.toml", note + params.to_toml())
     from . import __version__

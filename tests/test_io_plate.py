@@ -347,8 +347,8 @@ def write_mmstack(path, planes, summary, names=None, pixel_size=0.65):
     out = bytearray(b"II*\x00\x00\x00\x00\x00")   # then Micro-Manager's header: its blocks' offsets
     out += struct.pack("<8I", 54773648, 0, 483765892, 0, 99384722, 0, 2355492, len(head)) + head
     per_cm = int(1 / (1e-4 * (pixel_size or 1)))
-    index = []
-    for i, (c, t, pos, image) in enumerate(planes):
+    index, link = [], 4   # link: where the pointer to the next IFD goes (the header's first)
+    for c, t, pos, image in planes:
         out += b"\x00" * (len(out) % 2)
         ifd = len(out)
         data = np.ascontiguousarray(image, "<u2").tobytes()
@@ -368,8 +368,8 @@ def write_mmstack(path, planes, summary, names=None, pixel_size=0.65):
             out += struct.pack("<HHI", tag, kind, n) + struct.pack("<H2x" if kind == 3 else "<I", value)
         next_ifd = len(out)
         out += b"\x00" * 4 + data + struct.pack("<4I", per_cm, 1, per_cm, 1) + meta
-        struct.pack_into("<I", out, 4 if i == 0 else previous, ifd)
-        previous = next_ifd
+        struct.pack_into("<I", out, link, ifd)   # the previous IFD's (or the header's) pointer to this one
+        link = next_ifd
         index.append((c, 0, t, pos, ifd))
     for at, header, body in ((12, 3453623, b"".join(struct.pack("<5I", *e) for e in index)),
                              (20, 347834724, b"{}"), (28, 84720485, b"{}")):
