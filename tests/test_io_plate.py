@@ -877,3 +877,21 @@ def test_previews_before_or_after_the_positions_are_left_out_unsaid(tmp_path):
             p = open_plate(path)
         assert p.keys() == [FrameKey(f"B{2 + first}", i, 0) for i in range(2)]
         assert p.read((f"B{2 + first}", 1, 0)).hoechst[0, 0] == 1
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_lone_micro_manager_file_of_one_position_is_named_by_its_label(tmp_path, listed):
+    # tifffile drops the axis R of a file holding one position read alone: its label (the
+    # Summary's, or its planes' PositionName) had been lost, the file's stem its well
+    labels = ["B2-Site_0", "C3-Site_4"]
+    path = tmp_path / "exp_MMStack_Pos1.ome.tif"
+    write_mmstack(path, mm_planes(1, 2), mm_summary(labels, 2, listed=listed), names=labels)
+    p = open_plate(path)
+    assert p.keys() == [FrameKey("C3", 4, t) for t in range(2)]
+    check_position(p, ("C3", 4, 1), 1, 1)
+    # a well in the file's name still wins, as for any stack
+    named = tmp_path / "named"
+    named.mkdir()
+    write_mmstack(named / "D5_MMStack_Pos1.ome.tif", mm_planes(1, 1),
+                  {**mm_summary(labels, 1, listed=listed), "Prefix": "D5"}, names=labels)
+    assert open_plate(named / "D5_MMStack_Pos1.ome.tif").keys() == [FrameKey("D5", 0, 0)]

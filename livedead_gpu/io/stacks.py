@@ -3,7 +3,8 @@
 A multi-page OME-, ImageJ- or plain TIFF with axes ``T``, ``C``, ``Y``, ``X`` (``T``
 optional, ``Z`` of size 1 allowed). A file of one position takes well and site from its
 name (``A1.ome.tif``, ``B02_s2.tif``, Micro-Manager's ``exp_MMStack_B2-Site_1.ome.tif``,
-or ``pattern=``); otherwise its stem is the well and the site is 0. A file of several
+or ``pattern=``); otherwise, for a Micro-Manager file of one position read alone, from its
+position label where that names a well, else its stem is the well and the site 0. A file of several
 positions is an OME-TIFF of several image series (previews left out) or a Micro-Manager
 dataset, whose positions tifffile gathers from all of its files into an axis ``R``
 whichever of them is opened: each position is read once, a site named by its OME Image
@@ -255,6 +256,8 @@ def _open_stack(path, user, defaults) -> list:
             for i in chosen:
                 series = everything[i]
                 where, label, text = "", None, repr(str(path))
+                if series.kind == "mmstack":
+                    label = _lone_mm_label(tif, series)
                 if len(chosen) > 1:
                     where, label = f"series={i}", series.name or None   # the OME Image's Name
                     text += f" series {i}" + (f" ({label!r})" if label else "")
@@ -356,6 +359,20 @@ def _mm_positions(path, tif, series, user, defaults) -> list:
         out.append(_position(path, text, f"r={r}", label, start + r, axes, shape, pages, tuple(names), size,
                              user, defaults, allowed="TCR", position=r))
     return out
+
+
+def _lone_mm_label(tif, series) -> str | None:
+    """The position label of a Micro-Manager file of one position read alone (tifffile then
+    drops the axis R): the Summary's entry for the position its index map names, else its
+    first plane's ``PositionName``."""
+    meta = tif.micromanager_metadata or {}
+    index_map = meta.get("IndexMap")
+    where = set(index_map[:, 3].tolist()) if index_map is not None and len(index_map) else set()
+    labels = _mm_labels(meta.get("Summary") or {}, max(where, default=0) + 1)
+    label = labels[where.pop()] if labels and len(where) == 1 else None
+    if label is None:
+        label = _mm_plane_metadata(next((p for p in series.pages if p is not None), None)).get("PositionName")
+    return label if isinstance(label, str) and label else None
 
 
 def _mm_labels(summary, n) -> list | None:
@@ -575,7 +592,8 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
         if pattern and not (m and m.group("well")):   # the user's names: a file they do not fit is no stack
             ignored.append(path)
             continue
-        if m and m.groupdict().get("well"):
+        in_name = bool(m and m.groupdict().get("well"))
+        if in_name:
             well, site = m.group("well").upper(), int(m.groupdict().get("site") or 0)
         else:
             well, site = path.name.split(".")[0], 0
@@ -595,7 +613,11 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
                 prefix = path.name.split("_MMStack")[0].split(".")[0]
                 named = rx.search(prefix)
                 own = named.group("well").upper() if named else prefix
-            key = (_named_site(pos.label) or (own, pos.index)) if pos.where else (well, site)
+            if pos.where:
+                key = _named_site(pos.label) or (own, pos.index)
+            else:
+                # One position: its name's well, else (a Micro-Manager file read alone) its label's
+                key = (well, site) if in_name else (_named_site(pos.label) or (well, site))
             source = _source(path, pos.where)
             if key in found:
                 other, among = found[key]
