@@ -461,15 +461,15 @@ def _place(shape, units, offsets, bound, margin, rng, gap):
             first = rng.uniform(lo[0], hi[0], (_CANDIDATES, 2))
             cand = first[:, None] + off                                   # (K, u, 2)
             ok = ((cand >= lo) & (cand <= hi)).all(axis=(1, 2))
-            if len(placed_r) and 9 * grid.shape[2] >= len(placed_r):
-                # the 3 x 3 squares' slots outnumber the cells placed (a frame a few squares
-                # wide): against all of them, the same arithmetic
-                dist = np.linalg.norm(cand[:, :, None] - placed_c, axis=-1)
-                ok &= (dist - bound[u][:, None] - placed_r >= gap).all(axis=(1, 2))
-            elif len(placed_r):
-                g = np.clip((cand // side).astype(np.int64), 0, [rows - 1, cols - 1]) + 1   # (K, u, 2)
-                near = np.stack([grid[g[..., 0] + dy, g[..., 1] + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)],
-                                axis=2).reshape(*g.shape[:2], -1)               # (K, u, 9 * depth)
+            if len(placed_r):
+                if 9 * grid.shape[2] >= len(placed_r):
+                    # the 3 x 3 squares' slots outnumber the cells placed (a frame a few
+                    # squares wide): against all of them
+                    near = np.broadcast_to(np.arange(len(placed_r)), (*cand.shape[:2], len(placed_r)))
+                else:
+                    g = np.clip((cand // side).astype(np.int64), 0, [rows - 1, cols - 1]) + 1   # (K, u, 2)
+                    near = np.stack([grid[g[..., 0] + dy, g[..., 1] + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)],
+                                    axis=2).reshape(*g.shape[:2], -1)           # (K, u, 9 * depth)
                 dist = np.linalg.norm(cand[:, :, None] - placed_c[near], axis=-1)
                 clear = (dist - bound[u][:, None] - placed_r[near] >= gap) | (near < 0)
                 ok &= clear.all(axis=(1, 2))

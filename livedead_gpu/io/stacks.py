@@ -144,7 +144,8 @@ def _plane_at(path, offset, dtype, shape):
 def _addresses(axes, dims, pages):
     """(t, c) -> (file, byte offset) of each plane of one position's ``pages`` (in stored order
     over ``axes``' leading axes but R), and their (dtype, shape); None unless every plane is
-    uncompressed, in one piece, of one dtype and shape, as Micro-Manager writes them."""
+    uncompressed, in one piece, of one dtype, shape and byte order (as Micro-Manager and
+    tifffile's OME writer store them)."""
     lead = [(a, n) for a, n in zip(axes[:-2], dims) if a != "R"]
     if len(pages) != math.prod(n for _, n in lead) or any(p is None for p in pages):
         return None
@@ -284,6 +285,12 @@ def _plane_size(series) -> tuple:
     return int(page.imagelength), int(page.imagewidth)
 
 
+def _mm_prefix(path, summary) -> str:
+    """A Micro-Manager dataset's prefix, as tifffile globs its files (``PREFIX_MMStack*.tif``):
+    the Summary's ``Prefix``, else the file name up to ``_MMStack``."""
+    return summary.get("Prefix") or Path(path).name.split("_MMStack")[0]
+
+
 def _damaged_sibling(path) -> str:
     """Where ``path`` is a Micro-Manager file: "; ..." naming another file of its dataset that is
     damaged or no Micro-Manager file (tifffile reads every one of them to gather the positions,
@@ -291,12 +298,11 @@ def _damaged_sibling(path) -> str:
     path = Path(path)
     if "_MMStack" not in path.name:
         return ""
-    prefix = path.name.split("_MMStack")[0]
     try:
         with tifffile.TiffFile(path) as tif:
-            prefix = ((tif.micromanager_metadata or {}).get("Summary") or {}).get("Prefix") or prefix
+            prefix = _mm_prefix(path, ((tif.micromanager_metadata or {}).get("Summary") or {}))
     except Exception:
-        pass
+        prefix = _mm_prefix(path, {})
     # The files tifffile globs (TiffFile._series_mmstack): the Summary's prefix, unescaped.
     for other in sorted(Path(p) for p in glob.glob(os.path.join(path.parent, f"{prefix}_MMStack*.tif"))):
         if other.name == path.name:
@@ -324,7 +330,7 @@ def _mm_positions(path, tif, series, user, defaults) -> list:
     meta = tif.micromanager_metadata or {}
     summary = meta.get("Summary") or {}
     axes, shape = series.axes, series.shape
-    prefix = summary.get("Prefix") or Path(path).name.split("_MMStack")[0]
+    prefix = _mm_prefix(path, summary)
     if series.is_multifile and glob.escape(prefix) != prefix:
         raise PlateError(f"cannot read {str(path)!r}: its Micro-Manager dataset's prefix {prefix!r} holds a glob "
                          "character ([, ], *, ?), and tifffile, gathering the dataset's files as "
