@@ -26,7 +26,7 @@ from livedead_gpu import SegmentParams
 from livedead_gpu.backends import get_backend
 from livedead_gpu.evaluate import Scores, find_pairs, match_instances, read_image, segment_nuclei
 from livedead_gpu.checks import data_box
-from livedead_gpu.stages import find_nuclei
+from livedead_gpu.stages import find_nuclei, frame_padding
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -65,7 +65,19 @@ def adcc_fields(root):
         image = tifffile.imread(path)
         labels = tifffile.imread(root / "labels_target_nuclei" / f"{path.stem}_labelled.tif")
         yield (path.stem, image[ch.index("live_nuclei_channel")], image[ch.index("dead_nuclei_channel")], labels,
-               float(meta.get("spatial_calibration", 0.3112)))
+               float(meta.get("spatial_calibration", 0.3112)), image[ch.index("brightfield_channel")])
+
+
+def field_nuclei(brightfield, hoechst, pi, p, backend="cpu"):
+    """`find_nuclei` of a field as `segment_frame` runs it: inside the alignment padding (whole
+    margins of 0 in every channel, one line of them kept), the rest of the padding set aside."""
+    be = get_backend(backend)
+    box = data_box([brightfield, hoechst, pi], p.coarseness) or np.s_[:, :]
+    bf, ho, d7 = (np.ascontiguousarray(a[box]) for a in (brightfield, hoechst, pi))
+    nuc, *rest = find_nuclei(ho, d7, p, be, padding=frame_padding(bf, ho, d7, backend=be))
+    found = np.zeros(hoechst.shape, np.int32)
+    found[box] = nuc.labels
+    return (nuc._replace(labels=found), *rest)
 
 
 def truth_dead(pi, labels, ratio=3.0):
@@ -94,14 +106,8 @@ def adcc(root, presets):
     out = {}
     for name, make in presets.items():
         total, right, count, n_dead = Scores(), 0, 0, 0
-        for stem, hoechst, pi, labels, px in adcc_fields(root):
-            p = make(px)
-            # Alignment padding set aside, as segment_frame and bleed_readings do (session 12)
-            box = data_box([hoechst, pi], p.coarseness) or np.s_[:, :]
-            nuc, *_ = find_nuclei(np.ascontiguousarray(hoechst[box]), np.ascontiguousarray(pi[box]), p, be)
-            found = np.zeros(labels.shape, np.int32)
-            found[box] = nuc.labels
-            nuc = nuc._replace(labels=found)
+        for stem, hoechst, pi, labels, px, brightfield in adcc_fields(root):
+            nuc, *_ = field_nuclei(brightfield, hoechst, pi, make(px), be)
             total = total + match_instances(labels, nuc.labels)
             truth, present = truth_dead(pi, labels)
             call = called_dead(nuc.labels, nuc.dead, labels)

@@ -94,10 +94,9 @@ CASES = {
 
 def adcc_noise(root, shares=(0.0, 0.05, 0.1, 0.2)):
     """The ``--adcc`` table: ``{share: {"0" | "auto": (Scores, live/dead correct), "smoothed": n}}``."""
-    from bench_quality import adcc_fields, called_dead, truth_dead
+    from bench_quality import adcc_fields, called_dead, field_nuclei, truth_dead
 
     from livedead_gpu import SegmentParams
-    from livedead_gpu.stages import find_nuclei
 
     fields = list(adcc_fields(root))
     print(f"{len(fields)} ADCC fields, Hoechst + white noise (share of the nucleus contrast): "
@@ -108,15 +107,16 @@ def adcc_noise(root, shares=(0.0, 0.05, 0.1, 0.2)):
         row = {"0": [Scores(), 0, 0], "auto": [Scores(), 0, 0], "smoothed": 0}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for _, hoechst, pi, labels, px in fields:
+            for _, hoechst, pi, labels, px, brightfield in fields:
                 contrast = float(np.percentile(hoechst, 99) - np.median(hoechst))
                 noisy = np.clip(np.rint(hoechst + rng.normal(0, share * contrast, hoechst.shape)), 0, 65535)
+                noisy[(brightfield == 0) & (hoechst == 0)] = 0   # the alignment padding stays 0
                 truth, present = truth_dead(pi, labels)
                 drawn = present.copy()
                 drawn[0] = False
                 for key, smoothing in (("0", 0.0), ("auto", "auto")):
                     p = SegmentParams(nucleus_smoothing=smoothing, pixel_size=px)
-                    nuc, _, _, thresholds = find_nuclei(noisy.astype(hoechst.dtype), pi, p)
+                    nuc, _, _, thresholds = field_nuclei(brightfield, noisy.astype(hoechst.dtype), pi, p)
                     right = called_dead(nuc.labels, nuc.dead, labels) == truth
                     tally = row[key]
                     tally[0] = tally[0] + match_instances(labels, nuc.labels)

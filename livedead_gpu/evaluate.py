@@ -517,15 +517,22 @@ def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
     int32 array.
     """
     from .backends import get_backend
-    from .checks import as_intensity, inside_padding
+    from .checks import EDGES, as_intensity, inside_padding
     from .params import as_params
+    from .stages.gradient import padding_of
     from .stages.nuclei import _nucleus_mask, split_nuclei
 
     p = as_params(params)
     be = get_backend(backend)
     image = as_intensity(image, "image", min_side=2)
     inside, box = inside_padding({"image": image}, p.coarseness)   # alignment padding, as segment_frame
-    mask, _, diameter, *_ = _nucleus_mask(be.to_device(inside["image"]), p, be)
+    padding = None
+    if any(not inside["image"][edge].any() for edge in EDGES):
+        # The line of the margins kept (`checks.box_inside`) is padding, as segment_frame's. One
+        # stain tells no other padding from a background clipped to 0 (`stages.frame_padding`).
+        zero = inside["image"] == 0
+        padding = padding_of(be.to_device(zero.all(axis=1)[:, None] | zero.all(axis=0)[None, :]), be)
+    mask, _, diameter, *_ = _nucleus_mask(be.to_device(inside["image"]), p, be, padding=padding)
     labels, _ = split_nuclei(mask, diameter, p, be) if p.split_nuclei else be.label(mask)
     if box is None:
         return be.to_host(labels)

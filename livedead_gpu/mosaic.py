@@ -97,7 +97,17 @@ from . import stages
 from .backends import get_backend
 from .checks import EDGES, box_inside, warn_if_subtracted
 from .params import SegmentParams, as_params
-from .stages.gradient import FLAT_QUANTILE, SCALE_QUANTILE, gradient_reach, noise_blocks, noise_from_statistics
+from .stages.gradient import (
+    FLAT_QUANTILE,
+    PADDING_MARGIN,
+    PADDING_OPENING,
+    SCALE_QUANTILE,
+    frame_padding,
+    gradient_reach,
+    noise_blocks,
+    noise_from_statistics,
+    padding_of,
+)
 from .stages.nuclei import (
     _BACKGROUND_WIDTH,
     _DEAD_SMOOTHING,
@@ -110,10 +120,10 @@ from .stages.nuclei import (
     _nucleus_mask,
     _smoothed_look,
     _threshold_mask,
-    background,
     background_step,
     bright_objects,
     contrast_diameter,
+    contrast_image,
     contrast_step,
     labelled,
     looks_dim,
@@ -122,6 +132,7 @@ from .stages.nuclei import (
     mesh_values,
     outside_nuclei,
     smoothed_stain,
+    stain_padding,
     stain_sigma,
     typical_diameter,
     window,
@@ -192,6 +203,21 @@ def _smoothing_reach(p) -> int:
     if p.nucleus_smoothing == "auto" and p.nucleus_threshold == "contrast":
         sigma = AUTO_SMOOTHING
     return math.ceil(4 * sigma) + 1 if sigma > 0 else 0
+
+
+def _padding_reach(p) -> int:
+    """How far the nucleus stage's padding (`stages.frame_padding`, grown by `stages.nuclei.stain_padding`)
+    reads past a pixel: the padding's opening and margin, and the Gaussian's growth. (`overlap_depth`
+    holds it already: the gradient's reach counts the opening and margin, and more than the growth.)"""
+    sigma = stain_sigma(p)
+    if p.nucleus_smoothing == "auto" and p.nucleus_threshold == "contrast":
+        sigma = AUTO_SMOOTHING
+    return PADDING_OPENING + PADDING_MARGIN + int(2 * sigma + 0.5)
+
+
+def _padding(zero, be):
+    """`stages.frame_padding` of a window from its pixels 0 in every channel (host bool array)."""
+    return padding_of(be.to_device(np.ascontiguousarray(zero)), be)
 
 
 def _background_reach(p, diameter) -> int:
@@ -426,6 +452,9 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
                                **compute_kwargs)
         return _paste(inner, box, shape)
     crop = tuple(slice((n - min(n, diameter_crop)) // 2, (n + min(n, diameter_crop)) // 2) for n in shape)
+    # Where every channel is 0: each tile finds the alignment padding of its window in it
+    # (`stages.frame_padding`), which the nucleus stage leaves out.
+    zero = (bf == 0) & (ho == 0) & (d7 == 0)
     measure = dask.delayed(_crop_diameter, pure=True)
     # As `segment_frame` warns of a background-subtracted stain: on the central crop (every 4th
     # pixel of it is all the warning reads).
@@ -440,14 +469,14 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         diameter = p.diameter_px
         if diameter is None and p.nucleus_threshold == "contrast":
             if measured is None:
-                (measured,) = dask.compute(measure(ho[crop], None, p, backend, None), **compute_kwargs)
+                (measured,) = dask.compute(measure(ho[crop], None, zero[crop], p, backend, None), **compute_kwargs)
             diameter = measured
             depth = overlap_depth(p, max_cell_diameter, diameter)
             _check_tile(tile, depth, max_cell_diameter, diameter)
 
         # -- pass 1: per-tile statistics, merged into the global thresholds
         stat_depth = max(gradient_reach(p.smoothing) + 1,
-                         _background_reach(p, diameter) + _smoothing_reach(p))
+                         _background_reach(p, diameter) + _smoothing_reach(p) + _padding_reach(p))
         stat = dask.delayed(_tile_stats, pure=True)
         parts = []
         # Every statistic is of whole blocks or of global grid points, so the tiling (set
@@ -463,7 +492,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         # segment_frame's second look at dim Hoechst (the objects found, the smoothed
         # stain), on the central crop.
         ((smooth, measured),) = dask.compute(dask.delayed(_crop_smooths, pure=True)(
-            ho[crop], p, backend, thresholds["hoechst"], diameter, contrast), **compute_kwargs)
+            ho[crop], zero[crop], p, backend, thresholds["hoechst"], diameter, contrast), **compute_kwargs)
         if smooth and p.nucleus_smoothing != "auto":
             warnings.warn(DIM_WARNING, UserWarning, stacklevel=2)
         elif smooth:
@@ -478,7 +507,8 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     if diameter is None and (p.split_nuclei or local):
         # The split's (and the local background's) diameter, measured (as segment_frame
         # would) on the masks at the global thresholds.
-        (diameter,) = dask.compute(measure(ho[crop], d7[crop], p, backend, thresholds), **compute_kwargs)
+        (diameter,) = dask.compute(measure(ho[crop], d7[crop], zero[crop], p, backend, thresholds),
+                                   **compute_kwargs)
         depth = overlap_depth(p, max_cell_diameter, diameter)
         _check_tile(tile, depth, max_cell_diameter, diameter)
     chunks = _chunks(shape, tile, depth)
@@ -494,7 +524,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         parts = []
         for core in tiles:
             win, where = _window(shape, core, depth)
-            parts.append(bg(ho[win], d7[win], where, p, backend, shape, thresholds["hoechst"], diameter,
+            parts.append(bg(ho[win], d7[win], zero[win], where, p, backend, shape, thresholds["hoechst"], diameter,
                             p.bleed != 0, box))
         (parts,) = dask.compute(parts, **compute_kwargs)
         floor = _outside_median(parts, "draq7")
@@ -506,7 +536,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         if bleed == "auto":
             # Measured, as the diameter, on the central crop: the whole mosaic when no larger.
             (bleed,) = dask.compute(dask.delayed(_crop_bleed, pure=True)(
-                ho[crop], d7[crop], (crop[0].start, crop[1].start), p, backend, thresholds, floor,
+                ho[crop], d7[crop], zero[crop], (crop[0].start, crop[1].start), p, backend, thresholds, floor,
                 hoechst_floor, diameter), **compute_kwargs)
     thresholds["bleed"] = float(bleed)
 
@@ -522,7 +552,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         # slice given to dask.delayed is optimised (fused) into each caller's graph, and every
         # window would make its neighbours' cell area again.
         parts = [(block, core) for block, core in zip(area, tiles) if _overlap(core, win)]
-        packed, count = seg(parts, ho[win], d7[win], where, p, backend, shape, thresholds, floor,
+        packed, count = seg(parts, ho[win], d7[win], zero[win], where, p, backend, shape, thresholds, floor,
                             hoechst_floor, diameter)
         (y0, y1), (x0, x1) = core
         blocks.append(da.from_delayed(packed, shape=(y1 - y0, x1 - x0), dtype=np.int64,
@@ -581,36 +611,42 @@ def _chunks(shape, tile, depth):
     return tile_chunks(shape[0], tile, depth), tile_chunks(shape[1], tile, depth)
 
 
-def _crop_smooths(ho, p, backend, threshold, diameter, contrast):
+def _crop_smooths(ho, zero, p, backend, threshold, diameter, contrast):
     """Whether smoothing this (crop) Hoechst is called for, as `segment_frame` decides
     (`bright_objects`, `_smoothed_look`), at the mosaic's ``threshold``, ``diameter``
     and contrast statistics; and the diameter measured on the smoothed crop (None
-    when not looked at), which the smoothed threshold pass reuses."""
+    when not looked at), which the smoothed threshold pass reuses. ``zero``: the
+    crop's pixels 0 in every channel."""
     be = get_backend(backend)
     ho = be.to_device(np.ascontiguousarray(ho))
-    y = ho.astype(be.xp.float32) - background(ho, _BACKGROUND_WIDTH * diameter, be)
+    padding = _padding(zero, be)
+    y = contrast_image(ho, _BACKGROUND_WIDTH * diameter, be, padding=padding)
     # (the size filter's advice is the tiles' to give)
     mask, _ = _threshold_mask(y, threshold, diameter, p, be, advice=[])
     if bright_objects(mask, y, *contrast[:2], be):
         return False, None
-    lifts, _, measured = _smoothed_look(ho, p, be)
+    lifts, _, measured = _smoothed_look(ho, p, be, padding)
     return lifts, float(measured)
 
 
-def _crop_diameter(ho, d7, p, backend, thresholds):
+def _crop_diameter(ho, d7, zero, p, backend, thresholds):
     """The nucleus diameter `segment_frame` measures on these (crop) images.
 
     Without ``thresholds``: the "contrast" threshold's own measurement. With them
     (the mosaic's): the split's, `typical_diameter` of the nucleus masks at those
-    thresholds (the union with the Draq7 mask for ``dead_call="touch"``).
+    thresholds (the union with the Draq7 mask for ``dead_call="touch"``). ``zero``:
+    the crop's pixels 0 in every channel.
     """
     be = get_backend(backend)
     ho = be.to_device(np.ascontiguousarray(ho))
+    padding = _padding(zero, be)
     if thresholds is None:
-        return float(contrast_diameter(smoothed_stain(ho, p, be), p, be))
-    mask = _nucleus_mask(ho, p, be, thresholds["hoechst"])[0]
+        return float(contrast_diameter(smoothed_stain(ho, p, be), p, be,
+                                       padding=stain_padding(padding, stain_sigma(p), be)))
+    mask = _nucleus_mask(ho, p, be, thresholds["hoechst"], padding=padding)[0]
     if p.dead_call == "touch":
-        mask = mask | _nucleus_mask(be.to_device(np.ascontiguousarray(d7)), p, be, thresholds["draq7"])[0]
+        mask = mask | _nucleus_mask(be.to_device(np.ascontiguousarray(d7)), p, be, thresholds["draq7"],
+                                    padding=padding)[0]
     return float(typical_diameter(mask, be, p.min_nucleus_area))
 
 
@@ -682,13 +718,21 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
     else:
         out["gradient_max"] = _value_counts(host(be.block_max(gradient, c)))
     if p.nucleus_threshold == "contrast":
-        # `_contrast`'s background-subtracted image, exact in the core, on the global 4-px grid.
-        image = smoothed_stain(be.to_device(np.ascontiguousarray(ho)), p, be)
-        y = (image.astype(be.xp.float32) - background(image, _BACKGROUND_WIDTH * diameter, be))[core]
+        # `_contrast`'s background-subtracted image, exact in the core, on the global 4-px grid,
+        # less the padding (`contrast_sample`).
+        ho_d = be.to_device(np.ascontiguousarray(ho))
+        padding = stain_padding(frame_padding(bf_d, ho_d, be.to_device(np.ascontiguousarray(d7)), backend=be),
+                                stain_sigma(p), be)
+        image = smoothed_stain(ho_d, p, be)
+        y = contrast_image(image, _BACKGROUND_WIDTH * diameter, be, padding=padding)[core]
         step = contrast_step(shape)
         grid = (slice((-y0) % step, None, step), slice((-x0) % step, None, step))
-        out["contrast"] = host(y[grid]).ravel()
-        out["contrast_levels"] = grey_levels(image[core][grid], be)
+        y, image = y[grid], image[core][grid]
+        if padding is not None:
+            kept = ~padding[core][grid]   # a boolean index: a sync on CuPy, padded tiles only
+            y, image = y[kept], image[kept]
+        out["contrast"] = host(y).ravel()
+        out["contrast_levels"] = grey_levels(image, be)
     elif p.nucleus_threshold == "block-max":
         for name, stain in (("hoechst_max", ho), ("draq7_max", d7))[: 1 + (p.dead_call != "ratio")]:
             stain = smoothed_stain(be.to_device(np.ascontiguousarray(stain)), p, be)[core]
@@ -696,13 +740,15 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
     return out
 
 
-def _tile_background(ho, d7, where, p, backend, shape, threshold, diameter, hoechst=True, box=None):
+def _tile_background(ho, d7, zero, where, p, backend, shape, threshold, diameter, hoechst=True, box=None):
     """Draq7 (and with ``hoechst`` Hoechst) value counts of the core outside the grown nuclei (`outside_nuclei`)
-    (and of the whole core); with ``box``, the core's `local_background` samples outside them."""
+    and the padding (of ``zero``, the window's pixels 0 in every channel) (and of the whole core); with
+    ``box``, the core's `local_background` samples outside them."""
     be = get_backend(backend)
     core = where[0]
-    ho_mask = _nucleus_mask(be.to_device(np.ascontiguousarray(ho)), p, be, threshold, diameter)[0]
-    outside = be.to_host(outside_nuclei(ho_mask, be))[core]
+    padding = _padding(zero, be)
+    ho_mask = _nucleus_mask(be.to_device(np.ascontiguousarray(ho)), p, be, threshold, diameter, padding)[0]
+    outside = be.to_host(outside_nuclei(ho_mask, be, padding))[core]
     # `draq7_background` takes the median over every background_step-th row and column.
     (y0, x0) = where[2]
     s = background_step(shape)
@@ -765,13 +811,13 @@ def _outside_median(parts, channel):
     return float(max(_rank(table, 0.5), 1.0))
 
 
-def _crop_bleed(ho, d7, origin, p, backend, thresholds, floor, hoechst_floor, diameter):
+def _crop_bleed(ho, d7, zero, origin, p, backend, thresholds, floor, hoechst_floor, diameter):
     """`find_nuclei`'s "auto" bleed on these (crop) images, at the mosaic's thresholds and backgrounds."""
     be = get_backend(backend)
     ho, d7 = (be.to_device(np.ascontiguousarray(a)) for a in (ho, d7))
     floor = _floor(floor, ho.shape, origin, be)
     return stages.find_nuclei(ho, d7, p, be, hoechst_threshold=thresholds["hoechst"], diameter=diameter,
-                              floor=floor, hoechst_floor=hoechst_floor)[0].bleed
+                              floor=floor, hoechst_floor=hoechst_floor, padding=_padding(zero, be))[0].bleed
 
 
 def _merge(stats, name):
@@ -830,7 +876,7 @@ def _merge_stats(stats, p, ho_dtype, d7_dtype):
     return th, contrast
 
 
-def _tile_segment(area, ho, d7, where, p, backend, shape, thresholds, floor, hoechst_floor, diameter):
+def _tile_segment(area, ho, d7, zero, where, p, backend, shape, thresholds, floor, hoechst_floor, diameter):
     """The tile's core as ``classes + 8 * global cell label`` (int64), and its ``(n_live, n_dead)``.
 
     ``area`` is the cell area's ``(core's mask, core)`` pairs (`_cell_area`) that the window overlaps.
@@ -848,7 +894,7 @@ def _tile_segment(area, ho, d7, where, p, backend, shape, thresholds, floor, hoe
     floor = _floor(floor, ho_d.shape, origin, be)
     nuc = stages.find_nuclei(ho_d, d7_d, p, be, hoechst_threshold=thresholds["hoechst"],
                              draq7_threshold=thresholds["draq7"], diameter=diameter, floor=floor,
-                             hoechst_floor=hoechst_floor, bleed=thresholds["bleed"])[0]
+                             hoechst_floor=hoechst_floor, bleed=thresholds["bleed"], padding=_padding(zero, be))[0]
     labels, dead = nuc.labels, nuc.dead
     cells, outlines = stages.separate_cells(area, labels, be, p.separation)
     classes = stages.class_mask(cells, outlines, labels, dead, be)

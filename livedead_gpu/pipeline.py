@@ -166,9 +166,11 @@ def segment_arrays(brightfield, hoechst, draq7, params: SegmentParams, backend) 
         ``thresholds`` (host numbers).
     """
     p, be = params, backend
+    padding = stages.frame_padding(brightfield, hoechst, draq7, backend=be)
     # The nucleus stage first: on the CPU it runs in this thread, the cell area beside it.
     (nuc, ho_mask, d7_mask, (ho_thr, d7_thr, smoothing)), area = be.together(
-        lambda: stages.find_nuclei(hoechst, draq7, p, be), lambda: stages.cell_area(brightfield, p, be)
+        lambda: stages.find_nuclei(hoechst, draq7, p, be, padding=padding),
+        lambda: stages.cell_area(brightfield, p, be),
     )
     cells, outlines = stages.separate_cells(area.mask, nuc.labels, be, p.separation)
     return {
@@ -242,8 +244,11 @@ def bleed_readings(hoechst, draq7, params: SegmentParams | None = None, backend=
     if p.dead_call != "ratio":
         return np.zeros((3, 0))
     images, _ = inside_padding(images, p.coarseness)   # as `segment_frame`
-    nuc, *_ = stages.find_nuclei(be.to_device(images["hoechst"]), be.to_device(images["draq7"]),
-                                 dataclasses.replace(p, bleed="auto"), be)
+    stains = [be.to_device(images[name]) for name in ("hoechst", "draq7")]
+    padding = None
+    if "brightfield" in images:
+        padding = stages.frame_padding(be.to_device(images["brightfield"]), *stains, backend=be)
+    nuc, *_ = stages.find_nuclei(*stains, dataclasses.replace(p, bleed="auto"), be, padding=padding)
     return nuc.readings
 
 

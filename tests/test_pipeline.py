@@ -223,7 +223,7 @@ def test_alignment_padding_is_set_aside(margins):
     truth[inside] = f.nuclei[inside]
     assert match_instances(truth, got.nuclei).f1 >= 0.95
     assert np.array_equal(bleed_readings(*padded[1:], brightfield=padded[0]),
-                          bleed_readings(*(a[inside] for a in padded[1:])))
+                          bleed_readings(*(a[inside] for a in padded[1:]), brightfield=padded[0][inside]))
     # stains 0 in the margins but not the brightfield: no padding for segment_frame, nor for the bleed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

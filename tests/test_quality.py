@@ -780,6 +780,60 @@ def test_dark_8_bit_pixels_and_a_dead_row_are_no_padding():
     assert found[100:140, 60:200].all() and found[98:142, 70:190].all() and found[110:130, 58:202].all()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_no_nuclei_along_a_rotated_frames_padding(seed):
+    """A rigidly registered frame whose Hoechst sits on a camera offset: the padding's zeros
+    (and the dim ramp the interpolation blends along them) pulled the nucleus background, a
+    grey opening, down over a window's width beside them, and that band passed for nuclei
+    (F1 0.91 / 0.93 / 0.49, 6-85 false nuclei); the nucleus stage now reads no padding."""
+    import cv2
+
+    f = synthetic.make_frame((384, 384), n_cells=40, dead_fraction=0.3, seed=seed)
+    channels = (f.brightfield, (f.hoechst + 1000).astype(np.uint16), f.draq7)
+    rotated = [_rotated(a, 7, cv2.INTER_LINEAR) for a in channels]
+    truth = _rotated(f.nuclei.astype(np.float32), 7, cv2.INTER_NEAREST).astype(np.int32)
+    got = segment_frame(*rotated)
+    assert match_instances(truth, got.nuclei).f1 >= 0.98 and (got.n_live, got.n_dead) == (f.n_live, f.n_dead)
+    if seed == 0:  # the array backends set the padding aside alike
+        assert np.array_equal(segment_frame(*rotated, backend=standin()).classes, got.classes)
+
+
+def test_the_nucleus_background_reads_no_padding():
+    from livedead_gpu.stages.gradient import frame_padding
+    from livedead_gpu.stages.nuclei import background
+
+    rng = np.random.default_rng(0)
+    image = np.rint(rng.normal(1000, 20, (160, 160))).astype(np.uint16)
+    image[:, :30] = 0
+    image[:, 30] //= 2    # a registration's blend of image and zeros
+    padding = frame_padding(image, image)
+    assert padding[:, :32].all() and not padding[:, 32:].any()   # the zeros and 2 px beside
+    plain, aside = background(image, 41, cpu), background(image, 41, cpu, padding)
+    assert plain[:, 32:36].max() < 650              # the dip the zeros made (~520 beside them)
+    assert np.abs(aside[:, 32:] - 1000).max() < 60  # none: the image's own level
+    assert np.array_equal(background(image, 41, standin(), padding), aside)
+    with pytest.raises(TypeError, match="integer"):
+        background(image.astype(np.float32), 41, cpu, padding)
+
+
+def test_nuclei_beside_a_translations_padding_as_without_it():
+    """A frame shifted by registration: whole margins of 0 are cut off but for one line
+    (`checks.box_inside`), which had pulled the nucleus background down beside it (Coelho's
+    ic100 fields shifted by 60 x 90 px: F1 0.901 -> 0.837; 0.901 now)."""
+    from livedead_gpu.evaluate import segment_nuclei
+
+    f = synthetic.make_frame((320, 320), n_cells=30, seed=0)
+    hoechst = (f.hoechst + 1000).astype(np.uint16)   # on a camera offset
+    channels = [np.zeros_like(a) for a in (f.brightfield, hoechst, f.draq7)]
+    for shifted, a in zip(channels, (f.brightfield, hoechst, f.draq7)):
+        shifted[:, 40:] = a[:, :-40]
+    truth = np.zeros_like(f.nuclei)
+    truth[:, 40:] = f.nuclei[:, :-40]
+    # 1.0 without the margin (segment_nuclei of the frame cut at it); 0.72 with it before
+    assert match_instances(truth, segment_nuclei(channels[1])).f1 >= 0.98
+    assert match_instances(truth, segment_frame(*channels).nuclei).f1 >= 0.98
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_a_confluent_sheet_keeps_its_cell_area_and_cells(seed):
     # synthetic.make_frame(gap=-9): 82-84 % of a 512² frame in one sheet of 506-531 cells. The

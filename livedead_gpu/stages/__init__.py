@@ -2,7 +2,7 @@
 
 from .cell_area import CellArea, cell_area, closed_area
 from .classes import class_mask
-from .gradient import gradient_scale, noise_threshold, quantize, smoothed_gradient, sobel_magnitude
+from .gradient import frame_padding, gradient_scale, noise_threshold, quantize, smoothed_gradient, sobel_magnitude
 from .nuclei import (
     Nuclei,
     contrast_mask,
@@ -29,6 +29,7 @@ __all__ = [
     "dead_by_ratio",
     "draq7_background",
     "find_nuclei",
+    "frame_padding",
     "merge_pieces",
     "nuclei",
     "noise_threshold",

@@ -80,8 +80,37 @@ def padding_mask(image, backend="cpu"):
     -------
     (M, N) bool array or None
     """
+    return padding_of(image == 0, backend)
+
+
+def frame_padding(brightfield, *stains, backend="cpu"):
+    """`padding_mask` of the pixels 0 in every channel of a frame, or None.
+
+    Registration pads every channel of a frame alike. The nuclear stains alone do not
+    tell padding from a background clipped or subtracted to 0 (wide regions of zeros
+    there are image: their nuclei must keep their own background), while a real
+    brightfield is 0 nowhere else; so the frame's padding is where all are 0.
+
+    Parameters
+    ----------
+    brightfield, *stains : (M, N) uint8 or uint16 arrays
+
+    Returns
+    -------
+    (M, N) bool array or None
+    """
     be = get_backend(backend)
-    zero = image == 0
+    zero = brightfield == 0
+    if not be.to_host(zero.any()):  # one bool to the host: most frames stop here
+        return None
+    for stain in stains:
+        zero &= stain == 0
+    return padding_of(zero, be)
+
+
+def padding_of(zero, backend="cpu"):
+    """`padding_mask` of a mask of zero pixels ``zero`` ((M, N) bool array), or None."""
+    be = get_backend(backend)
     if not be.to_host(zero.any()):  # one bool to the host; most frames have no zero
         return None
     padding = be.dilate(be.erode(zero, PADDING_OPENING), PADDING_OPENING)

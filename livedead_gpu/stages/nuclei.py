@@ -70,15 +70,19 @@ class _Mask(NamedTuple):
     lit: object = None
 
 
-def _nucleus_mask(image, p, be, threshold=None, diameter=None) -> _Mask:
+def _nucleus_mask(image, p, be, threshold=None, diameter=None, padding=None) -> _Mask:
     """`nucleus_mask`, and the nucleus diameter and smoothing it used.
 
     ``threshold`` and ``diameter``, when given, were computed elsewhere (e.g. over a
     whole mosaic of which ``image`` is one tile) and replace the image's own.
+    ``padding`` ((M, N) bool array or None): alignment padding, no data
+    (`~livedead_gpu.stages.gradient.frame_padding`); the "contrast" threshold
+    neither reads it nor finds nuclei in it. The other thresholds, the article's,
+    take the image as it is.
     """
     image = smoothed_stain(image, p, be)
     if p.nucleus_threshold == "contrast":
-        return _contrast(image, p, be, threshold, diameter)
+        return _contrast(image, p, be, threshold, diameter, stain_padding(padding, stain_sigma(p), be))
     if threshold is None and p.nucleus_threshold == "block-max":
         threshold = block_max_threshold(image, p.offset, p.coarseness, be)
     elif threshold is None:
@@ -109,6 +113,16 @@ def smoothed_stain(image, p, be):
     xp = be.xp
     top = xp.float32(xp.iinfo(image.dtype).max)
     return xp.rint(xp.minimum(be.gaussian(image, sigma), top)).astype(image.dtype)
+
+
+def stain_padding(padding, sigma, be):
+    """The padding of a stain after `smoothed_stain`'s Gaussian of ``sigma``: grown by 2 sigma
+    (rounded), over which the Gaussian spreads the padding's zeros into the image (at most
+    3e-5 of them past it, with the padding's own 2-px margin)."""
+    grow = int(2 * sigma + 0.5)
+    if padding is None or not grow:
+        return padding
+    return be.dilate(padding, 2 * grow + 1)
 
 
 def labelled(labels, xp):
@@ -203,12 +217,13 @@ def contrast_mask(image, params: SegmentParams | None = None, backend="cpu"):
     return mask, threshold
 
 
-def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
+def _contrast(image, p, be, threshold=None, diameter=None, padding=None) -> _Mask:
     """`contrast_mask`, and the nucleus diameter (px) and smoothing it used.
 
     ``threshold`` (over the subtracted background) and ``diameter``, when given,
     replace the ones measured on ``image``. With ``nucleus_smoothing="auto"`` the
-    threshold must be measured here (it decides the smoothing).
+    threshold must be measured here (it decides the smoothing). ``padding``: see
+    `_nucleus_mask`.
     """
     if p.nucleus_smoothing == "auto" and threshold is not None:
         raise ValueError("nucleus_smoothing='auto' is decided with the Hoechst threshold; with a threshold "
@@ -217,13 +232,13 @@ def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
     given = diameter
     if diameter is None:
         diameter = p.diameter_px
-    grey = image_step(image, be) if threshold is None or diameter is None else 1
+    grey = image_step(image, be, padding) if threshold is None or diameter is None else 1
     if diameter is None:
-        diameter = contrast_diameter(image, p, be, x, grey=grey)
-    y = x - background(image, _BACKGROUND_WIDTH * diameter, be)
+        diameter = contrast_diameter(image, p, be, x, grey=grey, padding=padding)
+    y = contrast_image(image, _BACKGROUND_WIDTH * diameter, be, x, padding)
     dim = False
     if threshold is None:
-        b, sigma, top = _contrast_statistics(y, be, grey=grey)
+        b, sigma, top = _contrast_statistics(y, be, grey=grey, padding=padding)
         threshold = _level(b, sigma, top, p.nucleus_level, final=True)
         dim = looks_dim(b, sigma, top, p, image.size)
     # The size filter's advice waits until the mask is kept.
@@ -233,13 +248,14 @@ def _contrast(image, p, be, threshold=None, diameter=None) -> _Mask:
     # (a sparse field) need no smoothing, which would raise the background's texture;
     # nor does a field that smoothing shows no nuclei in either.
     if dim and not bright_objects(mask, y, b, sigma, be):
-        lifts, smooth, measured = _smoothed_look(image, p, be)
+        lifts, smooth, measured = _smoothed_look(image, p, be, padding)
         if lifts and p.nucleus_smoothing != "auto":
             warn(DIM_WARNING, UserWarning, stacklevel=3)
         elif lifts:
             # The smoothed stain and its diameter as that look measured them.
             return _contrast(smooth, dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING), be,
-                             diameter=measured if given is None else given)
+                             diameter=measured if given is None else given,
+                             padding=stain_padding(padding, AUTO_SMOOTHING, be))
     for text in said:
         warn(text, UserWarning, stacklevel=3)
     return _Mask(mask, threshold, diameter, stain_sigma(p), lit)
@@ -304,7 +320,8 @@ def window(width, shape=None) -> int:
     return min(w, 2 * (min(shape) // 2) - 1) if min(shape) > 2 else 1
 
 
-def contrast_diameter(image, params: SegmentParams | None = None, backend="cpu", x=None, grey=None) -> float:
+def contrast_diameter(image, params: SegmentParams | None = None, backend="cpu", x=None, grey=None,
+                      padding=None) -> float:
     """The nucleus diameter (px) the "contrast" threshold measures when the parameters give none.
 
     Two rounds of `typical_diameter` of the filled mask at `_contrast_level`: first
@@ -319,16 +336,18 @@ def contrast_diameter(image, params: SegmentParams | None = None, backend="cpu",
         ``image`` as float32, when the caller has it already.
     grey : int, optional
         ``image``'s `image_step`, when the caller has it already.
+    padding : (M, N) bool array, optional
+        Alignment padding, not read (see `_nucleus_mask`).
     """
     p = as_params(params)
     be = get_backend(backend)
     x = image.astype(be.xp.float32) if x is None else x
-    grey = image_step(image, be) if grey is None else grey
-    diameter = typical_diameter(be.fill_holes(x > _contrast_level(x, p.nucleus_level, be, grey=grey)), be,
-                                p.min_nucleus_area)
-    y = x - background(image, _FIRST_WIDTH * diameter, be)
-    return typical_diameter(be.fill_holes(y > _contrast_level(y, p.nucleus_level, be, grey=grey)), be,
-                            p.min_nucleus_area)
+    grey = image_step(image, be, padding) if grey is None else grey
+    level = _contrast_level(x, p.nucleus_level, be, grey=grey, padding=padding)
+    diameter = typical_diameter(be.fill_holes(x > level), be, p.min_nucleus_area)
+    y = contrast_image(image, _FIRST_WIDTH * diameter, be, x, padding)
+    level = _contrast_level(y, p.nucleus_level, be, grey=grey, padding=padding)
+    return typical_diameter(be.fill_holes(y > level), be, p.min_nucleus_area)
 
 
 def _min_area(p, diameter, floor=True) -> int:
@@ -341,7 +360,7 @@ def _min_area(p, diameter, floor=True) -> int:
     return max(p.min_nucleus_area if floor else 1, math.ceil(min_area))
 
 
-def _contrast_level(y, level, be, *, sampled=False, final=False, grey=1):
+def _contrast_level(y, level, be, *, sampled=False, final=False, grey=1, padding=None):
     """``b + level * (L - b)``: b the 25th percentile, L the median of the pixels over b + 6 sigma.
 
     With ``final=True`` (the nucleus threshold itself, not a diameter estimate's)
@@ -352,9 +371,10 @@ def _contrast_level(y, level, be, *, sampled=False, final=False, grey=1):
     pixels): a sixteenth of the sorting or less, and for these robust statistics no real
     difference (label-quality figures moved by at most 0.013). With
     ``sampled=True`` ``y`` is those pixels already (any shape and order, e.g.
-    gathered from the tiles of a mosaic). ``grey`` is the image's `image_step`.
+    gathered from the tiles of a mosaic). ``grey`` is the image's `image_step`;
+    ``padding`` is left out of the sample.
     """
-    return _level(*_contrast_statistics(y, be, sampled, grey), level, final)
+    return _level(*_contrast_statistics(y, be, sampled, grey, padding), level, final)
 
 
 def _level(b, sigma, top, level, final):
@@ -378,20 +398,31 @@ def contrast_step(shape) -> int:
     return 4 * max(1, math.isqrt(shape[0] * shape[1] // (1 << 20)))
 
 
-def image_step(image, be) -> int:
-    """`grey_step` of a nuclear stain, from the grid `_contrast_statistics` samples."""
+def image_step(image, be, padding=None) -> int:
+    """`grey_step` of a nuclear stain, from the grid `_contrast_statistics` samples (less ``padding``,
+    whose margin a registration blends off the image's grey levels)."""
+    return grey_step(grey_levels(contrast_sample(image, be, padding), be))
+
+
+def contrast_sample(image, be, padding=None):
+    """``image``'s pixels on `_contrast_statistics`' grid, less ``padding``'s: a 2-D view without
+    padding, a 1-D copy with it (a boolean index: a sync on CuPy, on padded frames only); all
+    of the grid when the padding covers it."""
     step = contrast_step(image.shape)
-    return grey_step(grey_levels(image[::step, ::step], be))
+    grid = image[::step, ::step]
+    if padding is None:
+        return grid
+    kept = grid[~padding[::step, ::step]]
+    return kept if kept.size else grid
 
 
-def _contrast_statistics(y, be, sampled=False, grey=1):
+def _contrast_statistics(y, be, sampled=False, grey=1, padding=None):
     """``(b, sigma, L)`` of `_contrast_level`: the 25th percentile, the robust noise sigma
     of the darker half (at least ``grey``, the image's `image_step`), the median of the
-    pixels over ``b + 6 sigma``."""
+    pixels over ``b + 6 sigma``; ``padding``'s pixels left out."""
     xp = be.xp
     if not sampled:
-        step = contrast_step(y.shape)
-        y = y[::step, ::step]
+        y = contrast_sample(y, be, padding)
     b, mid = be.order_statistics(y, (0.25, 0.5))
     low = y[y <= mid]  # the darker half (a sync for its size on CuPy)
     centre = be.order_statistic(low, 0.5)
@@ -456,17 +487,21 @@ def bright_objects(mask, y, b, sigma, be) -> bool:
     return be.order_statistic(means, 0.5) - b >= _BRIGHT * sigma
 
 
-def _smoothed_look(image, p, be):
+def _smoothed_look(image, p, be, padding=None):
     """Whether a 1-px Gaussian shows nuclei the raw Hoechst ``image`` hides in its noise
     (`DIM_WARNING`; they then stand `_DIM_SMOOTHED` sigmas over the smoothed background),
     and the smoothed stain and the diameter measured on it (which "auto" thresholds next).
+    ``padding`` is the raw stain's.
     """
     trial = dataclasses.replace(p, nucleus_smoothing=AUTO_SMOOTHING)
     smooth = smoothed_stain(image, trial, be)
+    padding = stain_padding(padding, AUTO_SMOOTHING, be)
     x = smooth.astype(be.xp.float32)
-    grey = image_step(smooth, be)
-    diameter = p.diameter_px if p.diameter_px is not None else contrast_diameter(smooth, trial, be, x, grey)
-    b, sigma, top = _contrast_statistics(x - background(smooth, _BACKGROUND_WIDTH * diameter, be), be, grey=grey)
+    grey = image_step(smooth, be, padding)
+    diameter = p.diameter_px if p.diameter_px is not None else contrast_diameter(smooth, trial, be, x, grey,
+                                                                                 padding)
+    y = contrast_image(smooth, _BACKGROUND_WIDTH * diameter, be, x, padding)
+    b, sigma, top = _contrast_statistics(y, be, grey=grey, padding=padding)
     return top - b >= _DIM_SMOOTHED * sigma, smooth, diameter
 
 
@@ -492,19 +527,26 @@ def typical_diameter(mask, be, min_area=9) -> float:
     return max(2.0 * math.sqrt(median / math.pi), 3.0)
 
 
-def background(image, width, be):
+def background(image, width, be, padding=None):
     """Smooth background of an image: grey opening by a ``width`` square, then its box mean.
 
-    Edges replicate. The window is odd and at most the image's shorter side.
+    Edges replicate. The window is odd and at most the image's shorter side. With
+    ``padding`` (alignment padding, no data) both read the image's pixels only, as
+    they read none past its edges: the padding's zeros, and the dim ramp a
+    registration blends along them, had made the opening dip towards 0 over a
+    window's width beside the padding, and that band's background bright nuclei
+    (a Coelho ic100 field rotated by 7 degrees: strips of "nuclei" along the
+    padding, F1 0.89 -> 0.78).
 
     Parameters
     ----------
     image : (M, N) uint8, uint16 or float32 array
     width : float, the window in px
+    padding : (M, N) bool array, optional
 
     Returns
     -------
-    (M, N) float32 array
+    (M, N) float32 array (0 where the window holds no image pixel)
     """
     xp = be.xp
     w = window(width, image.shape)
@@ -513,7 +555,34 @@ def background(image, width, be):
     # The opening in the image's own dtype (minima and maxima are exact in any, and
     # 16-bit filters move half the bytes of float32 ones); the box mean of integers is
     # exact, the same on every backend and in every tile of a mosaic.
-    return be.box_mean(be.grey_opening(image, w), w)
+    if padding is None:
+        return be.box_mean(be.grey_opening(image, w), w)
+    # The padding at the dtype's top: the opening's minima pass over it, and at an image
+    # pixel its maxima read only minima over windows that hold that pixel, so none is the
+    # top. The mean is then over the image's pixels (exact integer sums again).
+    if image.dtype.kind == "f":
+        raise TypeError(f"background with padding needs an integer image, got {image.dtype}")
+    top = image.dtype.type(xp.iinfo(image.dtype).max)
+    opened = be.grey_opening(xp.where(padding, top, image), w)
+    data = ~padding
+    sums = be.box_sums(opened * data, w)
+    counts = be.box_sums(data.view(xp.uint8), w)
+    return (sums / xp.maximum(counts, 1)).astype(xp.float32)
+
+
+def contrast_image(image, width, be, x=None, padding=None):
+    """``image`` (as float32: ``x``) less its `background` ``width`` wide; 0 on ``padding``
+    (no data, so no nucleus: the "contrast" thresholds are above 0).
+
+    Returns
+    -------
+    (M, N) float32 array
+    """
+    x = image.astype(be.xp.float32) if x is None else x
+    y = x - background(image, width, be, padding)
+    if padding is not None:
+        be.xp.copyto(y, be.xp.float32(0), where=padding)
+    return y
 
 
 # -- touching nuclei ----------------------------------------------------------------
@@ -775,9 +844,13 @@ def draq7_background(draq7, nucleus_mask, backend="cpu") -> float:
 GROW = 5
 
 
-def outside_nuclei(nucleus_mask, backend="cpu"):
-    """The pixels outside every nucleus grown by `GROW` // 2 px: where backgrounds are taken."""
-    return ~get_backend(backend).dilate(nucleus_mask, GROW)
+def outside_nuclei(nucleus_mask, backend="cpu", padding=None):
+    """The pixels outside every nucleus grown by `GROW` // 2 px, and outside ``padding``: where
+    backgrounds are taken."""
+    outside = ~get_backend(backend).dilate(nucleus_mask, GROW)
+    if padding is not None:
+        outside &= ~padding
+    return outside
 
 
 def _is_image(floor) -> bool:
@@ -1162,7 +1235,7 @@ def _drop_debris(regions, ho_mask, min_area, lone_area, be):
 
 def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cpu", *,
                 hoechst_threshold=None, draq7_threshold=None, diameter=None, floor=None,
-                hoechst_floor=None, bleed=None):
+                hoechst_floor=None, bleed=None, padding=None):
     """The whole nucleus stage of a frame: masks, labels, live/dead call.
 
     With ``dead_call="ratio"`` (default) the nuclei are those of the Hoechst mask
@@ -1192,6 +1265,10 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     tile) and replace the values measured on the images. The "contrast" threshold is over
     the subtracted background.
 
+    ``padding`` ((M, N) bool array): alignment padding (`~livedead_gpu.stages.gradient.frame_padding`),
+    no data: the "contrast" threshold does not read it (`background`) and the backgrounds of
+    the live/dead call leave it out.
+
     Returns
     -------
     nuclei : Nuclei
@@ -1203,9 +1280,10 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     p = as_params(params)
     be = get_backend(backend)
     xp = be.xp
-    ho_mask, ho_thr, diameter, smoothing, ho_lit = _nucleus_mask(hoechst, p, be, hoechst_threshold, diameter)
+    ho_mask, ho_thr, diameter, smoothing, ho_lit = _nucleus_mask(hoechst, p, be, hoechst_threshold, diameter,
+                                                                 padding)
     if p.dead_call == "touch":
-        d7_mask, d7_thr, *_ = _nucleus_mask(draq7, p, be, draq7_threshold)
+        d7_mask, d7_thr, *_ = _nucleus_mask(draq7, p, be, draq7_threshold, padding=padding)
         nuc = nuclei(ho_mask, d7_mask, be, params=p, diameter=diameter)
         return nuc, ho_mask, d7_mask, (ho_thr, d7_thr, smoothing)
     values = draq7.astype(xp.float32)
@@ -1216,7 +1294,7 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     local = _is_image(floor) or (floor is None and p.draq7_background == "local")
     # The backgrounds not given, all taken outside one grown mask; Hoechst's only for the bleed.
     need_hoechst = bleed != 0 and hoechst_floor is None
-    outside = outside_nuclei(ho_mask, be) if floor is None or need_hoechst else None
+    outside = outside_nuclei(ho_mask, be, padding) if floor is None or need_hoechst else None
     if floor is None and need_hoechst:
         floor, hoechst_floor = backgrounds([values, hoechst], ho_mask, be, outside=outside)
     elif floor is None:
