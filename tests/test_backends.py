@@ -466,6 +466,27 @@ def test_padding_fill_without_implicit_transfers():
     assert (got == ref).all() and not got[:20, :20].any()
 
 
+@pytest.mark.parametrize("params", [SegmentParams(), SegmentParams(nucleus_smoothing=1.0)], ids=["default", "smoothed"])
+def test_nuclei_beside_padding_without_implicit_transfers(params):
+    # A rotated frame's zero corners (every channel), and a shift's zero margin: the nucleus stage
+    # finds the padding and reads past it on the device; the mosaic's tiles as the frame.
+    import cv2
+
+    f = synthetic.make_frame(shape=(256, 256), n_cells=16, dead_fraction=0.4, seed=8)
+    m = cv2.getRotationMatrix2D((127.5, 127.5), 7, 1.0)
+    channels = [cv2.warpAffine(a, m, (256, 256), flags=cv2.INTER_LINEAR)
+                for a in (f.brightfield, (f.hoechst + 500).astype(np.uint16), f.draq7)]
+    shifted = [np.zeros_like(a) for a in channels]
+    for out, a in zip(shifted, channels):
+        out[:, 20:] = a[:, :-20]
+    for frame in (channels, shifted):
+        got = segment_frame(*frame, params, backend=strict())
+        ref = segment_frame(*frame, params, backend=standin())
+        assert (got.classes == ref.classes).all() and got.n_dead > 0
+    tiles = segment_mosaic(*channels, params, tile=128, max_cell_diameter=32, backend=strict(), scheduler="sync")
+    assert (tiles.classes.compute(scheduler="sync") == segment_frame(*channels, params, backend=standin()).classes).all()
+
+
 def test_auto_smoothing_decides_alike_without_implicit_transfers():
     # "auto" on a dim field (smoothed) and on a sparse one (its one bright object keeps it
     # unsmoothed): the array backends decide as the CPU one, every host read explicit. The
