@@ -196,12 +196,17 @@ def overlap_depth(params: SegmentParams | None = None, max_cell_diameter: int = 
     return int(gradient + morphology + nuclei + 2 + max_cell_diameter)
 
 
-def _smoothing_reach(p) -> int:
-    """The reach of the ``nucleus_smoothing`` Gaussian (its radius int(4 sigma + 0.5), and a pixel to
-    spare); "auto" may smooth by `AUTO_SMOOTHING` (the "contrast" threshold only)."""
-    sigma = stain_sigma(p)
+def _largest_sigma(p) -> float:
+    """The largest ``nucleus_smoothing`` Gaussian the stain may get: "auto" may smooth by
+    `AUTO_SMOOTHING` (the "contrast" threshold only)."""
     if p.nucleus_smoothing == "auto" and p.nucleus_threshold == "contrast":
-        sigma = AUTO_SMOOTHING
+        return AUTO_SMOOTHING
+    return stain_sigma(p)
+
+
+def _smoothing_reach(p) -> int:
+    """The reach of the ``nucleus_smoothing`` Gaussian (its radius int(4 sigma + 0.5), and a pixel to spare)."""
+    sigma = _largest_sigma(p)
     return math.ceil(4 * sigma) + 1 if sigma > 0 else 0
 
 
@@ -209,10 +214,7 @@ def _padding_reach(p) -> int:
     """How far the nucleus stage's padding (`stages.frame_padding`, grown by `stages.nuclei.stain_padding`)
     reads past a pixel: the padding's opening and margin, and the Gaussian's growth. (`overlap_depth`
     holds it already: the gradient's reach counts the opening and margin, and more than the growth.)"""
-    sigma = stain_sigma(p)
-    if p.nucleus_smoothing == "auto" and p.nucleus_threshold == "contrast":
-        sigma = AUTO_SMOOTHING
-    return PADDING_OPENING + PADDING_MARGIN + int(2 * sigma + 0.5)
+    return PADDING_OPENING + PADDING_MARGIN + int(2 * _largest_sigma(p) + 0.5)
 
 
 def _padding(zero, be):
