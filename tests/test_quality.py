@@ -815,6 +815,10 @@ def test_the_nucleus_background_reads_no_padding():
     assert np.array_equal(background(image, 41, standin(), padding), aside)
     with pytest.raises(TypeError, match="integer"):
         background(image.astype(np.float32), 41, cpu, padding)
+    with pytest.raises(ValueError, match=r"padding must be a bool array of hoechst's shape \(160, 160\), got uint8"):
+        find_nuclei(image, image, padding=padding.view(np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(160, 160\), got bool of shape \(160, 159\)"):
+        find_nuclei(image, image, padding=padding[:, 1:])
 
 
 def test_nuclei_beside_a_translations_padding_as_without_it():

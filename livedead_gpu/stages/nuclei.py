@@ -1280,6 +1280,9 @@ def find_nuclei(hoechst, draq7, params: SegmentParams | None = None, backend="cp
     p = as_params(params)
     be = get_backend(backend)
     xp = be.xp
+    if padding is not None and (getattr(padding, "dtype", None) != bool or padding.shape != hoechst.shape):
+        raise ValueError(f"padding must be a bool array of hoechst's shape {hoechst.shape}, got "
+                         f"{getattr(padding, 'dtype', type(padding).__name__)} of shape {getattr(padding, 'shape', None)}")
     ho_mask, ho_thr, diameter, smoothing, ho_lit = _nucleus_mask(hoechst, p, be, hoechst_threshold, diameter,
                                                                  padding)
     if p.dead_call == "touch":
