@@ -430,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "against the instance labels in LABELS (same name, or name + _labelled/_labels/_mask...): "
                     "object F1 at IoU >= 0.5, mean matched IoU, pixel IoU, pooled over the images.")
     e.add_argument("images", type=Path, help="folder of nuclear-stain images (TIFF, PNG, ...)")
-    e.add_argument("labels", type=Path, help="folder of instance label images (0 background)")
+    e.add_argument("labels", type=Path, help="folder of instance label images (0 background): ids, palette "
+                                             "PNGs or colour-coded pictures on black")
     e.add_argument("--preset", choices=("default", "measured", "article"), help="parameter preset (default: default)")
     e.add_argument("--config", type=Path, help="parameters as TOML")
     e.add_argument("--channel", help="channel index, or name in the image's <stem>.json \"channels\" list")

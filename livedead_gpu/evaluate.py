@@ -3,7 +3,9 @@
 Usable on anyone's annotated data: `match_instances` compares two label images,
 `Scores` adds them up over a data set, `evaluate_pairs` segments nucleus images
 with the package's nucleus stage and scores them, `find_pairs` pairs image and
-label files in two folders (``livedead-gpu evaluate IMAGES LABELS``).
+label files in two folders (``livedead-gpu evaluate IMAGES LABELS``), and `read_image`
+reads label files as annotation tools and public sets save them (ids, palettes, colour
+pictures, binary masks).
 
 Matching
 --------
@@ -300,13 +302,19 @@ def read_image(path, channel=None, labels: bool = False) -> np.ndarray:
         multi-channel images.
         The channel axis is the shortest one ((C, M, N) or (M, N, C)).
     labels : bool
-        Read a label image: one plane of instance ids. A palette (indexed-colour)
-        PNG gives its indices, as annotation tools save instance ids; colour-coded
-        or multi-plane files are refused.
+        Read a label image as one (M, N) plane of instance ids (0 background), in
+        which every instance is one 8-connected object: an id (or a colour) on
+        several separate objects gives each its own id (`_objects`). A palette
+        (indexed-colour) PNG gives its indices; a colour-coded picture (RGB(A),
+        black or transparent background) its colours, each an instance, where
+        colours are reused for objects that do not touch (BBBC039's masks). Grey ids
+        saved as RGB are read as grey. A binary mask, or ids reused on separate
+        objects in a grey image, are read as their objects with a `UserWarning`:
+        touching objects of one value count as one. Multi-plane files are refused.
     """
     path = Path(path)
     try:
-        image = _read(path, labels)
+        image, palette = _read(path, labels)
     except OSError:
         raise
     except Exception as e:  # a damaged file: tifffile and OpenCV raise all kinds
@@ -315,16 +323,19 @@ def read_image(path, channel=None, labels: bool = False) -> np.ndarray:
         raise ValueError(f"cannot read {str(path)!r}: it holds no pixels (shape {image.shape})")
     image = np.squeeze(image)
     if labels:
-        if image.ndim == 3 and min(image.shape) in (3, 4):   # grey ids saved as RGB(A): all three equal
+        coded = palette
+        if image.ndim == 3 and min(image.shape) in (3, 4):
             planes = np.moveaxis(image, int(np.argmin(image.shape)), 0)
-            if all((p == planes[0]).all() for p in planes[1:3]):
+            if all((p == planes[0]).all() for p in planes[1:3]):   # grey ids saved as RGB(A)
                 image = planes[0]
+            else:
+                image, coded = _colour_ids(planes, path), True
         if image.ndim != 2:
             raise ValueError(
-                f"label image {str(path)!r} has shape {image.shape}; expected one 2-D plane of instance ids "
-                "(colour-coded or multi-plane labels are not read)"
+                f"label image {str(path)!r} has shape {image.shape}; expected one 2-D plane of instance ids, "
+                "or an RGB(A) picture of them (multi-plane labels are not read)"
             )
-        return image
+        return _objects(image, path, warn=not coded)
     if image.ndim == 2:
         if channel not in (None, 0, "0") and not isinstance(channel, str):
             raise ValueError(f"channel {channel!r} given, but {str(path)!r} is a one-channel 2-D image")
@@ -356,10 +367,11 @@ def read_image(path, channel=None, labels: bool = False) -> np.ndarray:
 
 
 def _read(path, labels):
+    """The file's pixels, and whether they are a palette PNG's indices."""
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
-        return tifffile.imread(path)
+        return tifffile.imread(path), False
     if not path.is_file():
         raise FileNotFoundError(f"no image file {str(path)!r}")
     if labels and path.suffix.lower() == ".png":
@@ -367,7 +379,7 @@ def _read(path, labels):
 
         with Image.open(path) as im:
             if im.mode == "P":  # OpenCV would expand the palette into colours
-                return np.asarray(im)
+                return np.asarray(im), True
     import cv2
 
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -375,7 +387,77 @@ def _read(path, labels):
         raise ValueError("OpenCV cannot decode it")
     if image.ndim == 3 and image.shape[2] in (3, 4):  # OpenCV's BGR(A): R, G, B as tifffile reads
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
-    return image
+    return image, False
+
+
+def _colour_ids(planes, path):
+    """(3 or 4, M, N) R, G, B(, A) planes of a colour-coded label picture -> (M, N) int64
+    ids, one per colour, 0 where black or transparent."""
+    if planes.dtype.kind not in "iu":
+        raise ValueError(f"label image {str(path)!r} holds {planes.dtype} colours; expected integer RGB(A)")
+    r, g, b = (p.astype(np.uint64) for p in planes[:3])
+    key = (r << np.uint64(32)) | (g << np.uint64(16)) | b    # 16 bits a channel at most (PNG, TIFF)
+    if len(planes) == 4:
+        key[planes[3] == 0] = 0
+    colours = np.unique(key)   # a sort: 5x quicker than return_inverse's argsort
+    if colours[0] != 0:
+        raise ValueError(f"label image {str(path)!r} is a colour picture with no black (or transparent) pixel; "
+                         "expected colour-coded instances on a black background")
+    return np.searchsorted(colours, key)
+
+
+def _objects(ids, path, warn=True):
+    """``ids`` with every id that lies on several separate (8-connected) objects split: the
+    first object keeps it, the others get new ids above the largest. ``ids`` itself when no id
+    is split (a label image as annotation tools save one).
+
+    Colour-coded pictures and palettes reuse a colour for objects that do not touch; in a grey
+    image one value on many objects is a binary mask, ids reused otherwise a tool's wrap-around
+    (8-bit ids): both warned of with ``warn``, touching objects of one value counting as one.
+    Hand-drawn labels hold no id in two pieces (none of the 1,629 of Coelho's and ADCC's).
+    """
+    if ids.dtype.kind == "b":   # a 1-bit TIFF: a binary mask, whatever its objects
+        ids = ids.astype(np.uint8)
+    if ids.dtype.kind not in "iu" or ids.size == 0 or ids.min() < 0:
+        return ids   # refused by match_instances, naming the file
+    import cv2
+    from scipy import ndimage as ndi
+
+    top = int(ids.max())
+    if top <= 4 * ids.size:
+        compact, values = ids.astype(np.intp, copy=False), None   # find_objects lists 1..top
+    else:   # sparse large ids: number them 1..n first
+        values = np.unique(ids)
+        compact = np.searchsorted(values, ids) + int(values[0] != 0)
+        values = np.concatenate([[0], values]) if values[0] != 0 else values
+    out, split = None, {}
+    for k, box in enumerate(ndi.find_objects(compact), 1):
+        if box is None:
+            continue
+        n, pieces = cv2.connectedComponents(np.uint8(compact[box] == k), connectivity=8, ltype=cv2.CV_32S)
+        if n <= 2:
+            continue
+        if out is None:
+            out = ids.astype(np.int64)
+        sub = out[box]
+        for j in range(2, n):
+            top += 1
+            sub[pieces == j] = top
+        split[k if values is None else int(values[k])] = n - 1
+    if out is None:
+        return ids
+    n_ids = len(np.unique(ids)) - 1 if warn else 0
+    if n_ids == 1:
+        (value, n), = split.items()
+        warnings.warn(f"label file {str(path)!r} holds one value ({value}) on {n} separate objects: read as a binary "
+                      "mask, each connected object one nucleus (touching nuclei count as one); instance labels "
+                      "(1, 2, ... per nucleus) score them truly", UserWarning, stacklevel=3)
+    elif n_ids:
+        some = ", ".join(f"{k} on {n}" for k, n in list(split.items())[:3])
+        warnings.warn(f"label file {str(path)!r} holds ids on several separate objects (of {n_ids} ids, "
+                      f"{len(split)}: {some}{', ...' * (len(split) > 3)}): each connected object read as one "
+                      "nucleus (objects of one id that touch count as one)", UserWarning, stacklevel=3)
+    return out.astype(np.int32) if top <= np.iinfo(np.int32).max else out
 
 
 def find_pairs(images, labels) -> list[tuple[Path, Path]]:
@@ -481,28 +563,6 @@ def _listing(paths):
     return f"{len(names)} file{'s' * (len(names) > 1)} ({', '.join(names[:5])}{', ...' * (len(names) > 5)})"
 
 
-def _instances(truth, path):
-    """``truth``, or, when it is a binary mask (one value on several separate objects), its
-    8-connected objects numbered, with a warning: touching objects then count as one."""
-    if truth.dtype.kind == "b":   # a 1-bit TIFF: a binary mask, whatever its objects
-        truth = truth.astype(np.uint8)
-    if truth.dtype.kind not in "iu" or truth.size == 0:
-        return truth   # refused by match_instances, naming the file
-    values = np.unique(truth)
-    values = values[values != 0]
-    if len(values) != 1:
-        return truth
-    import cv2
-
-    n, labels = cv2.connectedComponents(np.uint8(truth != 0), connectivity=8, ltype=cv2.CV_32S)
-    if n - 1 < 2:
-        return truth
-    warnings.warn(f"label file {str(path)!r} holds one value ({values[0]}) on {n - 1} separate objects: read as "
-                  "a binary mask, each connected object one nucleus (touching nuclei count as one); instance "
-                  "labels (1, 2, ... per nucleus) score them truly", UserWarning, stacklevel=3)
-    return labels
-
-
 def _natural(name):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name.lower())]
 
@@ -560,7 +620,7 @@ def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend=
     _check_iou(iou_threshold)
     total = Scores()
     for image_path, label_path in pairs:
-        truth = _instances(read_image(label_path, labels=True), label_path)
+        truth = read_image(label_path, labels=True)
         image = read_image(image_path, channel)
         if image.shape != truth.shape:
             raise ValueError(f"label file {str(label_path)!r} has shape {truth.shape}, its image "

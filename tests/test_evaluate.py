@@ -141,7 +141,14 @@ def test_read_image_channels_are_rgb_in_every_format(tmp_path):
         assert [int(read_image(tmp_path / name, c)[0, 0]) for c in range(3)] == [10, 20, 30], name
 
 
+def same_objects(a, b):
+    """Whether two label images hold the same objects, whatever their ids."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return ((a == 0) == (b == 0)).all() and len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]
+
+
 def test_read_labels(tmp_path):
+    import tifffile
     from PIL import Image
 
     ids = np.zeros((8, 8), np.uint8)
@@ -150,11 +157,70 @@ def test_read_labels(tmp_path):
     palette.putpalette([v for i in range(256) for v in ((37 * i) % 256, (91 * i) % 256, (13 * i) % 256)])
     palette.save(tmp_path / "p.png")
     assert np.array_equal(read_image(tmp_path / "p.png", labels=True), ids)  # the indices, not colours
-    Image.fromarray(np.dstack([ids * 30, ids, ids])).save(tmp_path / "rgb.png")
-    with pytest.raises(ValueError, match=r"label image .*rgb.png.* has shape \(8, 8, 3\); expected one 2-D plane"):
-        read_image(tmp_path / "rgb.png", labels=True)
     Image.fromarray(np.dstack([ids] * 3)).save(tmp_path / "grey.png")   # grey ids saved as RGB
     assert np.array_equal(read_image(tmp_path / "grey.png", labels=True), ids)
+    for planes in (2, 5):
+        tifffile.imwrite(tmp_path / "planes.tif", np.stack([ids] * planes))
+        with pytest.raises(ValueError, match=rf"label image .*planes.tif.* has shape \({planes}, 8, 8\); expected "
+                                             "one 2-D plane"):
+            read_image(tmp_path / "planes.tif", labels=True)
+
+
+def test_read_colour_coded_labels(tmp_path):
+    import tifffile
+    from PIL import Image
+
+    # three objects: 1 and 3 apart in one colour (reused, as BBBC039 does), 2 touching 1 in another
+    truth = np.zeros((12, 12), np.int32)
+    truth[1:4, 1:4], truth[1:4, 4:6], truth[8:11, 6:11] = 1, 2, 3
+    red, green = (200, 10, 10), (10, 200, 10)
+    rgb = np.zeros((12, 12, 3), np.uint8)
+    rgb[truth == 1], rgb[truth == 2], rgb[truth == 3] = red, green, red
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    rgba = np.dstack([rgb, np.where(truth > 0, 255, 0).astype(np.uint8)])
+    rgba[truth == 0, :3] = 90                                      # a transparent background of any colour
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    tifffile.imwrite(tmp_path / "rgb16.tif", rgb.astype(np.uint16) * 257, photometric="rgb")
+    palette = Image.fromarray(np.uint8(truth % 2 + (truth > 0)), mode="P")   # indices 2, 1, 2: one reused
+    palette.putpalette([0, 0, 0, *red, *green] + [0] * 759)
+    palette.save(tmp_path / "p.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a picture's reused colours are its code: no warning
+        for name in ("rgb.png", "rgba.png", "rgb16.tif", "p.png"):
+            got = read_image(tmp_path / name, labels=True)
+            assert got.ndim == 2 and got.dtype.kind in "iu" and same_objects(got, truth), name
+    rgb[truth == 0] = 255
+    Image.fromarray(rgb).save(tmp_path / "white.png")
+    with pytest.raises(ValueError, match=r"white.png' is a colour picture with no black .*pixel"):
+        read_image(tmp_path / "white.png", labels=True)
+
+
+def test_reused_grey_ids_are_split_with_a_warning(tmp_path):
+    import tifffile
+
+    ids = np.zeros((10, 10), np.uint8)
+    ids[1:3, 1:3], ids[6:9, 6:9], ids[1:3, 6:9] = 3, 3, 4   # id 3 on two objects (an 8-bit tool's wrap-around)
+    tifffile.imwrite(tmp_path / "a.tif", ids)
+    with pytest.warns(UserWarning, match=r"a.tif' holds ids on several separate objects \(of 2 ids, 1: 3 on 2\)"):
+        got = read_image(tmp_path / "a.tif", labels=True)
+    assert same_objects(got, scipy.ndimage.label(ids > 0)[0]) and got[1, 1] == 3 and got[7, 7] > 4
+
+
+def test_colour_coded_labels_score_as_their_ids(tmp_path):
+    import tifffile
+    from bench_labels import colour_coded
+    from PIL import Image
+
+    f = synthetic.make_frame((192, 192), n_cells=24, touching=1, touching_nuclei=1, seed=1)
+    pairs = [(tmp_path / "a.tif", tmp_path / "a_labels.tif"), (tmp_path / "a.tif", tmp_path / "a_mask.png")]
+    tifffile.imwrite(pairs[0][0], f.hoechst)
+    tifffile.imwrite(pairs[0][1], f.nuclei)
+    picture = colour_coded(f.nuclei)
+    assert len(np.unique(picture.reshape(-1, 3), axis=0)) - 1 < len(np.unique(f.nuclei)) - 1   # colours reused
+    Image.fromarray(picture).save(pairs[1][1])
+    ids, colours = (evaluate_pairs([pair]) for pair in pairs)
+    assert ids.tp + ids.fn == f.nuclei.max() > 20
+    assert (colours.tp, colours.fp, colours.fn) == (ids.tp, ids.fp, ids.fn)
 
 
 def test_read_image_names_a_damaged_file(tmp_path):
@@ -291,6 +357,22 @@ def test_presets():
     with pytest.raises(ValueError, match=r"dead_ratio must lie in \[1.0, 100.0\], got 0.5"):
         SegmentParams(dead_ratio=0.5)
     assert SegmentParams(pixel_size=0.5, nucleus_diameter=10.0).diameter_px == 20.0
+
+
+@pytest.mark.data
+def test_coelho_labels_as_colour_pictures_score_alike(coelho_dir, tmp_path):
+    """Coelho's ids redrawn as BBBC039 draws its masks (colours reused apart) score the same."""
+    from bench_labels import colour_coded
+    from PIL import Image
+
+    pairs = find_pairs(coelho_dir / "gnf" / "images", coelho_dir / "gnf" / "labels")[:2]
+    coded = []
+    for image, labels in pairs:
+        Image.fromarray(colour_coded(read_image(labels, labels=True))).save(tmp_path / labels.name)
+        coded.append((image, tmp_path / labels.name))
+    ids, colours = evaluate_pairs(pairs), evaluate_pairs(coded)
+    assert ids.tp + ids.fn > 50 and ids.f1 > 0.8
+    assert (colours.tp, colours.fp, colours.fn, colours.pixel_iou) == (ids.tp, ids.fp, ids.fn, ids.pixel_iou)
 
 
 @pytest.mark.data
