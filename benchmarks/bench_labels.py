@@ -9,6 +9,7 @@ again as public sets and annotation tools save them, into a temporary folder:
 - ``colour``: an RGB PNG picture, one colour an object, colours reused for objects that do not
   touch (greedy colouring), as BBBC039's masks are drawn;
 - ``palette``: the same as an indexed-colour PNG (reused indices);
+- ``masks``: a folder of one 0/255 PNG a nucleus, as the Data Science Bowl 2018's ``masks/``;
 - ``binary``: a 0/255 mask (touching nuclei then are one object: what such a file loses).
 
 Each folder goes through `find_pairs` and `evaluate_pairs`, as the command runs it; the table
@@ -78,6 +79,10 @@ def write(kind, labels, path):
         Image.fromarray(colour_coded(labels)).save(path.with_suffix(".png"))
     elif kind == "palette":
         palette_coded(labels).save(path.with_suffix(".png"))
+    elif kind == "masks":
+        path.mkdir()
+        for k in np.unique(labels)[1:]:
+            Image.fromarray(np.uint8(labels == k) * 255).save(path / f"{k}.png")
     else:
         Image.fromarray(np.uint8(labels > 0) * 255).save(path.with_suffix(".png"))
 
@@ -93,7 +98,7 @@ def main(argv=None):
     out = {}
     print(f"{'labels saved as':16s} {'F1':>6s} {'IoU':>6s} {'pixIoU':>6s} {'drawn':>6s} {'read ms':>8s}")
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("ids", "colour", "palette", "binary"):
+        for kind in ("ids", "colour", "palette", "masks", "binary"):
             folder = Path(tmp) / kind
             folder.mkdir()
             for image, label in pairs:

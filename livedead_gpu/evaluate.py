@@ -311,8 +311,11 @@ def read_image(path, channel=None, labels: bool = False) -> np.ndarray:
         saved as RGB are read as grey. A binary mask, or ids reused on separate
         objects in a grey image, are read as their objects with a `UserWarning`:
         touching objects of one value count as one. Multi-plane files are refused.
+        A folder is read as one binary mask a nucleus (`_mask_folder`).
     """
     path = Path(path)
+    if labels and path.is_dir():
+        return _mask_folder(path)
     try:
         image, palette = _read(path, labels)
     except OSError:
@@ -406,6 +409,33 @@ def _colour_ids(planes, path):
     return np.searchsorted(colours, key)
 
 
+def _mask_folder(folder):
+    """A folder of binary masks, one nucleus a file (the Data Science Bowl 2018's ``masks/``)
+    -> (M, N) int32 ids 1..n in the files' natural order. A file's nonzero pixels are its
+    nucleus, in one piece or several; masks that overlap are an error naming both."""
+    paths = _files(folder)
+    if not paths:
+        raise ValueError(f"label folder {str(folder)!r} holds no image file; expected one binary mask a nucleus")
+    out = None
+    for k, path in enumerate(paths, 1):
+        if path.suffix.lower() in LOSSY_SUFFIXES:
+            raise ValueError(f"mask file {str(path)!r} is a JPEG, whose lossy compression puts noise around the "
+                             "object; save masks as PNG or TIFF")
+        mask = read_image(path) != 0
+        if out is None:
+            out = np.zeros(mask.shape, np.int32)
+        if mask.shape != out.shape:
+            raise ValueError(f"mask file {str(path)!r} has shape {mask.shape}, {paths[0].name!r} beside it "
+                             f"{out.shape}; expected one shape in {str(folder)!r}")
+        under = out[mask]
+        if under.any():
+            other = paths[int(under[under > 0][0]) - 1]
+            raise ValueError(f"mask files {str(other)!r} and {path.name!r} overlap ({int((under > 0).sum())} px); "
+                             "expected one nucleus a pixel")
+        out[mask] = k
+    return out
+
+
 def _objects(ids, path, warn=True):
     """``ids`` with every id that lies on several separate (8-connected) objects split: the
     first object keeps it, the others get new ids above the largest. ``ids`` itself when no id
@@ -471,12 +501,18 @@ def find_pairs(images, labels) -> list[tuple[Path, Path]]:
     Images without a label file are skipped with a warning that names them, as
     are label files no image pairs with; no pair at all is an error.
 
+    A label "file" may also be a folder of that name holding one binary mask a
+    nucleus (``labels/a/*.png``; beside the images ``a/`` itself). ``images`` may be
+    a folder of samples, ``<id>/images/<image>`` and ``<id>/masks/*.png`` (the Data
+    Science Bowl 2018's layout); give it as ``labels`` too.
+
     Raises
     ------
     ValueError
         No pair; an image with two label files (``a_labels.tif`` and
         ``a_mask.tif``); a label file two images pair with (``a.tif`` and
-        ``a.png``); a JPEG label file (lossy compression changes the ids).
+        ``a.png``); a JPEG label file (lossy compression changes the ids); a
+        sample with several images.
 
     Returns
     -------
@@ -490,21 +526,23 @@ def find_pairs(images, labels) -> list[tuple[Path, Path]]:
         if not folder.is_dir():
             raise FileNotFoundError(f"{name} folder {str(folder)!r} does not exist")
 
-    def files(folder):
-        return [p for p in sorted(folder.iterdir(), key=lambda p: _natural(p.name))
-                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
-
-    by_stem = {}
-    for p in files(labels):
-        by_stem.setdefault(_stem(p), []).append(p)
     beside = images.resolve() == labels.resolve()
+    tree = _sample_tree(images, labels)
+    if tree is not None:
+        return tree
+    by_stem = {}
+    for p in _files(labels) + _mask_folders(labels):
+        by_stem.setdefault(_stem(p), []).append(p)
     tags = LABEL_TAGS[1:] if beside else LABEL_TAGS
     pairs, unpaired = {}, []
-    for image in files(images):
+    for image in _files(images):
         # Beside their images, a file of the image's very stem (a.tif beside a.png) could be
-        # either role: only tagged names (a_labels.tif) are label files there.
+        # either role: only tagged names (a_labels.tif) are label files there, or a folder.
         found = [p for tag in tags for p in by_stem.get(_stem(image) + tag, []) if p.resolve() != image.resolve()]
-        same = [p for p in by_stem.get(_stem(image), []) if p.resolve() != image.resolve()] if beside else []
+        if beside:
+            found += [p for p in by_stem.get(_stem(image), []) if p.is_dir()]
+        same = [p for p in by_stem.get(_stem(image), []) if p.resolve() != image.resolve() and p.is_file()] \
+            if beside else []
         if same and not found:
             names = ", ".join(repr(p.name) for p in sorted(same + [image]))
             raise ValueError(
@@ -535,9 +573,9 @@ def find_pairs(images, labels) -> list[tuple[Path, Path]]:
             return ", ".join(names[:4]) + (f" ... ({len(names)} files)" if len(names) > 4 else "") or "no image files"
 
         raise ValueError(
-            f"no image in {str(images)!r} has a label file in {str(labels)!r}: images {some(files(images))}; "
-            f"labels {some(files(labels))}; a label file is named as its image, or with one of "
-            f"{', '.join(t for t in LABEL_TAGS if t)} added (e.g. {_stem(next(iter(files(images)), Path('a.tif')))}"
+            f"no image in {str(images)!r} has a label file in {str(labels)!r}: images {some(_files(images))}; "
+            f"labels {some(_files(labels))}; a label file is named as its image, or with one of "
+            f"{', '.join(t for t in LABEL_TAGS if t)} added (e.g. {_stem(next(iter(_files(images)), Path('a.tif')))}"
             "_labels.tif)"
         )
     # Beside their images, the label files are among the "images" no label file pairs with.
@@ -545,11 +583,53 @@ def find_pairs(images, labels) -> list[tuple[Path, Path]]:
     if unpaired:
         warnings.warn(f"not scored, no label file in {str(labels)!r}: {_listing(unpaired)} in {str(images)!r}",
                       UserWarning, stacklevel=2)
-    unused = [p for p in files(labels) if p not in pairs] if not beside else []
+    unused = [p for p in _files(labels) if p not in pairs] if not beside else []
     if unused:
         warnings.warn(f"not read, no image in {str(images)!r}: {_listing(unused)} in {str(labels)!r}",
                       UserWarning, stacklevel=2)
     return sorted(((image, label) for label, image in pairs.items()), key=lambda p: _natural(p[0].name))
+
+
+def _files(folder):
+    """The image files in ``folder`` (not hidden), in natural order."""
+    return [p for p in sorted(Path(folder).iterdir(), key=lambda p: _natural(p.name))
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+
+
+def _mask_folders(folder):
+    """The subfolders of ``folder`` that hold image files: one binary mask a nucleus each."""
+    return [p for p in sorted(Path(folder).iterdir(), key=lambda p: _natural(p.name))
+            if p.is_dir() and not p.name.startswith(".") and _files(p)]
+
+
+def _sample_tree(root, labels):
+    """Pairs of a folder of samples, ``<id>/images/<one image>`` and ``<id>/masks/`` (one binary
+    mask a nucleus; the Data Science Bowl 2018's layout), or None when ``root`` is no such folder
+    (it holds image files, or no ``<id>/images/``). Samples without masks are skipped with a warning."""
+    root = Path(root)
+    samples = [d for d in sorted(root.iterdir(), key=lambda p: _natural(p.name))
+               if d.is_dir() and not d.name.startswith(".") and (d / "images").is_dir()]
+    if not samples or _files(root):
+        return None
+    if root.resolve() != Path(labels).resolve():
+        raise ValueError(f"images {str(root)!r} is a folder of samples (<id>/images/, <id>/masks/, as the "
+                         f"Data Science Bowl 2018's); give it as the labels folder too, got {str(labels)!r}")
+    pairs, unpaired = [], []
+    for d in samples:
+        found = _files(d / "images")
+        if len(found) != 1:
+            raise ValueError(f"sample folder {str(d / 'images')!r} holds {len(found)} image files "
+                             f"({', '.join(p.name for p in found[:4]) or 'none'}); expected one")
+        if (d / "masks").is_dir():
+            pairs.append((found[0], d / "masks"))
+        else:
+            unpaired.append(found[0])
+    if unpaired:
+        warnings.warn(f"not scored, no masks/ folder beside their images/: {_listing(unpaired)} in {str(root)!r}",
+                      UserWarning, stacklevel=3)
+    if not pairs:
+        raise ValueError(f"no sample in {str(root)!r} has a masks/ folder beside its images/")
+    return pairs
 
 
 def _stem(path):

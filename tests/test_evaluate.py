@@ -223,6 +223,76 @@ def test_colour_coded_labels_score_as_their_ids(tmp_path):
     assert (colours.tp, colours.fp, colours.fn) == (ids.tp, ids.fp, ids.fn)
 
 
+def write_masks(folder, labels):
+    """``labels`` as one 0/255 PNG a nucleus in ``folder`` (the Data Science Bowl 2018's masks/)."""
+    import cv2
+
+    folder.mkdir(parents=True)
+    for k in np.unique(labels)[1:]:
+        cv2.imwrite(str(folder / f"m{k:03d}.png"), np.uint8(labels == k) * 255)
+
+
+def test_a_folder_of_masks_is_one_label_image(tmp_path):
+    import cv2
+    import tifffile
+
+    f = synthetic.make_frame((128, 128), n_cells=6, touching=1, touching_nuclei=1, seed=0)
+    (tmp_path / "im").mkdir()
+    tifffile.imwrite(tmp_path / "im" / "a.tif", f.hoechst)
+    tifffile.imwrite(tmp_path / "im" / "b.tif", f.hoechst)
+    write_masks(tmp_path / "lab" / "a", f.nuclei)               # labels/a/*.png
+    write_masks(tmp_path / "lab" / "b_masks", f.nuclei)         # labels/b_masks/*.png
+    write_masks(tmp_path / "im" / "a", f.nuclei)                # beside the images: a/ itself
+    got = read_image(tmp_path / "lab" / "a", labels=True)
+    assert got.dtype == np.int32 and same_objects(got, f.nuclei) and got.max() == len(np.unique(f.nuclei)) - 1
+    assert find_pairs(tmp_path / "im", tmp_path / "lab") == [
+        (tmp_path / "im" / "a.tif", tmp_path / "lab" / "a"), (tmp_path / "im" / "b.tif", tmp_path / "lab" / "b_masks")]
+    with pytest.warns(UserWarning, match=r"no label file .*\(b.tif\)"):
+        assert find_pairs(tmp_path / "im", tmp_path / "im") == [(tmp_path / "im" / "a.tif", tmp_path / "im" / "a")]
+    ids = evaluate_pairs([(tmp_path / "im" / "a.tif", tmp_path / "im" / "a")])
+    tifffile.imwrite(tmp_path / "a_labels.tif", f.nuclei)
+    assert ids == evaluate_pairs([(tmp_path / "im" / "a.tif", tmp_path / "a_labels.tif")]) and ids.tp > 5
+    # masks that overlap, of another shape, JPEG, or none
+    bad = tmp_path / "lab" / "a"
+    cv2.imwrite(str(bad / "m999.png"), np.uint8(f.nuclei > 0) * 255)
+    with pytest.raises(ValueError, match=r"mask files .*m\d{3}.png' and 'm999.png' overlap \(\d+ px\)"):
+        read_image(bad, labels=True)
+    cv2.imwrite(str(bad / "m999.png"), np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"mask file .*m999.png' has shape \(4, 4\), 'm001.png' beside it"):
+        read_image(bad, labels=True)
+    (bad / "m999.png").unlink()
+    cv2.imwrite(str(bad / "m999.jpg"), np.zeros((128, 128), np.uint8))
+    with pytest.raises(ValueError, match=r"mask file .*m999.jpg' is a JPEG"):
+        read_image(bad, labels=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"label folder .*empty' holds no image file"):
+        read_image(tmp_path / "empty", labels=True)
+
+
+def test_a_folder_of_samples_as_the_data_science_bowl_lays_them_out(tmp_path):
+    import cv2
+
+    root = tmp_path / "stage1_train"
+    frames = {f"id{seed}": synthetic.make_frame((128, 128), n_cells=6, seed=seed) for seed in (0, 1, 2)}
+    for name, f in frames.items():
+        (root / name / "images").mkdir(parents=True)
+        grey = np.uint8(f.hoechst >> 4)
+        cv2.imwrite(str(root / name / "images" / f"{name}.png"), np.dstack([grey] * 3 + [np.full_like(grey, 255)]))
+        if name != "id2":
+            write_masks(root / name / "masks", f.nuclei)
+    with pytest.warns(UserWarning, match=r"no masks/ folder beside their images/: 1 file \(id2.png\)"):
+        pairs = find_pairs(root, root)
+    assert pairs == [(root / n / "images" / f"{n}.png", root / n / "masks") for n in ("id0", "id1")]
+    scores = evaluate_pairs(pairs)
+    assert scores.tp + scores.fn == sum(len(np.unique(frames[n].nuclei)) - 1 for n in ("id0", "id1"))
+    assert scores.f1 > 0.8
+    with pytest.raises(ValueError, match=r"stage1_train' is a folder of samples .*give it as the labels folder too"):
+        find_pairs(root, tmp_path)
+    cv2.imwrite(str(root / "id0" / "images" / "extra.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"id0/images' holds 2 image files \(extra.png, id0.png\); expected one"):
+        find_pairs(root, root)
+
+
 def test_read_image_names_a_damaged_file(tmp_path):
     (tmp_path / "short.tif").write_bytes(b"II*")
     (tmp_path / "junk.tif").write_bytes(b"II*\x00" + bytes(range(200)))
