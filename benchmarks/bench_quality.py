@@ -118,6 +118,27 @@ def adcc(root, presets):
     return out
 
 
+def without_effectors(root, p):
+    """The defaults on the fields with drawn effector cells (``labels_effector_cells``): scores
+    as found, and with the found nuclei lying mostly inside a drawn effector cell left out (the
+    target-nucleus labels leave the effectors' nuclei undrawn)."""
+    out = {"as found": Scores(), "effectors left out": Scores()}
+    for stem, hoechst, pi, labels, px, brightfield in adcc_fields(root):
+        path = root / "labels_effector_cells" / f"{stem}_labelled.tif"
+        if not path.exists():
+            continue
+        import tifffile
+
+        effector = tifffile.imread(path) > 0
+        found = field_nuclei(brightfield, hoechst, pi, p(px))[0].labels
+        inside = (np.bincount(found.ravel(), weights=effector.ravel(), minlength=found.max() + 1)
+                  > np.bincount(found.ravel(), minlength=found.max() + 1) / 2)
+        inside[0] = False
+        out["as found"] = out["as found"] + match_instances(labels, found)
+        out["effectors left out"] = out["effectors left out"] + match_instances(labels, np.where(inside[found], 0, found))
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -152,6 +173,12 @@ def main(argv=None):
               f" of {r['nuclei']} drawn nuclei ({r['dead']} dead by mean PI > 3x background)")
         results["adcc"][name] = {**s.as_dict(), "live_dead_correct": round(r["live_dead_correct"], 6),
                                  "nuclei": r["nuclei"], "dead": r["dead"]}
+    e = without_effectors(args.data / "celldetective_adcc_livedead",
+                          lambda px: SegmentParams.from_preset("measured", pixel_size=px))
+    print(f"\nADCC fields with drawn effector cells ({e['as found'].images}): F1 / mean matched IoU, TP / FP / FN")
+    for name, s in e.items():
+        print(f"{name:<20}{s.f1:>6.3f}{s.mean_iou:>6.3f}   {s.tp} / {s.fp} / {s.fn}")
+        results["adcc"][f"effector fields, {name}"] = s.as_dict()
     print("\nErrors of the defaults (unmatched drawn: merged / split / missed / outlined poorly; "
           "unmatched found over no drawn pixel of all unmatched found)")
     for name, scores in (("Coelho gnf", c["measured"]["gnf"]), ("Coelho ic100", c["measured"]["ic100"]),
