@@ -310,7 +310,8 @@ def read_image(path, channel=None, labels: bool = False) -> np.ndarray:
         colours are reused for objects that do not touch (BBBC039's masks). Grey ids
         saved as RGB are read as grey. A binary mask, or ids reused on separate
         objects in a grey image, are read as their objects with a `UserWarning`:
-        touching objects of one value count as one. Multi-plane files are refused.
+        touching objects of one value count as one. Float ids (Fiji's 32-bit label
+        images) are read when they are whole numbers. Multi-plane files are refused.
         A folder is read as one binary mask a nucleus (`_mask_folder`).
     """
     path = Path(path)
@@ -338,6 +339,12 @@ def read_image(path, channel=None, labels: bool = False) -> np.ndarray:
                 f"label image {str(path)!r} has shape {image.shape}; expected one 2-D plane of instance ids, "
                 "or an RGB(A) picture of them (multi-plane labels are not read)"
             )
+        if image.dtype.kind == "f":   # Fiji's 32-bit label images: whole numbers as floats
+            whole = np.isfinite(image).all() and (image == np.round(image)).all()
+            if not whole or image.min() < 0 or image.max() > np.iinfo(np.int32).max:
+                raise ValueError(f"label image {str(path)!r} holds {image.dtype} values that are not ids (0 "
+                                 f"and whole numbers up to 2**31 - 1; range {np.nanmin(image)}..{np.nanmax(image)})")
+            image = image.astype(np.int32)
         return _objects(image, path, warn=not coded)
     if image.ndim == 2:
         if channel not in (None, 0, "0") and not isinstance(channel, str):

@@ -159,6 +159,13 @@ def test_read_labels(tmp_path):
     assert np.array_equal(read_image(tmp_path / "p.png", labels=True), ids)  # the indices, not colours
     Image.fromarray(np.dstack([ids] * 3)).save(tmp_path / "grey.png")   # grey ids saved as RGB
     assert np.array_equal(read_image(tmp_path / "grey.png", labels=True), ids)
+    tifffile.imwrite(tmp_path / "f.tif", ids.astype(np.float32))   # Fiji's 32-bit label images
+    got = read_image(tmp_path / "f.tif", labels=True)
+    assert got.dtype == np.int32 and np.array_equal(got, ids)
+    for bad in (0.5, np.nan, -1.0):
+        tifffile.imwrite(tmp_path / "f.tif", np.where(ids > 0, ids, bad).astype(np.float32))
+        with pytest.raises(ValueError, match=r"f.tif' holds float32 values that are not ids"):
+            read_image(tmp_path / "f.tif", labels=True)
     for planes in (2, 5):
         tifffile.imwrite(tmp_path / "planes.tif", np.stack([ids] * planes))
         with pytest.raises(ValueError, match=rf"label image .*planes.tif.* has shape \({planes}, 8, 8\); expected "
