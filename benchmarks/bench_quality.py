@@ -24,7 +24,7 @@ import numpy as np
 
 from livedead_gpu import SegmentParams
 from livedead_gpu.backends import get_backend
-from livedead_gpu.evaluate import Scores, find_pairs, match_instances, read_image, segment_nuclei
+from livedead_gpu.evaluate import Scores, find_pairs, match_instances, read_image, score_calls, segment_nuclei
 from livedead_gpu.checks import data_box
 from livedead_gpu.stages import find_nuclei, frame_padding
 
@@ -80,41 +80,19 @@ def field_nuclei(brightfield, hoechst, pi, p, backend="cpu"):
     return (nuc._replace(labels=found), *rest)
 
 
-def truth_dead(pi, labels, ratio=3.0):
-    """The issue's reference: dead when mean PI > 3x the median PI outside every drawn nucleus."""
-    background = np.median(pi[labels == 0])
-    ids = np.arange(labels.max() + 1)
-    means = np.bincount(labels.ravel(), weights=pi.ravel().astype(float), minlength=len(ids)) / np.maximum(
-        np.bincount(labels.ravel(), minlength=len(ids)), 1)
-    present = np.bincount(labels.ravel(), minlength=len(ids)) > 0
-    return means > ratio * background, present
-
-
-def called_dead(found, dead, labels):
-    """The call for each drawn nucleus: that of the found nucleus covering most of it (live if none)."""
-    out = np.zeros(labels.max() + 1, bool)
-    for i in np.unique(labels)[1:]:
-        under = found[labels == i]
-        under = under[under > 0]
-        if under.size:
-            out[i] = dead[np.bincount(under).argmax()]
-    return out
-
-
 def adcc(root, presets):
+    """Each preset on the ADCC fields: nucleus scores, and each drawn nucleus' live/dead call
+    (`evaluate.called_dead`) against the issue's reference (`evaluate.reference_dead`: mean PI
+    over 3x the median PI outside every drawn nucleus)."""
     be = get_backend("cpu")
     out = {}
     for name, make in presets.items():
-        total, right, count, n_dead = Scores(), 0, 0, 0
+        total = Scores()
         for stem, hoechst, pi, labels, px, brightfield in adcc_fields(root):
             nuc, *_ = field_nuclei(brightfield, hoechst, pi, make(px), be)
-            total = total + match_instances(labels, nuc.labels)
-            truth, present = truth_dead(pi, labels)
-            call = called_dead(nuc.labels, nuc.dead, labels)
-            right += int((call == truth)[present][1:].sum()) if present[0] else int((call == truth)[present].sum())
-            count += int(present[1:].sum())
-            n_dead += int(truth[present][1:].sum()) if present[0] else int(truth[present].sum())
-        out[name] = {"scores": total, "live_dead_correct": right / count, "nuclei": count, "dead": n_dead}
+            total = total + match_instances(labels, nuc.labels) + score_calls(labels, pi, nuc.labels, nuc.dead)
+        out[name] = {"scores": total, "live_dead_correct": total.live_dead_right, "nuclei": total.calls,
+                     "dead": total.drawn_dead}
     return out
 
 

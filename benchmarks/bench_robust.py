@@ -122,9 +122,10 @@ CASES = {
 
 def adcc_noise(root, shares=(0.0, 0.05, 0.1, 0.2)):
     """The ``--adcc`` table: ``{share: {"0" | "auto": (Scores, live/dead correct), "smoothed": n}}``."""
-    from bench_quality import adcc_fields, called_dead, field_nuclei, truth_dead
+    from bench_quality import adcc_fields, field_nuclei
 
     from livedead_gpu import SegmentParams
+    from livedead_gpu.evaluate import score_calls
 
     fields = list(adcc_fields(root))
     print(f"{len(fields)} ADCC fields, Hoechst + white noise (share of the nucleus contrast): "
@@ -132,27 +133,21 @@ def adcc_noise(root, shares=(0.0, 0.05, 0.1, 0.2)):
     out = {}
     for share in shares:
         rng = np.random.default_rng(0)
-        row = {"0": [Scores(), 0, 0], "auto": [Scores(), 0, 0], "smoothed": 0}
+        row = {"0": Scores(), "auto": Scores(), "smoothed": 0}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for _, hoechst, pi, labels, px, brightfield in fields:
                 contrast = float(np.percentile(hoechst, 99) - np.median(hoechst))
                 noisy = np.clip(np.rint(hoechst + rng.normal(0, share * contrast, hoechst.shape)), 0, 65535)
                 noisy[(brightfield == 0) & (hoechst == 0)] = 0   # the alignment padding stays 0
-                truth, present = truth_dead(pi, labels)
-                drawn = present.copy()
-                drawn[0] = False
                 for key, smoothing in (("0", 0.0), ("auto", "auto")):
                     p = SegmentParams(nucleus_smoothing=smoothing, pixel_size=px)
                     nuc, _, _, thresholds = field_nuclei(brightfield, noisy.astype(hoechst.dtype), pi, p)
-                    right = called_dead(nuc.labels, nuc.dead, labels) == truth
-                    tally = row[key]
-                    tally[0] = tally[0] + match_instances(labels, nuc.labels)
-                    tally[1] += int(right[drawn].sum())
-                    tally[2] += int(drawn.sum())
+                    row[key] = row[key] + match_instances(labels, nuc.labels) + score_calls(labels, pi, nuc.labels,
+                                                                                            nuc.dead)
                     row["smoothed"] += key == "auto" and thresholds[2] > 0
-        out[share] = {"0": (row["0"][0], row["0"][1] / row["0"][2]),
-                      "auto": (row["auto"][0], row["auto"][1] / row["auto"][2]), "smoothed": row["smoothed"]}
+        out[share] = {"0": (row["0"], row["0"].live_dead_right),
+                      "auto": (row["auto"], row["auto"].live_dead_right), "smoothed": row["smoothed"]}
         (a, la), (b, lb) = out[share]["0"], out[share]["auto"]
         print(f"noise {share:>4.0%}   F1 {a.f1:.3f} -> {b.f1:.3f}   live/dead {la:.3f} -> {lb:.3f}   "
               f"smoothed {row['smoothed']} of {len(fields)}", flush=True)

@@ -294,15 +294,21 @@ def _cmd_evaluate(args) -> int:
             if flag in extra and other not in extra:
                 given[other] = None
         params = SegmentParams.from_dict({**given, **extra})
-    channel = args.channel
-    if channel is not None and channel.lstrip("-").isdigit():
-        channel = int(channel)
-    scores = evaluate_pairs(find_pairs(args.images, args.labels), params, channel, args.iou, args.backend)
+    channel, dead = (int(c) if c is not None and c.lstrip("-").isdigit() else c
+                     for c in (args.channel, args.dead_channel))
+    if dead is not None and dead == channel:
+        raise ValueError(f"--dead-channel {args.dead_channel!r} is the nuclear stain's --channel too; expected "
+                         "the dead-nucleus stain's channel (Draq7, PI)")
+    scores = evaluate_pairs(find_pairs(args.images, args.labels), params, channel, args.iou, args.backend,
+                            dead, args.reference_ratio)
     if not args.quiet:
-        print(f"{'image':<28}{'drawn':>6}{'found':>6}{'F1':>8}{'mIoU':>7}{'pxIoU':>7}")
+        print(f"{'image':<28}{'drawn':>6}{'found':>6}{'F1':>8}{'mIoU':>7}{'pxIoU':>7}"
+              + (f"{'dead':>6}{'calls right':>13}" if dead is not None else ""))
         for name, s in scores.per_image.items():
             print(f"{name:<28}{s['tp'] + s['fn']:>6}{s['tp'] + s['fp']:>6}{s['f1']:>8.3f}"
-                  f"{s['mean_matched_iou']:>7.3f}{s['pixel_iou']:>7.3f}")
+                  f"{s['mean_matched_iou']:>7.3f}{s['pixel_iou']:>7.3f}"
+                  + (f"{s.get('drawn_dead', 0):>6}{s.get('calls_right', 0):>7} of {s.get('calls', 0):<3}"
+                     if dead is not None else ""))
     total = scores.as_dict()
     _say(args, f"{scores.images} images, {total['tp'] + total['fn']} drawn, {total['tp'] + total['fp']} found: "
                f"object F1 {total['f1']:.3f} at IoU >= {args.iou} (precision {total['precision']:.3f}, recall "
@@ -311,6 +317,10 @@ def _cmd_evaluate(args) -> int:
     _say(args, f"unmatched drawn: {total['merged']} merged with others, {total['split']} split, "
                f"{total['missed']} missed, {total['outlined']} outlined poorly; unmatched found: "
                f"{total['extra']} over no drawn object")
+    if scores.calls:
+        _say(args, f"live/dead: {scores.calls_right} of {scores.calls} drawn nuclei called as the reference calls "
+                   f"them ({scores.live_dead_right:.3f}; {scores.drawn_dead} dead by mean dead stain > "
+                   f"{args.reference_ratio:g} x its median outside the drawn nuclei)")
     if args.json:
         atomic_write_text(args.json, json.dumps(
             {"total": total, "per_image": scores.per_image, "iou_threshold": args.iou,
@@ -435,6 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--preset", choices=("default", "measured", "article"), help="parameter preset (default: default)")
     e.add_argument("--config", type=Path, help="parameters as TOML")
     e.add_argument("--channel", help="channel index, or name in the image's <stem>.json \"channels\" list")
+    e.add_argument("--dead-channel", help="the dead-nucleus stain's channel (Draq7, PI; index or name) in the same "
+                                          "files: also score each drawn nucleus' live/dead call")
+    e.add_argument("--reference-ratio", type=float, default=3.0,
+                   help="with --dead-channel, the reference calls a drawn nucleus dead when its mean dead stain "
+                        "exceeds this times the stain's median outside the drawn nuclei (default: 3)")
     e.add_argument("--pixel-size", type=float, help="µm per pixel")
     e.add_argument("--nucleus-diameter", type=float, help="typical nucleus diameter in µm (needs --pixel-size)")
     e.add_argument("--nucleus-diameter-px", type=float, help="typical nucleus diameter in pixels")

@@ -53,11 +53,15 @@ import numpy as np
 
 __all__ = [
     "Scores",
+    "called_dead",
     "evaluate_pairs",
     "find_pairs",
     "iou_matrix",
     "match_instances",
     "read_image",
+    "reference_dead",
+    "score_calls",
+    "segment_live_dead",
     "segment_nuclei",
 ]
 
@@ -192,6 +196,9 @@ class Scores:
         outlined poorly (`outlined`).
     extra : int
         Unmatched found objects over no drawn pixel.
+    calls, calls_right, drawn_dead : int
+        With a dead stain (`score_calls`): drawn nuclei given a live/dead call, those
+        called as the reference calls them, and those dead by the reference.
     iou_sum : float
         Sum of the matched pairs' IoU.
     pixel_inter, pixel_union : int
@@ -210,6 +217,9 @@ class Scores:
     merged: int = 0
     split: int = 0
     extra: int = 0
+    calls: int = 0
+    calls_right: int = 0
+    drawn_dead: int = 0
     per_image: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __radd__(self, other):
@@ -223,7 +233,9 @@ class Scores:
             self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.iou_sum + other.iou_sum,
             self.pixel_inter + other.pixel_inter, self.pixel_union + other.pixel_union,
             self.images + other.images, self.missed + other.missed, self.merged + other.merged,
-            self.split + other.split, self.extra + other.extra, {**self.per_image, **other.per_image},
+            self.split + other.split, self.extra + other.extra, self.calls + other.calls,
+            self.calls_right + other.calls_right, self.drawn_dead + other.drawn_dead,
+            {**self.per_image, **other.per_image},
         )
 
     @property
@@ -254,6 +266,12 @@ class Scores:
     def pixel_iou(self) -> float:
         return self.pixel_inter / self.pixel_union if self.pixel_union else 1.0
 
+    @property
+    def live_dead_right(self) -> float | None:
+        """The share of drawn nuclei called live or dead as the reference calls them; None
+        without calls (no dead stain given, or no drawn nucleus)."""
+        return self.calls_right / self.calls if self.calls else None
+
     def as_dict(self) -> dict:
         return {
             "images": self.images, "tp": self.tp, "fp": self.fp, "fn": self.fn,
@@ -261,6 +279,8 @@ class Scores:
             "mean_matched_iou": round(self.mean_iou, 6), "pixel_iou": round(self.pixel_iou, 6),
             "missed": self.missed, "merged": self.merged, "split": self.split, "outlined": self.outlined,
             "extra": self.extra,
+            **({"calls": self.calls, "calls_right": self.calls_right, "drawn_dead": self.drawn_dead,
+                "live_dead_right": round(self.live_dead_right, 6)} if self.calls else {}),
         }
 
 
@@ -282,6 +302,75 @@ def _labels(a, name):
         raise ValueError(f"{name} holds negative labels (min {a.min()}); expected 0 for background and "
                          "1, 2, ... for objects (set ignored regions to 0)")
     return a
+
+
+# -- live/dead --------------------------------------------------------------------------
+
+
+def reference_dead(labels, stain, ratio: float = 3.0) -> np.ndarray:
+    """The reference call of each drawn nucleus: dead when its mean dead-stain intensity exceeds
+    ``ratio`` times the stain's median outside every drawn nucleus.
+
+    The rule issue 4 sets for the ADCC set ("mean PI above 3x the field's background"), and
+    independent of the package's own call (which compares each nucleus with a local background
+    and takes the Hoechst bleed-through off first).
+
+    Parameters
+    ----------
+    labels : (M, N) int array, drawn instance ids
+    stain : (M, N) array, the dead-nucleus stain (Draq7, PI)
+    ratio : float
+
+    Returns
+    -------
+    (labels.max() + 1,) bool array, indexed by id (entry 0 and ids not drawn False)
+    """
+    labels, stain = np.asarray(labels), np.asarray(stain)
+    if stain.shape != labels.shape:
+        raise ValueError(f"stain has shape {stain.shape}, labels {labels.shape}; expected one shape")
+    outside = stain[labels == 0]
+    if outside.size == 0:
+        raise ValueError("labels cover the whole image: no background to compare the dead stain with")
+    n = int(labels.max()) + 1
+    area = np.bincount(labels.ravel(), minlength=n)
+    mean = np.bincount(labels.ravel(), weights=stain.ravel().astype(np.float64), minlength=n) / np.maximum(area, 1)
+    dead = (mean > ratio * float(np.median(outside))) & (area > 0)
+    dead[0] = False
+    return dead
+
+
+def called_dead(labels, found, found_dead) -> np.ndarray:
+    """The package's call of each drawn nucleus: that of the found nucleus covering most of it,
+    live when none covers any of it.
+
+    Returns
+    -------
+    (labels.max() + 1,) bool array, indexed by drawn id
+    """
+    labels, found = np.asarray(labels), np.asarray(found)
+    found_dead = np.asarray(found_dead, bool)
+    out = np.zeros(int(labels.max()) + 1, bool)
+    inside = labels > 0
+    pairs, counts = np.unique(np.stack([labels[inside], found[inside]]), axis=1, return_counts=True)
+    keep = pairs[1] > 0
+    pairs, counts = pairs[:, keep], counts[keep]
+    # for each drawn id the found id of the largest overlap (ties: the lower found id, as argmax)
+    order = np.lexsort((pairs[1], -counts, pairs[0]))
+    first = np.unique(pairs[0, order], return_index=True)[1]
+    best = pairs[:, order[first]]
+    out[best[0]] = found_dead[best[1]]
+    return out
+
+
+def score_calls(labels, stain, found, found_dead, ratio: float = 3.0) -> Scores:
+    """Scores holding only the live/dead counts of one image (add it to its `match_instances`):
+    each drawn nucleus called by `called_dead` against `reference_dead`."""
+    labels = _labels(labels, "labels")
+    truth, call = reference_dead(labels, stain, ratio), called_dead(labels, found, found_dead)
+    drawn = np.bincount(labels.ravel(), minlength=len(truth)) > 0
+    drawn[0] = False
+    return Scores(calls=int(drawn.sum()), calls_right=int((truth == call)[drawn].sum()),
+                  drawn_dead=int(truth[drawn].sum()))
 
 
 # -- files --------------------------------------------------------------------------
@@ -654,6 +743,30 @@ def _natural(name):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name.lower())]
 
 
+def _field(images, p, be):
+    """The named host images cut inside whole margins of 0 that all share (`checks.inside_padding`),
+    that box (or None), and the padding of the line kept of them on the device (or None), as
+    `segment_frame` sets alignment padding aside. Stains alone tell no other padding from a
+    background clipped to 0 (`stages.frame_padding`), so only whole zero edge lines count."""
+    from .checks import EDGES, inside_padding
+    from .stages.gradient import padding_of
+
+    inside, box = inside_padding(images, p.coarseness)
+    zero = np.logical_and.reduce([image == 0 for image in inside.values()])
+    if not any(zero[edge].all() for edge in EDGES):
+        return inside, box, None
+    return inside, box, padding_of(be.to_device(zero.all(axis=1)[:, None] | zero.all(axis=0)[None, :]), be)
+
+
+def _whole(labels, shape, box, be):
+    """Device labels of the box -> host (M, N) int32 labels of the whole image."""
+    if box is None:
+        return be.to_host(labels)
+    whole = np.zeros(shape, np.int32)
+    whole[box] = be.to_host(labels)
+    return whole
+
+
 def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
     """Nucleus instance labels of one nuclear-stain image, as the pipeline finds them.
 
@@ -664,31 +777,52 @@ def segment_nuclei(image, params=None, backend="cpu") -> np.ndarray:
     int32 array.
     """
     from .backends import get_backend
-    from .checks import EDGES, as_intensity, inside_padding
+    from .checks import as_intensity
     from .params import as_params
-    from .stages.gradient import padding_of
     from .stages.nuclei import _nucleus_mask, split_nuclei
 
     p = as_params(params)
     be = get_backend(backend)
     image = as_intensity(image, "image", min_side=2)
-    inside, box = inside_padding({"image": image}, p.coarseness)   # alignment padding, as segment_frame
-    padding = None
-    if any(not inside["image"][edge].any() for edge in EDGES):
-        # The line of the margins kept (`checks.box_inside`) is padding, as segment_frame's. One
-        # stain tells no other padding from a background clipped to 0 (`stages.frame_padding`).
-        zero = inside["image"] == 0
-        padding = padding_of(be.to_device(zero.all(axis=1)[:, None] | zero.all(axis=0)[None, :]), be)
+    inside, box, padding = _field({"image": image}, p, be)
     mask, _, diameter, *_ = _nucleus_mask(be.to_device(inside["image"]), p, be, padding=padding)
     labels, _ = split_nuclei(mask, diameter, p, be) if p.split_nuclei else be.label(mask)
-    if box is None:
-        return be.to_host(labels)
-    whole = np.zeros(image.shape, np.int32)
-    whole[box] = be.to_host(labels)
-    return whole
+    return _whole(labels, image.shape, box, be)
 
 
-def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend="cpu") -> Scores:
+def segment_live_dead(hoechst, dead, params=None, backend="cpu"):
+    """Nucleus labels and live/dead calls of one field from its two stains.
+
+    The nucleus stage of `segment_frame` (`stages.find_nuclei`: the Hoechst mask, the
+    dead stain's bright regions as nuclei of their own, each nucleus called by its
+    dead stain over the local background) without a brightfield.
+
+    Parameters
+    ----------
+    hoechst, dead : (M, N) uint8 or uint16 arrays
+        The all-nuclei stain and the dead-nucleus stain (Draq7, PI).
+
+    Returns
+    -------
+    labels : (M, N) int32 host array
+    dead : (labels.max() + 1,) bool host array
+    """
+    from .backends import get_backend
+    from .checks import as_intensity, check_same_shape
+    from .params import as_params
+    from .stages.nuclei import find_nuclei
+
+    p = as_params(params)
+    be = get_backend(backend)
+    hoechst, dead = as_intensity(hoechst, "hoechst", min_side=2), as_intensity(dead, "dead", min_side=2)
+    check_same_shape(hoechst=hoechst, dead=dead)
+    inside, box, padding = _field({"hoechst": hoechst, "dead": dead}, p, be)
+    nuc, *_ = find_nuclei(be.to_device(inside["hoechst"]), be.to_device(inside["dead"]), p, be, padding=padding)
+    return _whole(nuc.labels, hoechst.shape, box, be), be.to_host(nuc.dead)
+
+
+def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend="cpu", dead_channel=None,
+                   reference_ratio: float = 3.0) -> Scores:
     """Segment the nuclei of each image and score them against its labels.
 
     Parameters
@@ -696,7 +830,15 @@ def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend=
     pairs : iterable of (image path, label path)
     params : SegmentParams, optional
     channel : int, str or None
-        See `read_image`.
+        The nuclear stain's channel; see `read_image`.
+    dead_channel : int, str or None
+        The dead-nucleus stain's channel of the same files (Draq7, PI): the nuclei are
+        then found and called live or dead as `segment_frame` finds and calls them
+        (`segment_live_dead`), and each drawn nucleus' call is scored against
+        `reference_dead` (``calls``, ``calls_right``, ``drawn_dead``).
+    reference_ratio : float
+        The reference's ratio of a dead nucleus' mean stain to the stain's median
+        outside the drawn nuclei.
 
     Returns
     -------
@@ -705,19 +847,28 @@ def evaluate_pairs(pairs, params=None, channel=None, iou_threshold=0.5, backend=
         an earlier image has that name) to its own.
     """
     _check_iou(iou_threshold)
+    if isinstance(reference_ratio, bool) or not isinstance(reference_ratio, numbers.Real) \
+            or not reference_ratio > 0:
+        raise ValueError(f"reference_ratio must be a number > 0, got {reference_ratio!r}")
     total = Scores()
     for image_path, label_path in pairs:
         truth = read_image(label_path, labels=True)
         image = read_image(image_path, channel)
+        stain = None if dead_channel is None else read_image(image_path, dead_channel)
         if image.shape != truth.shape:
             raise ValueError(f"label file {str(label_path)!r} has shape {truth.shape}, its image "
                              f"{str(image_path)!r} {image.shape}; expected one label per pixel")
         try:
-            found = segment_nuclei(image, params, backend)
+            if stain is None:
+                found = segment_nuclei(image, params, backend)
+            else:
+                found, found_dead = segment_live_dead(image, stain, params, backend)
         except (TypeError, ValueError) as e:  # a float image, NaNs ...
             raise type(e)(f"{str(image_path)!r}: {e}") from None
         try:
             s = match_instances(truth, found, iou_threshold)
+            if stain is not None:
+                s = s + score_calls(truth, stain, found, found_dead, reference_ratio)
         except (TypeError, ValueError) as e:  # a label file of another shape, a bool mask ...
             raise type(e)(f"{str(label_path)!r} (labels of {str(image_path)!r}): {e}") from None
         name = Path(image_path).name

@@ -453,6 +453,19 @@ def test_coelho_labels_as_colour_pictures_score_alike(coelho_dir, tmp_path):
 
 
 @pytest.mark.data
+def test_evaluate_command_scores_adcc_live_dead(adcc_dir, capsys):
+    """The command reproduces the issue's ADCC check (bench_quality's 0.969; here without the
+    brightfield, whose zeros also mark the alignment padding: 0.967)."""
+    from livedead_gpu.cli import main
+
+    assert main(["evaluate", str(adcc_dir / "images"), str(adcc_dir / "labels_target_nuclei"), "--channel",
+                 "live_nuclei_channel", "--dead-channel", "dead_nuclei_channel", "--pixel-size", "0.3112"]) == 0
+    line = next(t for t in capsys.readouterr().out.splitlines() if t.startswith("live/dead: "))
+    right = int(line.split()[1])
+    assert " of 359 drawn nuclei" in line and "31 dead by mean dead stain" in line and right >= 0.95 * 359
+
+
+@pytest.mark.data
 def test_coelho_subset_f1(coelho_dir):
     """A third of the Coelho images (every 3rd; ~6 s): the full set measures 0.79 (benchmarks/README.md)."""
     total = Scores()
@@ -492,6 +505,75 @@ def test_evaluate_command(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "im"), str(tmp_path / "lab"), "--json", str(tmp_path)]) == 2
     err = capsys.readouterr()
     assert "--json" in err.err and "is a folder" in err.err and not err.out   # before any image is segmented
+
+
+def test_reference_and_called_dead():
+    from livedead_gpu.evaluate import called_dead, reference_dead, score_calls
+
+    labels = np.zeros((10, 10), np.int32)
+    labels[1:3, 1:3], labels[5:8, 5:8], labels[1:3, 6:9] = 1, 2, 4   # id 3 drawn nowhere
+    stain = np.full((10, 10), 10, np.uint16)
+    stain[labels == 1], stain[labels == 2], stain[labels == 4] = 31, 29, 300
+    assert reference_dead(labels, stain).tolist() == [False, True, False, False, True]
+    assert reference_dead(labels, stain, ratio=2.5).tolist() == [False, True, True, False, True]
+    found = np.zeros_like(labels)
+    found[1:3, 1:2], found[1:3, 2:3] = 5, 6       # drawn 1 cut in two halves: a tie, the lower id wins
+    found[5:8, 5:7], found[5:8, 7:8] = 7, 8       # drawn 2 mostly under found 7
+    found_dead = np.zeros(9, bool)
+    found_dead[[5, 8]] = True
+    assert called_dead(labels, found, found_dead).tolist() == [False, True, False, False, False]  # 4: none found
+    s = score_calls(labels, stain, found, found_dead)
+    assert (s.calls, s.calls_right, s.drawn_dead, s.live_dead_right) == (3, 2, 2, 2 / 3)
+    with pytest.raises(ValueError, match=r"stain has shape \(10, 9\), labels \(10, 10\)"):
+        reference_dead(labels, stain[:, :9])
+    with pytest.raises(ValueError, match="labels cover the whole image"):
+        reference_dead(np.ones((4, 4), np.int32), stain[:4, :4])
+
+
+def test_segment_live_dead_is_the_frames_nucleus_stage():
+    from livedead_gpu import segment_frame
+    from livedead_gpu.evaluate import segment_live_dead
+
+    for seed in (0, 1):
+        f = synthetic.make_frame((192, 192), n_cells=14, seed=seed)
+        frame = segment_frame(f.brightfield, f.hoechst, f.draq7)
+        labels, dead = segment_live_dead(f.hoechst, f.draq7)
+        assert frame.n_dead > 0 and np.array_equal(labels, frame.nuclei) and np.array_equal(dead, frame.dead)
+    with pytest.raises(ValueError, match=r"channel shapes differ: hoechst \(192, 192\), dead \(192, 100\)"):
+        segment_live_dead(f.hoechst, f.draq7[:, :100])
+
+
+def test_evaluate_scores_live_dead_calls(tmp_path, capsys):
+    import json
+
+    import tifffile
+
+    from livedead_gpu.cli import main
+
+    (tmp_path / "im").mkdir()
+    (tmp_path / "lab").mkdir()
+    drawn = dead = 0
+    for seed in (0, 1):
+        f = synthetic.make_frame((192, 192), n_cells=14, seed=seed)
+        tifffile.imwrite(tmp_path / "im" / f"f{seed}.tif", np.stack([f.hoechst, f.draq7]))   # (C, Y, X)
+        tifffile.imwrite(tmp_path / "lab" / f"f{seed}_labels.tif", f.nuclei)
+        drawn, dead = drawn + len(np.unique(f.nuclei)) - 1, dead + int(f.dead[np.unique(f.nuclei)[1:]].sum())
+    pairs = find_pairs(tmp_path / "im", tmp_path / "lab")
+    s = evaluate_pairs(pairs, channel=0, dead_channel=1)
+    assert dead > 3 and (s.calls, s.drawn_dead) == (drawn, dead) and s.live_dead_right >= 0.95
+    assert evaluate_pairs(pairs, channel=0).calls == 0 and evaluate_pairs(pairs, channel=0).live_dead_right is None
+    with pytest.raises(ValueError, match="reference_ratio must be a number > 0, got 0"):
+        evaluate_pairs(pairs, channel=0, dead_channel=1, reference_ratio=0)
+    out = tmp_path / "s.json"
+    assert main(["evaluate", str(tmp_path / "im"), str(tmp_path / "lab"), "--channel", "0", "--dead-channel", "1",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"live/dead: {s.calls_right} of {drawn} drawn nuclei called as the reference calls them" in printed
+    assert f"{dead} dead by mean dead stain > 3 x its median" in printed
+    total = json.loads(out.read_text())["total"]
+    assert (total["calls"], total["drawn_dead"], total["live_dead_right"]) == (drawn, dead, round(s.live_dead_right, 6))
+    assert main(["evaluate", str(tmp_path / "im"), str(tmp_path / "lab"), "--channel", "1", "--dead-channel", "1"]) == 2
+    assert "--dead-channel '1' is the nuclear stain's --channel too" in capsys.readouterr().err
 
 
 def test_evaluate_pairs_names_the_label_file(tmp_path):
