@@ -122,7 +122,7 @@ def _cmd_segment(args) -> int:
             patches=(args.patch_size, min_foreground) if args.patch_size is not None else None,
             split=tuple(args.split), seed=args.seed, on_error=args.on_error, progress=_progress(args), resume=args.resume,
             layout=args.layout, pattern=args.pattern, channel_map=args.channel_map, scheduler=scheduler,
-            opencv_threads=args.opencv_threads)
+            opencv_threads=args.opencv_threads, z=args.z)
     _say(args, f"{s.frames} frames: {len(s.written)} written, {len(s.resumed)} done before, "
                f"{len(s.failed)} skipped for errors in {time.perf_counter() - start:.2f} s -> {s.manifest}")
     if s.bleed is not None:
@@ -383,10 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", choices=("cpu", "auto", "gpu"), default="cpu")
     g.add_argument("--config", type=Path, help="parameters as TOML")
     g.add_argument("--layout", choices=("auto", "gen5", "imagexpress", "stack"), default="auto")
-    g.add_argument("--pattern", help="regex with named groups well, channel[, site, time] matched in "
+    g.add_argument("--pattern", help="regex with named groups well, channel[, site, time, z] matched in "
                    "each file's path relative to PLATE")
     g.add_argument("--channel-map", nargs="+", metavar="NAME=ROLE",
                    help="channel name -> brightfield|hoechst|draq7|ignore (on top of the defaults)")
+    g.add_argument("--z", type=int, metavar="N", help="the focal plane of plates imaged in several: the number "
+                   "in the file names (ZStep_N/, ...ZN_...), or the index along a stack's Z axis from 0")
     g.add_argument("--weights", action="store_true", help="also write U-Net border weight maps")
     g.add_argument("--patch-size", type=int, metavar="N", help="also write N x N patches")
     g.add_argument("--min-foreground", type=float, metavar="F",

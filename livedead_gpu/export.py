@@ -398,14 +398,15 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
                  patches=None, split=(0.7, 0.15, 0.15), seed: int = 0, on_error: str = "raise",
                  progress: bool = False, layout: str = "auto", pattern=None,
                  channel_map=None, scheduler=None, opencv_threads: int | None = None,
-                 resume: bool = True) -> ExportSummary:
+                 resume: bool = True, z: int | None = None) -> ExportSummary:
     """Segment every frame of a plate and write a U-Net training set, resumably.
 
     Parameters
     ----------
     plate : Plate or str or Path
         A `livedead_gpu.io.Plate`, or a path opened with
-        ``open_plate(plate, layout, pattern, channel_map, exclude=[out])``.
+        ``open_plate(plate, layout, pattern, channel_map, exclude=[out], z=z)`` (``z``: the
+        focal plane of plates imaged in several).
     out : str or Path
         Output folder (see `livedead_gpu.io.training` for its layout). A rerun into
         the same folder resumes: frames done with the same parameters are skipped.
@@ -486,7 +487,7 @@ def export_plate(plate, out, params: SegmentParams | None = None, backend="cpu",
         raise ValueError(f"out {str(out)!r} is the plate folder itself; give the training set a folder of its own "
                          "(a subfolder of the plate is fine)")
     if not isinstance(plate, Plate):
-        plate = open_plate(plate, layout=layout, pattern=pattern, channel_map=channel_map, exclude=[out])
+        plate = open_plate(plate, layout=layout, pattern=pattern, channel_map=channel_map, exclude=[out], z=z)
     keys = plate.keys()
     if plate.ignored:  # thumbnails and the like, or a second layout's files: say so with -v
         log.info("%d TIFF file(s) in %s match no %s name and are not read, e.g. %s", len(plate.ignored),

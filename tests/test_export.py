@@ -258,6 +258,29 @@ def test_resume_skips_done_frames_and_redoes_changed_ones(tmp_path, plate):
     assert not list((out / "weights").glob("*.tif")) and not list((out / "patches").glob("*.tif"))
 
 
+def test_a_stack_of_focal_planes_exports_the_plane_asked_for_and_resumes_by_it(tmp_path, plate):
+    one = {k: f for k, f in plate.items() if k[:2] == ("B2", 0)}
+    roles = ("brightfield", "hoechst", "draq7")
+    # plane 1 the plate's frames, plane 0 a blur of them: another frame to segment
+    tczyx = np.stack([np.stack([np.stack([getattr(f, r) // 2, getattr(f, r)]) for r in roles])
+                      for _, f in sorted(one.items())])
+    src = tmp_path / "plate"
+    src.mkdir()
+    tifffile.imwrite(src / "B2_s0.ome.tif", tczyx, ome=True,
+                     metadata={"axes": "TCZYX", "Channel": {"Name": ["Bright Field", "DAPI", "Cy5"]}})
+    out = tmp_path / "out"
+    assert cli("segment", str(src), "-o", str(out), "--z", "1").returncode == 0
+    first = export_plate(src, out, z=1)
+    assert len(first.resumed) == len(one) and not first.written
+    for (well, site, t), f in one.items():
+        written = tifffile.imread(out / "images" / f"{well}_s{site:02d}_t{t:04d}.tif")
+        np.testing.assert_array_equal(written, np.stack([getattr(f, r) for r in roles]))
+    other = export_plate(src, out, z=0)   # the same file, another plane: redone
+    assert len(other.written) == len(one) and not other.resumed
+    with pytest.raises(PlateError, match=r"Z=2.*choose the focal plane, z= or --z"):
+        export_plate(src, tmp_path / "out2")
+
+
 def test_no_resume_redoes_every_frame_identically(tmp_path, plate):
     src = write_gen5(tmp_path / "plate", plate)
     out = tmp_path / "out"

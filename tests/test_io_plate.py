@@ -704,6 +704,84 @@ def test_stack_with_fewer_time_points(tmp_path, plate):
     assert "holds 1 time point(s), other stacks 2" in p.problems[FrameKey("C3", 0, 1)]
 
 
+def test_gen5_focal_planes_are_chosen_with_z(tmp_path, plate):
+    # A Z series names each plane (SP1Z1, SP1Z2, ...): one frame a channel per plane
+    one = {k: f for k, f in plate.items() if k[0] == "B2"}
+    root = write_gen5(tmp_path / "p", one, "new")
+    for path in sorted(root.glob("*Z1_*.tif")):   # plane 2: the same files, the images inverted
+        tifffile.imwrite(path.with_name(path.name.replace("Z1_", "Z2_")), 65535 - tifffile.imread(path))
+    p = open_plate(root)
+    assert set(p.problems) == set(p.keys()) and len(p.keys()) == len(one)
+    assert "channel 'Bright Field': 2 focal planes (z = 1, 2); choose one with z=" in p.problems[FrameKey("B2", 1, 1)]
+    for z, want in ((1, lambda a: a), (2, lambda a: 65535 - a)):
+        p = open_plate(root, z=z)
+        assert not p.problems
+        check_frames(p, {k: dataclasses.replace(f, **{r: want(getattr(f, r)) for r in ROLES}) for k, f in one.items()},
+                     lambda k: FrameKey(k[0], k[1] + 1, k[2] + 1))
+        assert f"Z{z}_C1" in p.read(("B2", 1, 1)).sources["brightfield"]
+    p = open_plate(root, z=3)
+    assert "no file of focal plane z=3 (its planes: z = 1, 2)" in p.problems[FrameKey("B2", 1, 1)]
+    with pytest.raises(ValueError, match="z must be a focal plane number >= 0 or None, got -1"):
+        open_plate(root, z=-1)
+    with pytest.raises(ValueError, match="z must be a focal plane number >= 0 or None, got True"):
+        open_plate(root, z=True)
+
+
+def test_imagexpress_z_steps_and_their_projection(tmp_path, plate):
+    # MetaXpress: ZStep_N/ folders, the projection (when saved) where a single plane goes
+    one = {k: f for k, f in plate.items() if k[0] == "B2"}
+    root = write_imagexpress(tmp_path / "ix", one)
+    for step in (1, 2):
+        for path in sorted(root.glob("TimePoint_*/*.tif")):
+            (path.parent / f"ZStep_{step}").mkdir(exist_ok=True)
+            tifffile.imwrite(path.parent / f"ZStep_{step}" / path.name, tifffile.imread(path) // (step + 1))
+    key_of = lambda k: FrameKey(f"{k[0][0]}0{k[0][1]}", k[1] + 1, k[2] + 1)   # noqa: E731
+    p = open_plate(root)   # the projection
+    assert not p.problems and len(p.keys()) == len(one)
+    check_frames(p, one, key_of)
+    p = open_plate(root, z=2)
+    check_frames(p, {k: dataclasses.replace(f, **{r: getattr(f, r) // 3 for r in ROLES}) for k, f in one.items()},
+                 key_of)
+    assert "ZStep_2" in p.read(("B02", 1, 1)).sources["hoechst"]
+    for path in sorted(root.glob("TimePoint_*/*.tif")):   # no projection saved: a plane must be chosen
+        path.unlink()
+    assert "2 focal planes (z = 1, 2)" in open_plate(root).problems[FrameKey("B02", 1, 1)]
+
+
+def test_a_stack_of_focal_planes_is_read_at_z(tmp_path, plate):
+    one = {k: f for k, f in plate.items() if k[:2] == ("B2", 0)}
+    tczyx = np.stack([np.stack([np.stack([getattr(f, r) // (z + 1) for z in range(3)]) for r in ROLES])
+                      for _, f in sorted(one.items())])
+    root = tmp_path / "st"
+    root.mkdir()
+    tifffile.imwrite(root / "B2_s0.ome.tif", tczyx, ome=True,
+                     metadata={"axes": "TCZYX", "Channel": {"Name": ["Bright Field", "DAPI", "Cy5"]}})
+    with pytest.raises(PlateError, match=r"B2_s0.ome.tif.* may exceed 1 \(got Z=3\) \(Z: choose the focal plane, "
+                                         r"z= or --z, numbered from 0\)"):
+        open_plate(root)
+    for z in (0, 2):
+        p = open_plate(root, z=z)
+        check_frames(p, {k: dataclasses.replace(f, **{r: getattr(f, r) // (z + 1) for r in ROLES})
+                         for k, f in one.items()}, lambda k: FrameKey(*k))
+        assert p.read(("B2", 0, 1)).sources["draq7"].endswith(f"[t=1,z={z},c=2]")
+        assert p.roles(("B2", 0, 0))["z"] == z   # part of a resumed export's comparison
+    with pytest.raises(PlateError, match=r"B2_s0.ome.tif.* has 3 focal planes .*numbered from 0; z=3 is not among"):
+        open_plate(root, z=3)
+    # two positions in one uncompressed OME file: their planes read where the file puts them
+    with tifffile.TiffWriter(tmp_path / "two.ome.tif", ome=True) as tif:
+        for name, scale in (("B2", 1), ("C3", 2)):
+            tif.write(tczyx // scale, metadata={"axes": "TCZYX", "Name": name,
+                                                "Channel": {"Name": ["Bright Field", "DAPI", "Cy5"]}})
+    p = open_plate(tmp_path / "two.ome.tif", z=1)
+    assert p.stacks[("C3", 0)].planes is not None
+    for well, scale in (("B2", 1), ("C3", 2)):
+        np.testing.assert_array_equal(p.read((well, 0, 1)).hoechst, tczyx[1, 1, 1] // scale)
+    write_stacks(tmp_path / "flat", one)   # a stack of one plane is read whatever z
+    p = open_plate(tmp_path / "flat", z=4)
+    check_frames(p, one, lambda k: FrameKey(*k))
+    assert "z" not in p.roles(("B2", 0, 0))
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         open_plate(tmp_path / "nope")

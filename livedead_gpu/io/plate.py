@@ -68,8 +68,9 @@ PATTERNS = {
     "imagexpress": (
         # TimePoint_3/A01_s1_w2.tif; MetaXpress prefixes the plate's name
         # (Plate1_B02_s1_w1.TIF), leaves out the site of one-site wells (Plate1_B02_w1.TIF)
-        # and may follow the name with a GUID
-        r"(?:^|/)(?:TimePoint_(?P<time>\d+)/)?(?:ZStep_\d+/)?(?:[^/]*_)?(?P<well>[A-Za-z]{1,2}\d{2})"
+        # and may follow the name with a GUID; a Z series puts each step in ZStep_N/, its
+        # projection (when saved) where a single plane goes
+        r"(?:^|/)(?:TimePoint_(?P<time>\d+)/)?(?:ZStep_(?P<z>\d+)/)?(?:[^/]*_)?(?P<well>[A-Za-z]{1,2}\d{2})"
         r"(?:_s(?P<site>\d+))?_(?P<channel>w\d+)(?:[0-9A-Fa-f-]{36})?\.(?i:tiff?)$",
     ),
 }
@@ -307,7 +308,7 @@ def _check_shapes(arrays, sources):
         raise PlateError(f"channels of one frame differ in shape: {detail}")
 
 
-def _folder_plate(root, layout, patterns, channel_map, defaults, skip=()) -> FolderPlate:
+def _folder_plate(root, layout, patterns, channel_map, defaults, skip=(), z=None) -> FolderPlate:
     regexes = []
     for p in patterns:
         try:
@@ -337,7 +338,7 @@ def _folder_plate(root, layout, patterns, channel_map, defaults, skip=()) -> Fol
             key = FrameKey(g["well"].upper(), int(g.get("site") or 0), int(g.get("time") or 0))
         except ValueError:
             raise ValueError(f"pattern matched {rel!r} but site/time are not integers: {g}") from None
-        found[key].setdefault(g["channel"], []).append(path)
+        found[key].setdefault(g["channel"], []).append((int(g["z"]) if g.get("z") else None, path))
     if not found:
         n = len(ignored)
         eg = f"; e.g. {ignored[0].relative_to(root).as_posix()!r}" if ignored else ""
@@ -356,9 +357,13 @@ def _folder_plate(root, layout, patterns, channel_map, defaults, skip=()) -> Fol
     files, problems = {}, {}
     for key, chans in found.items():
         roles, extra, errors = {}, [], []
-        for name, paths in sorted(chans.items()):
+        for name, planes in sorted(chans.items()):
             role = lookup.get(_norm(name))
-            if len(paths) > 1:
+            paths, why = _focal_plane(planes, z)
+            if why:
+                errors.append(f"channel {name!r}: {why}")
+                paths = [p for _, p in planes]   # a problem frame: its files, to name
+            elif len(paths) > 1:
                 errors.append(f"{len(paths)} files for channel {name!r}: "
                               + ", ".join(repr(str(p)) for p in sorted(paths)))
             if role in CHANNEL_ROLES:
@@ -369,7 +374,7 @@ def _folder_plate(root, layout, patterns, channel_map, defaults, skip=()) -> Fol
                 extra.append(name)
         missing = [r for r in CHANNEL_ROLES if r not in roles]
         if missing:
-            have = ", ".join(repr(str(p)) for ps in chans.values() for p in ps)
+            have = ", ".join(repr(str(p)) for ps in chans.values() for _, p in ps)
             errors.append(
                 f"no {'/'.join(missing)} channel (unmapped channels: {extra or 'none'}; "
                 f"see channel_map, --channel-map on the command line); files: {have}")
@@ -391,6 +396,27 @@ def _folder_plate(root, layout, patterns, channel_map, defaults, skip=()) -> Fol
     keys = sorted(set(files) | set(problems))
     return FolderPlate(root=root, layout=layout, problems=problems, ignored=ignored,
                        files=files, _keys=keys)
+
+
+def _focal_plane(planes, z):
+    """The files of one channel of a frame at focal plane ``z``: ``(paths, None)``, or ``([], why)``.
+
+    ``planes``: ``(z or None, path)`` pairs, z from the file name (None where it names none).
+    With ``z`` None a file naming no plane wins (MetaXpress's projection beside its ``ZStep_``
+    folders), else there must be one plane; with ``z`` given, the files of that plane, or a
+    channel's files naming none (a channel imaged in one plane).
+    """
+    flat = [p for k, p in planes if k is None]
+    steps = sorted({k for k, _ in planes if k is not None})
+    if z is None:
+        if flat or len(steps) <= 1:
+            return flat or [p for _, p in planes], None
+        return [], (f"{len(steps)} focal planes (z = {', '.join(map(str, steps))}); choose one with z= "
+                    "(--z on the command line)")
+    at = [p for k, p in planes if k == z]
+    if at or not steps:
+        return at or flat, None
+    return [], f"no file of focal plane z={z} (its planes: z = {', '.join(map(str, steps))})"
 
 
 def _key_text(key):
@@ -481,7 +507,7 @@ def _pixel_size(tif, image=None) -> float | None:
 
 
 def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_map=None,
-               exclude=()) -> Plate:
+               exclude=(), z: int | None = None) -> Plate:
     """Discover the frames of a plate; read nothing but names and stack headers.
 
     Parameters
@@ -510,6 +536,13 @@ def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_m
         Folders whose files are not part of the plate, e.g. a training set written
         inside the plate folder (`livedead_gpu.export.export_plate` passes its
         output folder).
+    z : int, optional
+        The focal plane to read of plates imaged in several: the number a folder
+        layout's file names give it (Gen5's ``...Z2_...``, ImageXpress's ``ZStep_2/``,
+        a pattern's ``(?P<z>...)`` group), or the index along a stack's Z axis from 0.
+        A channel imaged in one plane is read whatever ``z``. None: each frame must
+        hold one plane, or a file naming none (MetaXpress's projection beside its
+        ``ZStep_`` folders), which is read.
 
     Returns
     -------
@@ -527,6 +560,8 @@ def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_m
     if not path.exists():
         raise FileNotFoundError(f"plate {str(path)!r} does not exist")
     parse_channel_map(channel_map)  # validate early
+    if z is not None and (isinstance(z, bool) or not isinstance(z, (int, np.integer)) or z < 0):
+        raise ValueError(f"z must be a focal plane number >= 0 or None, got {z!r}")
     skip = _inside(path, [exclude] if isinstance(exclude, (str, Path)) else exclude) if path.is_dir() else []
     # Training sets written inside the plate folder by earlier runs are outputs, not frames
     # (a second export into another OUT had read the first one's cells as stacks).
@@ -546,14 +581,14 @@ def open_plate(path, layout: str = "auto", pattern: str | None = None, channel_m
     if layout == "stack":
         from .stacks import _stack_plate   # (stacks imports this module)
 
-        return _stack_plate(path, pattern, channel_map, skip)
+        return _stack_plate(path, pattern, channel_map, skip, None if z is None else int(z))
     if not path.is_dir():
         raise PlateError(f"plate {str(path)!r} is a file; layout {layout!r} needs a folder")
     defaults = dict(DEFAULT_CHANNEL_MAP)
     if layout == "imagexpress":
         defaults.update(IMAGEXPRESS_CHANNEL_MAP)
     patterns = (pattern,) if pattern is not None else PATTERNS.get(layout, ())
-    return _folder_plate(path, layout, patterns, channel_map, defaults, skip)
+    return _folder_plate(path, layout, patterns, channel_map, defaults, skip, None if z is None else int(z))
 
 
 def _detect(root: Path, skip=()) -> str:

@@ -73,6 +73,8 @@ class _Stack:
     files: tuple = ()     # the files its planes lie in (in a Micro-Manager dataset, another of its files)
     planes: dict | None = None   # (t, c) -> (file, byte offset) of each plane's pixels, where read directly
     plane: tuple = ()     # (dtype, shape) of those planes
+    z: int = 0            # the focal plane read, an index along Z
+    n_z: int = 1          # focal planes the stack holds
 
 
 @dataclass(eq=False)
@@ -95,12 +97,15 @@ class StackPlate(Plate):
 
     def roles(self, key):
         s = self.stacks.get((key[0], key[1]))
-        return {} if s is None else dict(s.roles)
+        if s is None:
+            return {}
+        # The focal plane read is part of what a resumed export compares (one file, another plane).
+        return dict(s.roles) | ({"z": s.z} if s.n_z > 1 else {})
 
     def read(self, key) -> Frame:
         key = self._problem(key)
         s = self.stacks[(key.well, key.site)]
-        at = f"{s.where},t={key.time}" if s.where else f"t={key.time}"
+        at = (f"{s.where}," if s.where else "") + f"t={key.time}" + (f",z={s.z}" if s.n_z > 1 else "")
         try:
             if s.planes is not None:
                 planes = [_plane_at(*s.planes[key.time, s.roles[role]], *s.plane) for role in CHANNEL_ROLES]
@@ -141,9 +146,9 @@ def _plane_at(path, offset, dtype, shape):
     return data.reshape(shape).astype(data.dtype.newbyteorder("="), copy=False)
 
 
-def _addresses(axes, dims, pages):
-    """(t, c) -> (file, byte offset) of each plane of one position's ``pages`` (in stored order
-    over ``axes``' leading axes but R), and their (dtype, shape); None unless every plane is
+def _addresses(axes, dims, pages, z=0):
+    """(t, c) -> (file, byte offset) of each plane at focal plane ``z`` of one position's ``pages``
+    (in stored order over ``axes``' leading axes but R), and their (dtype, shape); None unless every plane is
     uncompressed, in one piece, of one dtype, shape and byte order (as Micro-Manager and
     tifffile's OME writer store them)."""
     lead = [(a, n) for a, n in zip(axes[:-2], dims) if a != "R"]
@@ -161,16 +166,17 @@ def _addresses(axes, dims, pages):
                 or page.databytecounts[0] != plane[0].itemsize * math.prod(key.shape)):
             return None
         at = dict(zip((a for a, _ in lead), index))
-        out.setdefault((at.get("T", 0), at.get("C", 0)), (page.parent.filehandle.path, int(page.dataoffsets[0])))
+        if at.get("Z", 0) == z:
+            out.setdefault((at.get("T", 0), at.get("C", 0)), (page.parent.filehandle.path, int(page.dataoffsets[0])))
     return out, plane
 
 
 def _page_index(s: _Stack, t, c):
-    """Index into ``series.pages`` of plane (t, c) (z = 0) of position ``s`` in stored axis order."""
+    """Index into ``series.pages`` of plane (t, c) (at ``s.z``) of position ``s`` in stored axis order."""
     dims, index = [], []
     for ax, n in zip(s.axes[:-2], s.dims):
         dims.append(n)
-        index.append(t if ax == "T" else c if ax == "C" else s.position if ax == "R" else 0)
+        index.append(t if ax == "T" else c if ax == "C" else s.position if ax == "R" else s.z if ax == "Z" else 0)
     return int(np.ravel_multi_index(index, dims)) if dims else 0
 
 
@@ -226,11 +232,11 @@ class _Position(NamedTuple):
     files: tuple          # the files its planes lie in
 
 
-def _open_stack(path, user, defaults) -> list:
+def _open_stack(path, user, defaults, z=None) -> list:
     """The positions of one stack file (`_Position`); `PlateError` when the file cannot be read.
 
     ``user``: the channel map (normalised name or index -> role), which wins over
-    ``defaults`` (normalised name -> role).
+    ``defaults`` (normalised name -> role); ``z``: the focal plane (see `_check_stack`).
     """
     try:
         with _intact(path), tifffile.TiffFile(path) as tif:
@@ -238,7 +244,7 @@ def _open_stack(path, user, defaults) -> list:
             everything = tif.series
             first = everything[0]
             if first.kind == "mmstack" and "R" in first.axes:
-                return _mm_positions(path, tif, first, user, defaults)
+                return _mm_positions(path, tif, first, user, defaults, z)
             # Other positions: series of the first full-resolution series' plane size (some
             # exporters embed a thumbnail page as a series of its own, before or after).
             full = [i for i, s in enumerate(everything) if not getattr(s.pages[0], "is_reduced", False)] or [0]
@@ -271,7 +277,7 @@ def _open_stack(path, user, defaults) -> list:
                     continue
                 names, size = _stack_channel_names(tif, image), _pixel_size(tif, image)
                 out.append(_position(path, text, where, label, i, series.axes, series.shape,
-                                     list(series.pages), names, size, user, defaults, series=i))
+                                     list(series.pages), names, size, user, defaults, z=z, series=i))
             return out
     except PlateError:
         raise
@@ -320,7 +326,7 @@ def _damaged_sibling(path) -> str:
     return ""
 
 
-def _mm_positions(path, tif, series, user, defaults) -> list:
+def _mm_positions(path, tif, series, user, defaults, z=None) -> list:
     """The positions of a Micro-Manager series, one per index along its axis R.
 
     tifffile gathers the positions from all of the dataset's files (``PREFIX_MMStack*.tif``
@@ -363,7 +369,7 @@ def _mm_positions(path, tif, series, user, defaults) -> list:
         label = label if isinstance(label, str) and label else None
         text = f"{str(path)!r} position {start + r}" + (f" ({label!r})" if label else "")
         out.append(_position(path, text, f"r={r}", label, start + r, axes, shape, pages, tuple(names), size,
-                             user, defaults, allowed="TCR", position=r))
+                             user, defaults, allowed="TCR", z=z, position=r))
     return out
 
 
@@ -432,7 +438,7 @@ def _mm_plane_metadata(page) -> dict:
 
 
 def _position(path, text, where, label, index, axes, shape, pages, names, size, user, defaults,
-              allowed="TC", **at) -> _Position:
+              allowed="TC", z=None, **at) -> _Position:
     """One position checked as `_open_stack` checks a stack; ``pages``: its planes, ``at``:
     `_Stack`'s ``series`` or ``position``."""
     present = [p for p in pages if p is not None]
@@ -448,7 +454,7 @@ def _position(path, text, where, label, index, axes, shape, pages, names, size, 
             raise PlateError(f"cannot read {text}: it holds {len(present)} of the {len(pages)} planes "
                              f"its metadata give (axes {axes} {shape}){where_}: a file cut short or "
                              f"written incompletely{gone}")
-        stack = _check_stack(path, text, axes, shape, names, size, user, defaults, allowed)
+        stack = _check_stack(path, text, axes, shape, names, size, user, defaults, allowed, z)
     except PlateError as e:
         return _Position(where, label, index, None, e, first, files)
     stack = replace(stack, where=where, files=files, **at)
@@ -456,7 +462,7 @@ def _position(path, text, where, label, index, axes, shape, pages, names, size, 
         # One of several positions: its planes are read where the file puts them. Reopening
         # the file for each frame would parse its OME-XML of every position, or every file's
         # index map of a Micro-Manager dataset, each time (bench_read.py).
-        found = _addresses(axes, shape[:-2], pages)
+        found = _addresses(axes, shape[:-2], pages, stack.z)
         if found:
             stack = replace(stack, planes=found[0], plane=found[1])
     return _Position(where, label, index, stack, None, first, files)
@@ -473,9 +479,10 @@ def _named_site(name):
     return (m.group("well").upper(), int(m.group("site") or 0)) if m else None
 
 
-def _check_stack(path, text, axes, shape, names, size, user, defaults, allowed="TC") -> _Stack:
+def _check_stack(path, text, axes, shape, names, size, user, defaults, allowed="TC", z=None) -> _Stack:
     """A series' axes checked and its channels given roles; ``text`` names it in errors, ``allowed``
-    the axes other than Y, X that may exceed 1."""
+    the axes other than Y, X that may exceed 1. ``z``: the focal plane read of a stack of several (an
+    index along Z from 0; a stack of one plane reads it whatever ``z``); None refuses Z > 1."""
     if axes[-2:] != "YX" or "S" in axes:
         raise PlateError(f"{text} has axes {axes} {shape}; expected grayscale ...YX planes")
     dims = tuple(shape[:-2])
@@ -490,9 +497,16 @@ def _check_stack(path, text, axes, shape, names, size, user, defaults, allowed="
             axes, dims = "TCYX", tuple(big)
         shape = dims + tuple(shape[-2:])
     lead = dict(zip(axes[:-2], dims))
+    n_z = lead.get("Z", 1)
+    if z is not None and n_z > 1:
+        allowed += "Z"
+        if z >= n_z:
+            raise PlateError(f"{text} has {n_z} focal planes (axis Z of {axes} {shape}), numbered from 0; z={z} "
+                             "is not among them")
     bad = {a: n for a, n in lead.items() if a not in allowed and n > 1}
     if bad:
-        what = (" (R: positions, read from Micro-Manager datasets only)") if "R" in bad else ""
+        what = (" (R: positions, read from Micro-Manager datasets only)" if "R" in bad else
+                " (Z: choose the focal plane, z= or --z, numbered from 0)" if "Z" in bad else "")
         raise PlateError(f"{text} has axes {axes} {shape}: only {', '.join(allowed[:-1])} and {allowed[-1]} "
                          f"may exceed 1 (got {', '.join(f'{a}={n}' for a, n in bad.items())}){what}")
     n_t, n_c = lead.get("T", 1), lead.get("C", 1)
@@ -518,7 +532,8 @@ def _check_stack(path, text, axes, shape, names, size, user, defaults, allowed="
     if missing:
         raise PlateError(f"{text}: no {'/'.join(missing)} channel among {list(names)} "
                          f"(axes {axes} {shape}); pass a channel map, e.g. NAME={missing[0]}")
-    return _Stack(Path(path), (n_t, n_c, shape[-2], shape[-1]), axes, tuple(names), roles, size, dims)
+    return _Stack(Path(path), (n_t, n_c, shape[-2], shape[-1]), axes, tuple(names), roles, size, dims,
+                  z=z if n_z > 1 else 0, n_z=n_z)
 
 
 def _ome_image(tif, images, i):
@@ -570,7 +585,7 @@ def _stack_channel_names(tif, image=None) -> tuple:
     return ()
 
 
-def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
+def _stack_plate(root, pattern, channel_map, skip=(), z=None) -> StackPlate:
     root = Path(root)
     paths = [root] if root.is_file() else _tiffs(root, skip)
     if not paths:
@@ -604,7 +619,7 @@ def _stack_plate(root, pattern, channel_map, skip=()) -> StackPlate:
         else:
             well, site = path.name.split(".")[0], 0
         try:
-            positions = _open_stack(path, user, defaults)
+            positions = _open_stack(path, user, defaults, z)
         except PlateError as e:
             positions = [_Position("", None, 0, None, e, None, ())]
         for pos in positions:
