@@ -519,6 +519,19 @@ def test_no_implicit_transfers_in_mosaic_tiles():
         assert (m.classes.compute(scheduler="sync") == ref.classes.compute(scheduler="sync")).all()
 
 
+def test_no_implicit_transfers_when_evaluating():
+    # evaluate's nucleus stage of one stain, and of two (live/dead), beside a registration's zero margin
+    from livedead_gpu.evaluate import segment_live_dead, segment_nuclei
+
+    f = synthetic.make_frame(shape=(160, 160), n_cells=10, dead_fraction=0.4, seed=3)
+    ho, d7 = f.hoechst.copy(), f.draq7.copy()
+    ho[:, :12] = d7[:, :12] = 0
+    for hoechst, draq7 in ((f.hoechst, f.draq7), (ho, d7)):
+        assert (segment_nuclei(hoechst, backend=strict()) == segment_nuclei(hoechst, backend=standin())).all()
+        (got, dead), (ref, ref_dead) = (segment_live_dead(hoechst, draq7, backend=be) for be in (strict(), standin()))
+        assert (got == ref).all() and (dead == ref_dead).all() and ref_dead.any()
+
+
 def test_no_implicit_transfers_when_pieces_merge():
     # The merge of a split's small pieces (which the frames above may not reach).
     labels = np.zeros((20, 30), np.int32)
