@@ -314,6 +314,9 @@ def _cmd_evaluate(args) -> int:
                f"object F1 {total['f1']:.3f} at IoU >= {args.iou} (precision {total['precision']:.3f}, recall "
                f"{total['recall']:.3f}), mean matched IoU {total['mean_matched_iou']:.3f}, pixel IoU "
                f"{total['pixel_iou']:.3f}; preset {params.preset!r}")
+    _say(args, "F1 at IoU " + " / ".join(f"{t:g}" for t in (0.5, 0.75, 0.9)) + ": "
+               + " / ".join(f"{scores.f1_at(t):.3f}" for t in (0.5, 0.75, 0.9))
+               + f"; mean AP over IoU 0.5:0.95 (the DSB 2018 score, of the pooled counts) {scores.mean_ap:.3f}")
     _say(args, f"unmatched drawn: {total['merged']} merged with others, {total['split']} split, "
                f"{total['missed']} missed, {total['outlined']} outlined poorly; unmatched found: "
                f"{total['extra']} over no drawn object")

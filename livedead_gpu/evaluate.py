@@ -65,6 +65,9 @@ __all__ = [
     "segment_nuclei",
 ]
 
+#: The IoU thresholds of the Data Science Bowl 2018's score (0.5 to 0.95 by 0.05), scored
+#: beside ``iou_threshold`` (`Scores.tp_at`).
+IOU_STEPS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 # JPEG's lossy compression changes instance ids at objects' edges: no label file.
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
@@ -129,14 +132,18 @@ def match_instances(truth, found, iou_threshold: float = 0.5) -> Scores:
     pairs = _overlaps(truth, found)
     t_ids, f_ids, inter, t_area, f_area = pairs
     iou = inter / (t_area + f_area - inter)
-    keep = iou >= iou_threshold
-    used_t, used_f, matched = set(), set(), []
+    # One greedy pass down to IoU 0.5 as well: the pairs it takes at or above any t are the
+    # matching at t (it meets them first), so it scores every threshold of IOU_STEPS too.
+    keep = iou >= min(iou_threshold, IOU_STEPS[0])
+    seen_t, seen_f, taken = set(), set(), []
     for i in np.flatnonzero(keep)[np.argsort(-iou[keep], kind="stable")]:
         a, b = int(t_ids[i]), int(f_ids[i])
-        if a not in used_t and b not in used_f:
-            used_t.add(a)
-            used_f.add(b)
-            matched.append(float(iou[i]))
+        if a not in seen_t and b not in seen_f:
+            seen_t.add(a)
+            seen_f.add(b)
+            taken.append((float(iou[i]), a))
+    matched = [v for v, _ in taken if v >= iou_threshold]
+    used_t = {a for v, a in taken if v >= iou_threshold}
     drawn = np.unique(truth)
     drawn = drawn[drawn != 0]
     n_found = len(np.unique(found)) - (found == 0).any()
@@ -154,6 +161,7 @@ def match_instances(truth, found, iou_threshold: float = 0.5) -> Scores:
         merged=merged,
         split=split,
         extra=int(n_found - len(np.unique(f_ids))),
+        tp_at=tuple(sum(v >= t for v, _ in taken) for t in IOU_STEPS),
     )
 
 
@@ -199,6 +207,8 @@ class Scores:
     calls, calls_right, drawn_dead : int
         With a dead stain (`score_calls`): drawn nuclei given a live/dead call, those
         called as the reference calls them, and those dead by the reference.
+    tp_at : tuple of int
+        Matched pairs at each IoU threshold of `IOU_STEPS` (whatever ``iou_threshold``).
     iou_sum : float
         Sum of the matched pairs' IoU.
     pixel_inter, pixel_union : int
@@ -220,6 +230,7 @@ class Scores:
     calls: int = 0
     calls_right: int = 0
     drawn_dead: int = 0
+    tp_at: tuple = (0,) * len(IOU_STEPS)
     per_image: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __radd__(self, other):
@@ -235,7 +246,7 @@ class Scores:
             self.images + other.images, self.missed + other.missed, self.merged + other.merged,
             self.split + other.split, self.extra + other.extra, self.calls + other.calls,
             self.calls_right + other.calls_right, self.drawn_dead + other.drawn_dead,
-            {**self.per_image, **other.per_image},
+            tuple(a + b for a, b in zip(self.tp_at, other.tp_at)), {**self.per_image, **other.per_image},
         )
 
     @property
@@ -266,6 +277,19 @@ class Scores:
     def pixel_iou(self) -> float:
         return self.pixel_inter / self.pixel_union if self.pixel_union else 1.0
 
+    def f1_at(self, t: float) -> float:
+        """Object F1 at IoU threshold ``t`` of `IOU_STEPS`."""
+        tp = self.tp_at[IOU_STEPS.index(round(t, 2))]
+        denom = (self.tp + self.fn) + (self.tp + self.fp)
+        return 2 * tp / denom if denom else 1.0
+
+    @property
+    def mean_ap(self) -> float:
+        """TP / (TP + FP + FN) averaged over the IoU thresholds of `IOU_STEPS` (the Data Science Bowl
+        2018's score, here of the counts pooled over the images rather than averaged by image)."""
+        drawn, found = self.tp + self.fn, self.tp + self.fp
+        return float(np.mean([tp / (drawn + found - tp) if drawn + found - tp else 1.0 for tp in self.tp_at]))
+
     @property
     def live_dead_right(self) -> float | None:
         """The share of drawn nuclei called live or dead as the reference calls them; None
@@ -279,6 +303,8 @@ class Scores:
             "mean_matched_iou": round(self.mean_iou, 6), "pixel_iou": round(self.pixel_iou, 6),
             "missed": self.missed, "merged": self.merged, "split": self.split, "outlined": self.outlined,
             "extra": self.extra,
+            "f1_at_iou": {f"{t:.2f}": round(self.f1_at(t), 6) for t in IOU_STEPS},
+            "mean_ap_0.5_0.95": round(self.mean_ap, 6),
             **({"calls": self.calls, "calls_right": self.calls_right, "drawn_dead": self.drawn_dead,
                 "live_dead_right": round(self.live_dead_right, 6)} if self.calls else {}),
         }

@@ -495,6 +495,7 @@ def test_evaluate_command(tmp_path, capsys):
                  "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "object F1" in printed and "unmatched drawn: " in printed and " merged with others, " in printed
+    assert "F1 at IoU 0.5 / 0.75 / 0.9: " in printed and "mean AP over IoU 0.5:0.95" in printed
     report = json.loads(out.read_text())
     assert report["total"]["images"] == 2 and report["total"]["f1"] >= 0.9
     total = report["total"]
@@ -669,6 +670,29 @@ def test_a_binary_mask_is_read_as_its_objects(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert evaluate_pairs([(tmp_path / "a.tif", tmp_path / "a_labels.tif")]).tp + 1 >= 1
+
+
+def test_scores_at_every_iou_of_the_dsb_score():
+    from livedead_gpu.evaluate import IOU_STEPS
+
+    truth = np.zeros((30, 40), np.int32)
+    found = np.zeros_like(truth)
+    truth[0:10, 0:10], found[0:10, 0:10] = 1, 1          # IoU 1.0
+    truth[12:22, 0:10], found[12:22, 0:6] = 2, 2          # IoU 0.6
+    truth[0:10, 12:22], found[0:10, 12:20] = 3, 3         # IoU 0.8
+    truth[12:22, 12:22], found[12:22, 12:16] = 4, 4       # IoU 0.4: unmatched at 0.5
+    found[25:28, 30:33] = 9                               # extra
+    ious = [1.0, 0.6, 0.8]
+    for threshold in (0.5, 0.7, 0.3):
+        s = match_instances(truth, found, threshold)
+        assert s.tp_at == tuple(sum(v >= t - 1e-9 for v in ious) for t in IOU_STEPS)   # whatever the threshold
+        assert s.tp == sum(v >= threshold for v in ious + [0.4])
+    s = match_instances(truth, found)
+    assert s.f1_at(0.5) == s.f1 == 2 * 3 / (4 + 5) and s.f1_at(0.75) == 2 * 2 / 9 and s.f1_at(0.9) == 2 / 9
+    assert s.mean_ap == pytest.approx(np.mean([tp / (4 + 5 - tp) for tp in s.tp_at]))
+    both = s + s
+    assert both.tp_at == tuple(2 * n for n in s.tp_at) and both.mean_ap == pytest.approx(s.mean_ap)
+    assert s.as_dict()["f1_at_iou"]["0.75"] == round(4 / 9, 6)
 
 
 def test_scores_sum_and_the_iou_option(capsys):
