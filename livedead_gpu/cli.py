@@ -254,9 +254,22 @@ def _gpus() -> tuple[list[str], str]:
     return gpus, "" if gpus else "CuPy sees no CUDA device"
 
 
+def _plate_options(parser):
+    """How PLATE is read: the options `segment` and `info PLATE` share."""
+    parser.add_argument("--layout", choices=("auto", "gen5", "imagexpress", "stack"), default="auto")
+    parser.add_argument("--pattern", help="regex with named groups well, channel[, site, time, z] matched in "
+                        "each file's path relative to PLATE")
+    parser.add_argument("--channel-map", nargs="+", metavar="NAME=ROLE",
+                        help="channel name -> brightfield|hoechst|draq7|ignore (on top of the defaults)")
+    parser.add_argument("--z", type=int, metavar="N", help="the focal plane of plates imaged in several: the "
+                        "number in the file names (ZStep_N/, ...ZN_...), or the index along a stack's Z axis from 0")
+
+
 def _cmd_info(args) -> int:
     from . import __version__
 
+    if args.plate is not None:
+        return _plate_info(args)
     print(f"livedead-gpu {__version__}")
     for name, version in _versions().items():
         print(f"  {name:<13}{version}")
@@ -266,6 +279,43 @@ def _cmd_info(args) -> int:
     for g in gpus:
         print(f"  {g}")
     return 0
+
+
+def _plate_info(args) -> int:
+    """What `segment` would read of PLATE: frames, channels, the first frame's pixels, problems.
+    Exit status 1 when some frames cannot be read as found."""
+    from .io import open_plate
+
+    plate = open_plate(args.plate, layout=args.layout, pattern=args.pattern, channel_map=args.channel_map, z=args.z)
+    keys = plate.keys()
+    positions = sorted({(k.well, k.site) for k in keys})
+    times = sorted({k.time for k in keys})
+    wells = plate.wells
+    print(f"{plate.root} ({plate.layout}): {len(keys)} frames = {len(positions)} positions in {len(wells)} wells "
+          f"({', '.join(wells[:8])}{', ...' * (len(wells) > 8)}) x {len(times)} time points "
+          f"({times[0]}..{times[-1]})")
+    good = [k for k in keys if k not in plate.problems]
+    if good:
+        k = good[0]
+        frame = plate.read(k)   # one frame: its size, type and pixel size, as every frame is read
+        size = f"{frame.pixel_size:g} µm/px" if frame.pixel_size else "pixel size not in the files"
+        print(f"first frame {k.well} site {k.site} time {k.time}: {frame.brightfield.shape[1]} x "
+              f"{frame.brightfield.shape[0]} px, {frame.brightfield.dtype}, {size}")
+        for role in ("brightfield", "hoechst", "draq7"):
+            print(f"  {role:<12}{frame.channel_names[role]!r:<20}{frame.sources[role]}")
+    if plate.ignored:
+        print(f"{len(plate.ignored)} TIFF file(s) match no {plate.layout} name and are not read, e.g. "
+              f"{plate.ignored[0]}")
+    if not plate.problems:
+        print("every frame can be read")
+        return 0
+    print(f"{len(plate.problems)} frame(s) cannot be read as found (segment stops on them; --on-error skip "
+          "leaves them out):")
+    for k in sorted(plate.problems)[:5]:
+        print(f"  {plate.problems[k]}")
+    if len(plate.problems) > 5:
+        print(f"  ... and {len(plate.problems) - 5} more")
+    return 1
 
 
 def _cmd_evaluate(args) -> int:
@@ -385,13 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--out", type=Path, required=True, help="training-set folder")
     g.add_argument("--backend", choices=("cpu", "auto", "gpu"), default="cpu")
     g.add_argument("--config", type=Path, help="parameters as TOML")
-    g.add_argument("--layout", choices=("auto", "gen5", "imagexpress", "stack"), default="auto")
-    g.add_argument("--pattern", help="regex with named groups well, channel[, site, time, z] matched in "
-                   "each file's path relative to PLATE")
-    g.add_argument("--channel-map", nargs="+", metavar="NAME=ROLE",
-                   help="channel name -> brightfield|hoechst|draq7|ignore (on top of the defaults)")
-    g.add_argument("--z", type=int, metavar="N", help="the focal plane of plates imaged in several: the number "
-                   "in the file names (ZStep_N/, ...ZN_...), or the index along a stack's Z axis from 0")
+    _plate_options(g)
     g.add_argument("--weights", action="store_true", help="also write U-Net border weight maps")
     g.add_argument("--patch-size", type=int, metavar="N", help="also write N x N patches")
     g.add_argument("--min-foreground", type=float, metavar="F",
@@ -437,7 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-gifs", action="store_true", help="skip the per-well GIFs")
     q.add_argument("--to", type=Path, metavar="DIR", help="write into DIR instead of OUT")
     q.set_defaults(func=_cmd_qc)
-    i = sub.add_parser("info", help="versions, backends available and GPUs seen")
+    i = sub.add_parser("info", help="versions, backends available and GPUs seen; with PLATE, what segment "
+                                    "would read of it",
+                       description="Without PLATE: versions, backends and GPUs. With PLATE: its frames (wells, "
+                                   "sites, time points), which channel plays which role, the first frame's size, "
+                                   "type and pixel size, and the frames that cannot be read as found (exit "
+                                   "status 1), reading one frame only.")
+    i.add_argument("plate", type=Path, nargs="?", help="plate folder or stack file, opened as segment opens it")
+    _plate_options(i)
     i.set_defaults(func=_cmd_info)
     e = sub.add_parser(
         "evaluate", help="nucleus segmentation quality against hand-drawn instance labels",

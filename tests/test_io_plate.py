@@ -727,6 +727,26 @@ def test_gen5_focal_planes_are_chosen_with_z(tmp_path, plate):
         open_plate(root, z=True)
 
 
+def test_info_says_what_segment_would_read(tmp_path, plate, capsys):
+    from livedead_gpu.cli import main
+
+    one = {k: f for k, f in plate.items() if k[0] == "B2"}
+    root = write_gen5(tmp_path / "p", one, "new", pixel_size=0.65)
+    for path in sorted(root.glob("*Z1_*.tif")):
+        path.with_name(path.name.replace("Z1_", "Z2_")).write_bytes(path.read_bytes())
+    assert main(["info", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"({'gen5'}): {len(one)} frames = 1 positions in 1 wells (B2) x 2 time points (1..2)" in out
+    assert f"{len(one)} frame(s) cannot be read as found" in out and "2 focal planes (z = 1, 2)" in out
+    assert main(["info", str(root), "--z", "2", "--channel-map", "Cy5=draq7"]) == 0
+    out = capsys.readouterr().out
+    assert "first frame B2 site 1 time 1: 64 x 64 px, uint16, 0.65 µm/px" in out and "every frame can be read" in out
+    assert "hoechst     'DAPI'" in out and "Z2_C2_DAPI_T001.tif" in out
+    assert main(["info", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["info"]) == 0 and "backends: cpu" in capsys.readouterr().out
+
+
 def test_imagexpress_z_steps_and_their_projection(tmp_path, plate):
     # MetaXpress: ZStep_N/ folders, the projection (when saved) where a single plane goes
     one = {k: f for k, f in plate.items() if k[0] == "B2"}
