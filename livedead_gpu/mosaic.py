@@ -98,11 +98,12 @@ from .backends import get_backend
 from .checks import EDGES, box_inside, warn_if_subtracted
 from .params import SegmentParams, as_params
 from .stages.gradient import (
+    EDGE_SIDES,
     FLAT_QUANTILE,
     PADDING_MARGIN,
     PADDING_OPENING,
     SCALE_QUANTILE,
-    frame_padding,
+    dim_lines,
     gradient_reach,
     noise_blocks,
     noise_from_statistics,
@@ -456,7 +457,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     crop = tuple(slice((n - min(n, diameter_crop)) // 2, (n + min(n, diameter_crop)) // 2) for n in shape)
     # Where every channel is 0: each tile finds the alignment padding of its window in it
     # (`stages.frame_padding`), which the nucleus stage leaves out.
-    zero = (bf == 0) & (ho == 0) & (d7 == 0)
+    zero = (bf == 0) & (ho == 0) & (d7 == 0) | _dim_edges(bf, compute_kwargs)
     measure = dask.delayed(_crop_diameter, pure=True)
     # As `segment_frame` warns of a background-subtracted stain: on the central crop (every 4th
     # pixel of it is all the warning reads).
@@ -485,7 +486,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         # here before a block-max mosaic's diameter, hence its halo, is known) does not matter.
         for core in _tiles(shape, _chunks(shape, tile, depth)):
             win, where = _window(shape, core, stat_depth)
-            parts.append(stat(bf[win], ho[win], d7[win], where, p, backend, shape, diameter))
+            parts.append(stat(bf[win], ho[win], d7[win], zero[win], where, p, backend, shape, diameter))
         (parts,) = dask.compute(parts, **compute_kwargs)
         return diameter, depth, _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
 
@@ -566,6 +567,35 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     classes = (packed % 8).astype(np.uint8)
     cells = (packed // 8).astype(cell_dtype)
     return MosaicResult(classes, cells, thresholds, depth, chunks, diameter, packed, counts)
+
+
+def _dim_edges(bf, compute_kwargs):
+    """`stages.gradient.dim_edges` of the whole mosaic's brightfield (its three outer lines a side
+    read), as a lazy bool array of its chunks: every tile's window takes the whole edges' marks."""
+    import dask
+    import dask.array as da
+
+    if min(bf.shape) < 3:
+        return da.zeros(bf.shape, bool, chunks=bf.chunks)
+    sides = dask.compute(*(bf[e] for e in EDGE_SIDES), **compute_kwargs)
+    marks = [[bool(m) for m in pair] for pair in dim_lines(*sides)]   # host bools
+    m, n = bf.shape
+
+    def place(block_info=None):
+        (y0, y1), (x0, x1) = block_info[None]["array-location"]
+        out = np.zeros((y1 - y0, x1 - x0), bool)
+        for side, pair in enumerate(marks):
+            for k, dim in enumerate(pair):
+                if not dim:
+                    continue
+                at = (k, m - 1 - k, k, n - 1 - k)[side]
+                if side < 2 and y0 <= at < y1:
+                    out[at - y0] = True
+                elif side >= 2 and x0 <= at < x1:
+                    out[:, at - x0] = True
+        return out
+
+    return da.map_blocks(place, dtype=bool, chunks=bf.chunks)
 
 
 def _padding_box(arrays, least, compute_kwargs):
@@ -690,8 +720,9 @@ def _value_counts(values):
     return v, c.astype(np.int64)
 
 
-def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
-    """The tile core's share of the threshold statistics: value → count tables, or the contrast grid's values."""
+def _tile_stats(bf, ho, d7, zero, where, p, backend, shape, diameter):
+    """The tile core's share of the threshold statistics: value → count tables, or the contrast grid's values.
+    ``zero``: the window's pixels 0 in every channel, and the mosaic's dimmed edge lines."""
     be = get_backend(backend)
     core, origin, (y0, x0), (h, w) = where
     m, n = shape
@@ -723,8 +754,7 @@ def _tile_stats(bf, ho, d7, where, p, backend, shape, diameter):
         # `_contrast`'s background-subtracted image, exact in the core, on the global 4-px grid,
         # less the padding (`contrast_sample`).
         ho_d = be.to_device(np.ascontiguousarray(ho))
-        padding = stain_padding(frame_padding(bf_d, ho_d, be.to_device(np.ascontiguousarray(d7)), backend=be),
-                                stain_sigma(p), be)
+        padding = stain_padding(_padding(zero, be), stain_sigma(p), be)
         image = smoothed_stain(ho_d, p, be)
         y = contrast_image(image, _BACKGROUND_WIDTH * diameter, be, padding=padding)[core]
         step = contrast_step(shape)

@@ -161,6 +161,23 @@ def test_rotated_padding_in_tiles_matches_whole_image(frames):
     assert whole.n_live > 100 and not np.isin(classes[padding_mask(rotated["brightfield"])], (1, 2)).any()
 
 
+def test_a_sub_pixel_shifts_dim_edges_in_tiles_match_whole_image():
+    # drift correction's fraction of a pixel: the mosaic marks the dimmed edge lines of its
+    # whole brightfield (`stages.gradient.dim_edges`) and every tile's window takes them
+    import cv2
+
+    from livedead_gpu.stages.gradient import dim_edges
+
+    f = synthetic.make_frame((640, 640), n_cells=120, dead_fraction=0.3, bit_depth=16, seed=2)
+    m = np.float32([[1, 0, 0.8], [0, 1, 0.8]])
+    shifted = {c: np.rint(cv2.warpAffine(getattr(f, c).astype(np.float32) + (3000 if c == "hoechst" else 0), m,
+                                         (640, 640), flags=cv2.INTER_LINEAR)).astype(np.uint16)
+               for c in ("brightfield", "hoechst", "draq7")}
+    assert dim_edges(shifted["brightfield"])[0].all()
+    _, _, whole = check(dataclasses.replace(f, **shifted), SegmentParams(), 224)
+    assert (whole.n_live, whole.n_dead) == (f.n_live, f.n_dead)
+
+
 @pytest.mark.parametrize("backend", ["cpu", "strict"])
 def test_a_hole_wider_than_a_tile_is_filled_as_in_the_whole_frame(backend):
     # A cell-free gap ringed by cell area is a hole of the whole frame's cell area: filled. Each
