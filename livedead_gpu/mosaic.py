@@ -455,9 +455,10 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
                                **compute_kwargs)
         return _paste(inner, box, shape)
     crop = tuple(slice((n - min(n, diameter_crop)) // 2, (n + min(n, diameter_crop)) // 2) for n in shape)
-    # Where every channel is 0: each tile finds the alignment padding of its window in it
-    # (`stages.frame_padding`), which the nucleus stage leaves out.
-    zero = (bf == 0) & (ho == 0) & (d7 == 0) | _dim_edges(bf, compute_kwargs)
+    # Where every channel is 0, and the edge lines a registration dimmed: each tile finds the
+    # alignment padding of its window in it (`stages.frame_padding`), which the nucleus stage
+    # leaves out.
+    zero = ((bf == 0) & (ho == 0) & (d7 == 0)) | _dim_edges(bf, compute_kwargs)
     measure = dask.delayed(_crop_diameter, pure=True)
     # As `segment_frame` warns of a background-subtracted stain: on the central crop (every 4th
     # pixel of it is all the warning reads).
