@@ -103,6 +103,7 @@ from .stages.gradient import (
     PADDING_MARGIN,
     PADDING_OPENING,
     SCALE_QUANTILE,
+    blend_coverage,
     dim_lines,
     gradient_reach,
     noise_blocks,
@@ -458,7 +459,8 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     # Where every channel is 0, and the edge lines a registration dimmed: each tile finds the
     # alignment padding of its window in it (`stages.frame_padding`), which the nucleus stage
     # leaves out.
-    zero = ((bf == 0) & (ho == 0) & (d7 == 0)) | _dim_edges(bf, compute_kwargs)
+    dim, coverage = _dim_edges(bf, compute_kwargs)
+    zero = ((bf == 0) & (ho == 0) & (d7 == 0)) | dim
     measure = dask.delayed(_crop_diameter, pure=True)
     # As `segment_frame` warns of a background-subtracted stain: on the central crop (every 4th
     # pixel of it is all the warning reads).
@@ -489,7 +491,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
             win, where = _window(shape, core, stat_depth)
             parts.append(stat(bf[win], ho[win], d7[win], zero[win], where, p, backend, shape, diameter))
         (parts,) = dask.compute(parts, **compute_kwargs)
-        return diameter, depth, _merge_stats(parts, p, ho.dtype.name, d7.dtype.name)
+        return diameter, depth, _merge_stats(parts, p, ho.dtype.name, d7.dtype.name, coverage)
 
     diameter, depth, (thresholds, contrast) = threshold_pass(p, depth)
     if contrast is not None and looks_dim(*contrast, p, ho.size):
@@ -572,12 +574,13 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
 
 def _dim_edges(bf, compute_kwargs):
     """`stages.gradient.dim_edges` of the whole mosaic's brightfield (its three outer lines a side
-    read), as a lazy bool array of its chunks: every tile's window takes the whole edges' marks."""
+    read), as a lazy bool array of its chunks (every tile's window takes the whole edges' marks),
+    and its `stages.gradient.blend_coverage`."""
     import dask
     import dask.array as da
 
     if min(bf.shape) < 3:
-        return da.zeros(bf.shape, bool, chunks=bf.chunks)
+        return da.zeros(bf.shape, bool, chunks=bf.chunks), (1.0, 1.0)
     sides = dask.compute(*(bf[e] for e in EDGE_SIDES), **compute_kwargs)
     marks = [[bool(m) for m in pair] for pair in dim_lines(*sides)]   # host bools
     m, n = bf.shape
@@ -596,7 +599,7 @@ def _dim_edges(bf, compute_kwargs):
                     out[:, at - x0] = True
         return out
 
-    return da.map_blocks(place, dtype=bool, chunks=bf.chunks)
+    return da.map_blocks(place, dtype=bool, chunks=bf.chunks), blend_coverage(*sides)
 
 
 def _padding_box(arrays, least, compute_kwargs):
@@ -877,15 +880,16 @@ def _block_max_threshold(table, dtype, offset):
     return threshold_value(int(votes[1:].argmax()) + 1, offset)
 
 
-def _merge_stats(stats, p, ho_dtype, d7_dtype):
-    """The global thresholds from the tiles' statistics, and the "contrast" statistics (or None)."""
+def _merge_stats(stats, p, ho_dtype, d7_dtype, coverage=(1.0, 1.0)):
+    """The global thresholds from the tiles' statistics, and the "contrast" statistics (or None);
+    ``coverage``: the mosaic's `stages.gradient.blend_coverage`."""
     contrast = None
     th = {"gradient": None, "gradient_scale": None, "gradient_noise": None, "hoechst": None, "draq7": None}
     if p.cell_threshold == "noise":
         th["gradient"], th["gradient_noise"] = noise_from_statistics(
             _rank(_merge(stats, "residual"), 0.5), _rank(_merge(stats, "means"), FLAT_QUANTILE),
             p.coarseness, p.offset, p.smoothing, p.noise_ceiling,
-            grey_step(np.concatenate([s["residual_levels"] for s in stats])))
+            grey_step(np.concatenate([s["residual_levels"] for s in stats])), coverage)
     else:
         v, c = _merge(stats, "gradient_max")
         scale = 1.0 if p.gradient_levels is None else max(1.0, float(_rank((v, c), SCALE_QUANTILE)) / p.gradient_levels)

@@ -825,8 +825,46 @@ def test_no_nuclei_along_a_sub_pixel_shifts_dim_edge(seed):
         truth = _shifted(f.nuclei.astype(np.float32), dy, dx, nearest=True).astype(np.int32)
         got = segment_frame(*channels)
         assert match_instances(truth, got.nuclei).f1 >= 0.98 and (got.n_live, got.n_dead) == (f.n_live, f.n_dead)
-        if seed == 0:   # the array backends set the lines aside alike
-            assert np.array_equal(segment_frame(*channels, backend=standin()).classes, got.classes)
+        if seed == 0:   # the array backends set the lines aside alike (their gradients' floats differ in
+            # the last places, so the flat blocks' noise, which sets the cell threshold here, by ~1e-6)
+            other = segment_frame(*channels, backend=standin())
+            assert (other.classes == got.classes).mean() > 0.999 and (other.n_live, other.n_dead) == (got.n_live, got.n_dead)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_cell_area_of_a_sub_pixel_shift_is_as_unshifted(seed):
+    """A bilinear shift by a fraction of a pixel smooths the camera noise: Immerkær's estimate
+    fell 5.5x at (0.5, 0.5) px, the gradient's own noise 1.2x, the noise (capped at twice the
+    former) and the threshold with it, and the cell area took the field (0.19 -> 0.997; (0.5, 0.3):
+    0.86). The blend read from the dimmed edges now enters the noise's gains (`noise_gains`)."""
+    f = synthetic.make_frame((384, 384), n_cells=40, bit_depth=16, seed=seed)
+    plain = segment_frame(f.brightfield, f.hoechst, f.draq7, intermediates=True).intermediates["cell_area"].mean()
+    for dy, dx in ((0.5, 0.5), (0.5, 0.3), (0.8, 0.8)):
+        shifted = [np.rint(_shifted(a.astype(np.float32), dy, dx)).astype(np.uint16)
+                   for a in (f.brightfield, f.hoechst, f.draq7)]
+        got = segment_frame(*shifted, intermediates=True)
+        assert abs(got.intermediates["cell_area"].mean() - plain) < 0.04, (dy, dx)
+        if seed == 0 and dy == 0.5 == dx:   # (the flat blocks' noise differs by ~1e-6 between backends)
+            assert (segment_frame(*shifted, backend=standin(), intermediates=True).intermediates["cell_area"]
+                    == got.intermediates["cell_area"]).mean() > 0.999
+
+
+def test_noise_gains_of_a_blend():
+    from livedead_gpu.stages.gradient import blend_coverage, noise_gains, sobel_noise_gain
+
+    assert noise_gains(1.0) == (6.0, sobel_noise_gain(1.0))
+    lap, sobel = noise_gains(0.0, (0.5, 0.5))
+    assert lap == pytest.approx(1.0)                  # [1, -2, 1] * [0.5, 0.5] = [0.5, -0.5, -0.5, 0.5], each way
+    assert sobel < sobel_noise_gain(0.0) and noise_gains(0.0, (0.0, 1.0)) == noise_gains(0.0)   # 0: no blend
+    rng = np.random.default_rng(0)
+    image = rng.normal(1000, 30, (60, 70))
+    edges = [image[:3], image[-3:], image[:, :3], image[:, -3:]]
+    assert blend_coverage(*edges) == (1.0, 1.0)
+    image[0] *= 0.3                                   # shifted 0.7 px down
+    image[:, -1] = 0                                  # a whole column of zeros, the next 60 % covered
+    image[:, -2] *= 0.6
+    got = blend_coverage(image[:3], image[-3:], image[:, :3], image[:, -3:])
+    assert got == pytest.approx((0.3, 0.6), abs=0.03)
 
 
 def test_dim_edges_are_a_registrations_blends_only():

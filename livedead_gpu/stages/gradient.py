@@ -128,19 +128,59 @@ def dim_lines(top, bottom, left, right, backend="cpu"):
     ``image[:, :3]``, ``image[:, -3:]``): for each edge, whether its edge line and the next
     are dimmed (0-d bool arrays, on the backend's device)."""
     be = get_backend(backend)
-    xp = be.xp
     out = []
-    for lines in (top, bottom[::-1], left.T, right[:, ::-1].T):   # each edge's lines as rows, edge first
-        # The (lower) median of the pixels that are not 0: zeros are padding already (`padding_of`),
-        # and a rotation's wedges of them along an edge leave the rest of its line whole. Sorted,
-        # a line's zeros come first; a line all 0 reads 0.
-        n = lines.shape[1]
-        zeros = (lines == 0).sum(axis=1)
-        at = xp.minimum(zeros + (n - 1 - zeros) // 2, n - 1)
-        median = xp.take_along_axis(xp.sort(lines, axis=1), at[:, None], axis=1)[:, 0].astype(xp.float32)
+    for median in _edge_medians(top, bottom, left, right, be.xp):
         outer = median[0] < DIM_SHARE * median[1]
         out.append((outer, outer & (median[1] < DIM_SHARE * median[2])))
     return out
+
+
+def _edge_medians(top, bottom, left, right, xp):
+    """For each edge (top, bottom, left, right), the medians of its three outer lines, the edge
+    line first ((3,) float32 arrays): the lower median of each line's pixels that are not 0.
+
+    Zeros are padding already (`padding_of`), and a rotation's wedges of them along an edge leave
+    the rest of its line whole. Sorted, a line's zeros come first; a line all 0 reads 0.
+    """
+    out = []
+    for lines in (top, bottom[::-1], left.T, right[:, ::-1].T):   # each edge's lines as rows, edge first
+        n = lines.shape[1]
+        zeros = (lines == 0).sum(axis=1)
+        at = xp.minimum(zeros + (n - 1 - zeros) // 2, n - 1)
+        out.append(xp.take_along_axis(xp.sort(lines, axis=1), at[:, None], axis=1)[:, 0].astype(xp.float32))
+    return out
+
+
+def blend_coverage(top, bottom, left, right, backend="cpu") -> tuple:
+    """How much of its edge pixels a sub-pixel registration left the image covering, in y and in x.
+
+    A shift by ``f`` px interpolated (bilinear) onto zeros covers ``1 - f`` of the edge line it
+    moved in from, and blends every pixel with its neighbour by ``(1 - f, f)``: that smoothing
+    lowers the camera noise Immerkær's filter reads far more than the gradient's own
+    (`noise_from_statistics`). Read from the dimmed edge lines (`dim_edges`): an edge line's
+    median over the next line's, or, beside a line of zeros (whole-pixel padding, kept by
+    `checks.box_inside`), the next line's over the third's. 1.0 where no edge is so dimmed.
+
+    Parameters
+    ----------
+    top, bottom, left, right : the three outer lines of each edge, as `dim_lines` takes them
+
+    Returns
+    -------
+    (float, float)
+    """
+    be = get_backend(backend)
+    xp = be.xp
+    medians = be.to_host(xp.stack(_edge_medians(top, bottom, left, right, xp)))  # 12 numbers to the host
+    out = []
+    for edges in (medians[:2], medians[2:]):   # y: top and bottom; x: left and right
+        share = 1.0
+        for m in edges:
+            outer, inner = (m[1], m[2]) if m[0] == 0 else (m[0], m[1])
+            if inner > 0 and outer < DIM_SHARE * inner:
+                share = min(share, float(outer / inner))
+        out.append(share)
+    return tuple(out)
 
 
 def frame_padding(brightfield, *stains, backend="cpu"):
@@ -231,6 +271,41 @@ def padded_gradient(image, smoothing: float, backend="cpu"):
     return gradient, padding
 
 
+def _gaussian_taps(smoothing: float):
+    if smoothing > 0:
+        radius = int(4 * smoothing + 0.5)
+        x = np.arange(-radius, radius + 1)
+        g = np.exp(-0.5 * (x / smoothing) ** 2)
+        return g / g.sum()
+    return np.ones(1)
+
+
+def noise_gains(smoothing: float, coverage=(1.0, 1.0)) -> tuple:
+    """The gains of white noise through Immerkær's residual filter and through one Sobel derivative
+    (after the Gaussian), when a sub-pixel shift has blended each pixel with its neighbour first.
+
+    ``coverage``: (y, x) as `blend_coverage` reads them; the blend's 1-D kernel is ``(c, 1 - c)``.
+    For (1, 1) (no blend): ``(6, sobel_noise_gain(smoothing))``, the white-noise gains. The Sobel
+    gain is the root mean square of the two derivatives' (a blend in one direction only smooths
+    them unequally).
+
+    Returns
+    -------
+    (float, float)
+    """
+    coverage = tuple(float(c) if 0 < c < 1 else 1.0 for c in coverage)   # 0 or 1: no blend
+    if coverage == (1.0, 1.0):
+        return 6.0, sobel_noise_gain(smoothing)
+    ky, kx = (np.array([c, 1 - c]) if c < 1 else np.ones(1) for c in coverage)
+    lap = np.array([1.0, -2.0, 1.0])
+    residual = float(np.linalg.norm(np.convolve(lap, ky)) * np.linalg.norm(np.convolve(lap, kx)))
+    g = _gaussian_taps(smoothing)
+    smooth, diff = np.convolve(g, [1, 2, 1]), np.convolve(g, [-1, 0, 1])
+    sx = np.linalg.norm(np.convolve(smooth, ky)) * np.linalg.norm(np.convolve(diff, kx))
+    sy = np.linalg.norm(np.convolve(smooth, kx)) * np.linalg.norm(np.convolve(diff, ky))
+    return residual, float(math.sqrt((sx * sx + sy * sy) / 2))
+
+
 def sobel_noise_gain(smoothing: float) -> float:
     """Standard deviation of one Sobel derivative of unit white noise, after the Gaussian.
 
@@ -238,13 +313,7 @@ def sobel_noise_gain(smoothing: float) -> float:
     [-1, 0, 1] the other, each convolved with the Gaussian), so its L2 norm is the
     product of the two 1-D norms: ``sqrt(12)`` without smoothing.
     """
-    if smoothing > 0:
-        radius = int(4 * smoothing + 0.5)
-        x = np.arange(-radius, radius + 1)
-        g = np.exp(-0.5 * (x / smoothing) ** 2)
-        g /= g.sum()
-    else:
-        g = np.ones(1)
+    g = _gaussian_taps(smoothing)
     return float(np.linalg.norm(np.convolve(g, [1, 2, 1])) * np.linalg.norm(np.convolve(g, [-1, 0, 1])))
 
 
@@ -300,7 +369,9 @@ def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None
     means = be.block_mean(gradient, coarseness)
     flat = _masked_quantile(be, means, noise_blocks(brightfield, coarseness, be)[: means.shape[0], : means.shape[1]],
                             FLAT_QUANTILE)
-    return noise_from_statistics(median, flat, coarseness, offset, smoothing, ceiling, grey_step(grey_levels(grid, be)))
+    coverage = blend_coverage(*(brightfield[e] for e in EDGE_SIDES), be) if min(brightfield.shape) >= 3 else (1.0, 1.0)
+    return noise_from_statistics(median, flat, coarseness, offset, smoothing, ceiling, grey_step(grey_levels(grid, be)),
+                                 coverage)
 
 
 def noise_blocks(brightfield, coarseness: int, backend="cpu"):
@@ -331,7 +402,7 @@ def noise_blocks(brightfield, coarseness: int, backend="cpu"):
 
 
 def noise_from_statistics(residual: float, flat: float, coarseness: int, offset: float | None, smoothing: float,
-                          ceiling: float, grey: int = 1):
+                          ceiling: float, grey: int = 1, coverage=(1.0, 1.0)):
     """`noise_threshold` from its two order statistics, however they were gathered (e.g. over a mosaic's tiles).
 
     Parameters
@@ -344,14 +415,18 @@ def noise_from_statistics(residual: float, flat: float, coarseness: int, offset:
         As `noise_threshold`.
     grey : int
         The image's `grey_step` over the same pixels as ``residual``.
+    coverage : (float, float)
+        `blend_coverage` of the image: a sub-pixel registration's blend, which the noise's
+        gains through the residual and the Sobel filters account for (`noise_gains`).
 
     Returns
     -------
     threshold : float
     noise : float
     """
-    sigma = residual / (6 * _MAD)
-    white = sobel_noise_gain(smoothing) * max(sigma, grey / math.sqrt(12))
+    lap, sobel = noise_gains(smoothing, coverage)
+    sigma = residual / (lap * _MAD)
+    white = sobel * max(sigma, grey / math.sqrt(12))
     noise = min(flat / _RAYLEIGH_MEAN, ceiling * white)
 
     n = coarseness * coarseness
