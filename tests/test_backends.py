@@ -281,9 +281,9 @@ def test_cpu_fallbacks_transfer_only_what_they_need(be, monkeypatch):
     # statistics, counts, the nuclei's means for the bleed estimate, the local Draq7
     # background's block medians and counts back and its smoothed mesh out, whether the
     # split left a piece to merge and how many labels it kept, the grey levels of the
-    # brightfield and Hoechst samples): 38 with the defaults,
-    # each a sync of tens of microseconds.
-    assert len(sizes) - len(frames) <= 38
+    # brightfield and Hoechst samples, the brightfield edge lines' 12 medians for the blend of
+    # a sub-pixel registration): 39 with the defaults, each a sync of tens of microseconds.
+    assert len(sizes) - len(frames) <= 39
 
 
 def test_gpu_without_cupy_is_a_clear_error():
