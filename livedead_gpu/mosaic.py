@@ -105,6 +105,7 @@ from .stages.gradient import (
     SCALE_QUANTILE,
     blend_coverage,
     dim_lines,
+    edge_medians,
     gradient_reach,
     noise_blocks,
     noise_from_statistics,
@@ -582,7 +583,8 @@ def _dim_edges(bf, compute_kwargs):
     if min(bf.shape) < 3:
         return da.zeros(bf.shape, bool, chunks=bf.chunks), (1.0, 1.0)
     sides = dask.compute(*(bf[e] for e in EDGE_SIDES), **compute_kwargs)
-    marks = [[bool(m) for m in pair] for pair in dim_lines(*sides)]   # host bools
+    medians = edge_medians(None, sides=sides)   # host arrays, read once for both
+    marks = [[bool(m) for m in pair] for pair in dim_lines(medians)]
     m, n = bf.shape
 
     def place(block_info=None):
@@ -599,7 +601,7 @@ def _dim_edges(bf, compute_kwargs):
                     out[:, at - x0] = True
         return out
 
-    return da.map_blocks(place, dtype=bool, chunks=bf.chunks), blend_coverage(*sides)
+    return da.map_blocks(place, dtype=bool, chunks=bf.chunks), blend_coverage(medians)
 
 
 def _padding_box(arrays, least, compute_kwargs):

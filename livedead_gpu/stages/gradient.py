@@ -111,38 +111,40 @@ def dim_edges(image, backend="cpu"):
     out = be.xp.zeros(image.shape, bool)
     if min(image.shape) < 3:
         return out
-    for line, marks in zip(EDGE_LINES, dim_lines(*(image[e] for e in EDGE_SIDES), be)):
+    for line, marks in zip(EDGE_LINES, dim_lines(edge_medians(image, be))):
         for k, mark in enumerate(marks):
             out[line(k)] |= mark
     return out
 
 
-#: the three outer lines of each edge, as `dim_lines` takes them: top, bottom, left, right
+#: the three outer lines of each edge, as `edge_medians` reads them: top, bottom, left, right
 EDGE_SIDES = (np.s_[:3], np.s_[-3:], np.s_[:, :3], np.s_[:, -3:])
 #: where `dim_lines`' marks go back: line ``k`` from each edge
 EDGE_LINES = (lambda k: np.s_[k], lambda k: np.s_[-1 - k], lambda k: np.s_[:, k], lambda k: np.s_[:, -1 - k])
 
 
-def dim_lines(top, bottom, left, right, backend="cpu"):
-    """`dim_edges` of the three outer lines of each edge (``image[:3]``, ``image[-3:]``,
-    ``image[:, :3]``, ``image[:, -3:]``): for each edge, whether its edge line and the next
-    are dimmed (0-d bool arrays, on the backend's device)."""
-    be = get_backend(backend)
+def dim_lines(medians):
+    """`dim_edges` from `edge_medians`: for each edge, whether its edge line and the next are
+    dimmed (0-d bools, on the medians' device)."""
     out = []
-    for median in _edge_medians(top, bottom, left, right, be.xp):
+    for median in medians:
         outer = median[0] < DIM_SHARE * median[1]
         out.append((outer, outer & (median[1] < DIM_SHARE * median[2])))
     return out
 
 
-def _edge_medians(top, bottom, left, right, xp):
+def edge_medians(image, backend="cpu", sides=None):
     """For each edge (top, bottom, left, right), the medians of its three outer lines, the edge
     line first ((3,) float32 arrays): the lower median of each line's pixels that are not 0.
 
     Zeros are padding already (`padding_of`), and a rotation's wedges of them along an edge leave
     the rest of its line whole. Sorted, a line's zeros come first; a line all 0 reads 0.
+    ``sides``: the lines already read (``image[e]`` for ``e`` in `EDGE_SIDES`; a mosaic reads
+    them from its whole brightfield), ``image`` then unused.
     """
+    xp = get_backend(backend).xp
     out = []
+    top, bottom, left, right = sides if sides is not None else (image[e] for e in EDGE_SIDES)
     for lines in (top, bottom[::-1], left.T, right[:, ::-1].T):   # each edge's lines as rows, edge first
         n = lines.shape[1]
         zeros = (lines == 0).sum(axis=1)
@@ -151,7 +153,7 @@ def _edge_medians(top, bottom, left, right, xp):
     return out
 
 
-def blend_coverage(top, bottom, left, right, backend="cpu") -> tuple:
+def blend_coverage(medians, backend="cpu") -> tuple:
     """How much of its edge pixels a sub-pixel registration left the image covering, in y and in x.
 
     A shift by ``f`` px interpolated (bilinear) onto zeros covers ``1 - f`` of the edge line it
@@ -163,7 +165,7 @@ def blend_coverage(top, bottom, left, right, backend="cpu") -> tuple:
 
     Parameters
     ----------
-    top, bottom, left, right : the three outer lines of each edge, as `dim_lines` takes them
+    medians : `edge_medians`
 
     Returns
     -------
@@ -171,7 +173,7 @@ def blend_coverage(top, bottom, left, right, backend="cpu") -> tuple:
     """
     be = get_backend(backend)
     xp = be.xp
-    medians = be.to_host(xp.stack(_edge_medians(top, bottom, left, right, xp)))  # 12 numbers to the host
+    medians = be.to_host(xp.stack(medians))  # 12 numbers to the host
     out = []
     for edges in (medians[:2], medians[2:]):   # y: top and bottom; x: left and right
         share = 1.0
@@ -369,7 +371,7 @@ def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None
     means = be.block_mean(gradient, coarseness)
     flat = _masked_quantile(be, means, noise_blocks(brightfield, coarseness, be)[: means.shape[0], : means.shape[1]],
                             FLAT_QUANTILE)
-    coverage = blend_coverage(*(brightfield[e] for e in EDGE_SIDES), be) if min(brightfield.shape) >= 3 else (1.0, 1.0)
+    coverage = blend_coverage(edge_medians(brightfield, be), be) if min(brightfield.shape) >= 3 else (1.0, 1.0)
     return noise_from_statistics(median, flat, coarseness, offset, smoothing, ceiling, grey_step(grey_levels(grid, be)),
                                  coverage)
 
