@@ -18,6 +18,7 @@ from livedead_gpu.evaluate import match_instances
 from livedead_gpu.stages.nuclei import (
     MAX_BLEED,
     bleed_coefficient,
+    cut_notches,
     local_background,
     mesh_values,
     smoothed_stain,
@@ -83,9 +84,9 @@ def test_split_parity_and_measured_diameter():
 
 
 def test_split_depth_and_spacing():
-    mask, _ = plate_of_shapes()
+    mask, truth = plate_of_shapes()
     _, n_default = split_nuclei(mask, 40.0, SegmentParams())
-    _, n_deep = split_nuclei(mask, 40.0, SegmentParams(split_depth=1.0))
+    _, n_deep = split_nuclei(mask, 40.0, SegmentParams(split_depth=1.0, notch_depth=0.0))
     narrow = SegmentParams(split_spacing=0.1, split_depth=0.2, split_merge=0.0)
     _, n_narrow = split_nuclei(mask, 40.0, narrow)
     _, n_merged = split_nuclei(mask, 40.0, dataclasses.replace(narrow, split_merge=0.3))
@@ -94,6 +95,64 @@ def test_split_depth_and_spacing():
     # depth of 0.2 radii, 8 half-pixel steps, which those bumps reach within 4 px), into
     # slivers that merging pieces under 0.3 nucleus areas puts back together.
     assert (n_default, n_deep) == (10, 6) and n_narrow > 20 and n_merged < 12
+    # With no hill split, the notch cut alone still cuts the pair and the diagonal pair
+    # apart, each disc then mostly one label.
+    notched, _ = split_nuclei(mask, 40.0, SegmentParams(split_depth=1.0))
+    for a, b in ((1, 2), (6, 7)):
+        major = [np.bincount(notched[truth == j]).argmax() for j in (a, b)]
+        assert major[0] != major[1]
+        assert all((notched[truth == j] == m).mean() > 0.95 for j, m in zip((a, b), major))
+
+
+def flat_pair(shape, centre, gap):
+    """Two 2:1 ellipses (semi-axes 24 and 12 px) side by side along their long axes, centres
+    ``gap`` px apart: under 24 they overlap, a flat contact pinched only at its two ends."""
+    first = disc(shape, centre, 24, aspect=0.5)
+    second = disc(shape, (centre[0], centre[1] + gap), 24, aspect=0.5)
+    truth = first.astype(np.int32)
+    truth[second & ~first] = 2
+    return truth
+
+
+@pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
+def test_notch_cut_parts_nuclei_pressed_flat_and_no_single_one(make):
+    """Nuclei pressed flat together have one hill of the distance to their edge (one seed) but
+    an outline pinched at both ends of the contact: cut there (`cut_notches`). A single
+    nucleus, elongated or with a bite out of one side (a kidney), is not cut."""
+    be = make()
+    shape = (100, 560)
+    truth = np.zeros(shape, np.int32)
+    for k, gap in enumerate((20, 18, 16)):
+        pair = flat_pair(shape, (50, 40 + 100 * k), gap)
+        truth[pair > 0] = pair[pair > 0] + 2 * k
+    singles = [disc(shape, (50, 340), 14, aspect=2.5),                                     # elongated
+               disc(shape, (50, 420), 22) & ~disc(shape, (50, 446), 12),                   # a kidney
+               disc(shape, (50, 500), 20) & ~disc(shape, (28, 500), 6) & ~disc(shape, (72, 500), 6)]  # two small bites
+    for j, m in enumerate(singles, 7):
+        truth[m] = j
+    mask = be.to_device(truth > 0)
+    _, hills = split_nuclei(mask, 30.0, SegmentParams(notch_depth=0.0), be)
+    labels, n = split_nuclei(mask, 30.0, SegmentParams(), be)
+    labels = be.to_host(labels)
+    assert hills == 6  # the pairs are one seed each
+    assert n == 9 and ((labels > 0) == (truth > 0)).all()
+    for j in range(1, 10):
+        assert (labels[truth == j] == np.bincount(labels[truth == j]).argmax()).mean() > 0.9, j
+    assert len({int(np.bincount(labels[truth == j]).argmax()) for j in range(1, 10)}) == 9
+    cpu_labels, _ = split_nuclei(truth > 0, 30.0, SegmentParams(), cpu)
+    assert (labels == cpu_labels).all()
+
+
+def test_cut_notches_leaves_fixed_and_small_objects():
+    truth = flat_pair((100, 100), (50, 40), 18)
+    labels = (truth > 0).astype(np.int32)
+    area = np.pi * 15**2  # a typical nucleus of 30 px across: the pair is 1.2 of them or more
+    cut, n = cut_notches(labels, 1, 30.0)
+    assert n == 2 and labels.max() == 1  # the input is not written
+    assert not cut_notches(labels, 1, 30.0, fixed=np.array([False, True]))[0].max() > 1
+    assert cut_notches(labels, 1, 60.0)[1] == 1  # under 1.2 nuclei of 60 px across
+    assert cut_notches(labels, 1, 30.0, SegmentParams(notch_depth=0.0))[1] == 1
+    assert (truth > 0).sum() >= 1.2 * area
 
 
 @pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
@@ -151,6 +210,8 @@ def test_split_parameters_are_checked():
         SegmentParams(split_depth=1.5)
     with pytest.raises(ValueError, match=r"split_merge must lie in \[0.0, 1.0\], got -0.1"):
         SegmentParams(split_merge=-0.1)
+    with pytest.raises(ValueError, match=r"notch_depth must lie in \[0.0, 1.0\], got 2"):
+        SegmentParams(notch_depth=2)
     with pytest.raises(ValueError, match=r"split_spacing must lie in \[0.1, 3.0\], got 0"):
         SegmentParams(split_spacing=0)
     with pytest.raises(TypeError, match="split_nuclei must be true or false, got 1"):

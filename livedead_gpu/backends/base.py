@@ -268,6 +268,32 @@ class Backend(ABC):
         """
 
     @abstractmethod
+    def cut_notches(self, labels, cut, depth: float, sharpness: float, piece: float, whole: float):
+        """Cut objects pinched at two notches of their outline along the line between them.
+
+        The notches are the convexity defects of an object's outer contour (OpenCV's
+        ``convexityDefects``) at least ``depth`` px deep. Of every pair of them, the
+        cut joins the pair with the largest (depth + depth) / length, if at least
+        ``sharpness``, that leaves two pieces (4-connected, the line taken out) of at
+        least ``piece`` px each; the line's pixels then join the piece beside them.
+        A piece of at least ``whole`` px is cut again the same way, up to three cuts
+        deep. Runs on the host (a loop over the objects): on a device backend the
+        labels make one explicit round trip.
+
+        Parameters
+        ----------
+        labels : (M, N) int32 array, 0 background, 1..n
+        cut : (n + 1,) bool array, the labels that may be cut
+        depth, sharpness, piece, whole : float
+
+        Returns
+        -------
+        labels : (M, N) int32 array, each object's first piece keeping its label and
+            the others numbered n + 1, n + 2, ... in order of the objects cut
+        n : int
+        """
+
+    @abstractmethod
     def grey_opening(self, image, size: int):
         """Grey-level opening (minimum then maximum) over a ``size`` square, edges replicated.
 

@@ -267,6 +267,25 @@ class CpuBackend(Backend):
         return _watershed(landscape, markers, parts)
 
 
+    def cut_notches(self, labels, cut, depth, sharpness, piece, whole):
+        from scipy.ndimage import find_objects
+
+        labels = np.array(labels, np.int32)  # a copy: written below
+        n = len(cut) - 1
+        boxes = find_objects(labels, max_label=n)
+        for i in np.flatnonzero(cut):
+            if boxes[i - 1] is None:
+                continue
+            # One pixel of margin where there is room: the contour then never runs along the crop's edge.
+            box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in boxes[i - 1])
+            crop = labels[box]
+            pieces = _notch_pieces((crop == i).view(np.uint8), depth, sharpness, piece, whole, 3)
+            for extra in pieces[1:]:
+                n += 1
+                crop[extra > 0] = n
+        return labels, n
+
+
 def _sobel(image, rows=None, out=None):
     """`Backend.sobel` of ``image``; with ``rows`` (start, stop) only those rows' magnitude, into ``out``."""
     gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
@@ -390,3 +409,64 @@ def _watershed(landscape, markers, parts, block=8):
         np.copyto(out[lo:hi], band, where=band != 1)
         out[hi:stop] = flooded[hi - start :]
     return out
+
+
+def _notch_pieces(mask, depth, sharpness, piece, whole, rounds):
+    """`CpuBackend.cut_notches` of one object: its pieces, as (h, w) uint8 masks of ``mask``'s shape."""
+    if rounds == 0 or np.count_nonzero(mask) < whole:
+        return [mask]
+    two = _notch_cut(mask, depth, sharpness, piece)
+    if two is None:
+        return [mask]
+    return [part for k in (1, 2) for part in _notch_pieces((two == k).view(np.uint8), depth, sharpness, piece, whole,
+                                                            rounds - 1)]
+
+
+def _notch_cut(mask, depth, sharpness, piece):
+    """``mask`` cut in two (a uint8 image of 1, 2 and 0 off the mask) at its best pair of notches, or None."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour = max(contours, key=len)
+    if len(contour) < 5:
+        return None
+    try:
+        defects = cv2.convexityDefects(contour, cv2.convexHull(contour, returnPoints=False))
+    except cv2.error:  # a hull OpenCV calls "not monotonous" (self-touching contours)
+        return None
+    if defects is None:
+        return None
+    defects = defects.reshape(-1, 4)
+    deep = defects[:, 3] / 256.0 >= depth  # fixed point, 8 fractional bits
+    if np.count_nonzero(deep) < 2:
+        return None
+    points = contour[defects[deep, 2], 0]
+    depths = defects[deep, 3] / 256.0
+    best, best_sharpness = None, 0.0
+    for a in range(len(points)):
+        for b in range(a + 1, len(points)):
+            length = max(float(np.hypot(*(points[a] - points[b]))), 1.0)
+            pinch = (depths[a] + depths[b]) / length
+            if pinch < sharpness or (best is not None and pinch <= best_sharpness):
+                continue
+            line = mask.copy()
+            cv2.line(line, tuple(map(int, points[a])), tuple(map(int, points[b])), 0, 1, cv2.LINE_8)
+            count, parts = cv2.connectedComponents(line, connectivity=4)
+            if count < 3:
+                continue
+            areas = np.bincount(parts.ravel(), minlength=count)
+            areas[0] = 0
+            first, second = np.argsort(areas)[::-1][:2]
+            if areas[second] < piece:
+                continue
+            best_sharpness = pinch
+            best = (parts == first).view(np.uint8) + 2 * (parts == second).view(np.uint8)
+    if best is None:
+        return None
+    # The line and any crumbs it cut off join the piece beside them (one or two steps).
+    free = (mask > 0) & (best == 0)
+    while free.any():
+        grown = cv2.dilate(best, _SQUARE)
+        if not (grown[free] > 0).any():
+            break
+        best[free] = grown[free]
+        free &= best == 0
+    return best

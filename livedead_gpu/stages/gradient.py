@@ -359,21 +359,35 @@ def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None
     noise : float, the Rayleigh scale ``s`` of the background gradient
     """
     be = get_backend(backend)
-    xp = be.xp
-    f = brightfield.astype(xp.float32)
-    # The separable [1, -2, 1] x [1, -2, 1] filter at every 4th row and column.
-    rows = f[1:-3:4] - 2 * f[2:-2:4] + f[3:-1:4]
-    residual = xp.abs(rows[:, 1:-3:4] - 2 * rows[:, 2:-2:4] + rows[:, 3:-1:4])
+    median = residual_median(brightfield, be)
     grid = brightfield[2:-2:4, 2:-2:4]
-    valid = grid > 0
-    median = _masked_quantile(be, residual, valid, 0.5)
-
     means = be.block_mean(gradient, coarseness)
     flat = _masked_quantile(be, means, noise_blocks(brightfield, coarseness, be)[: means.shape[0], : means.shape[1]],
                             FLAT_QUANTILE)
     coverage = blend_coverage(edge_medians(brightfield, be), be) if min(brightfield.shape) >= 3 else (1.0, 1.0)
     return noise_from_statistics(median, flat, coarseness, offset, smoothing, ceiling, grey_step(grey_levels(grid, be)),
                                  coverage)
+
+
+def residual_median(brightfield, backend="cpu") -> float:
+    """The median of Immerkær's Laplacian-difference residual ``|I * N|`` over every 4th pixel
+    (row and column) that is not 0: ``6 * 0.6745`` camera-noise sigmas for white noise.
+
+    Parameters
+    ----------
+    brightfield : (M, N) uint8 or uint16 array, M, N >= 5
+
+    Returns
+    -------
+    float (``inf`` when every sampled pixel is 0)
+    """
+    be = get_backend(backend)
+    xp = be.xp
+    f = brightfield.astype(xp.float32)
+    # The separable [1, -2, 1] x [1, -2, 1] filter at every 4th row and column.
+    rows = f[1:-3:4] - 2 * f[2:-2:4] + f[3:-1:4]
+    residual = xp.abs(rows[:, 1:-3:4] - 2 * rows[:, 2:-2:4] + rows[:, 3:-1:4])
+    return _masked_quantile(be, residual, brightfield[2:-2:4, 2:-2:4] > 0, 0.5)
 
 
 def noise_blocks(brightfield, coarseness: int, backend="cpu"):
