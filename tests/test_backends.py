@@ -270,23 +270,22 @@ def test_cpu_fallbacks_transfer_only_what_they_need(be, monkeypatch):
     for name in ("to_host", "to_device"):
         move = getattr(be, name)
         monkeypatch.setattr(be, name, lambda a, move=move: sizes.append(np.size(a)) or move(a))
-    fill, cut = be._cpu.fill_holes, be._cpu.cut_notches
+    fill = be._cpu.fill_holes
     monkeypatch.setattr(be._cpu, "fill_holes", lambda m: fills.append(1) or fill(m))
-    monkeypatch.setattr(be._cpu, "cut_notches", lambda *a: fills.append(1) or cut(*a))
     segment_frame(f.brightfield, f.hoechst, f.draq7, backend=be)
     frames = [s for s in sizes if s == 128 * 128]
-    # Images: 3 channels in; each hole filling a mask out and back, and the notch cut's
-    # labels (when an object is large enough to look at); the watershed's landscape and
-    # markers out and its labels back; 3 result images out. Nothing else.
+    # Images: 3 channels in; each hole filling a mask out and back; the watershed's
+    # landscape and markers out and its labels back; 3 result images out. Nothing else.
     assert len(frames) == 3 + 2 * len(fills) + 3 + 3
     # The rest are the per-nucleus dead flags and a few numbers read back (peaks, order
     # statistics, counts, the nuclei's means for the bleed estimate, the local Draq7
     # background's block medians and counts back and its smoothed mesh out, whether the
-    # split left a piece to merge and how many labels it kept, which objects the notch cut
-    # looks at (whether any, and the flags), the grey levels of the brightfield and Hoechst
-    # samples, the brightfield edge lines' 12 medians for the blend of a sub-pixel
-    # registration): 41 with the defaults, each a sync of tens of microseconds.
-    assert len(sizes) - len(frames) <= 41
+    # split left a piece to merge and how many labels it kept, whether an object is large
+    # enough for the notch cut and, if so, its pixels' places and labels out and their labels
+    # back, the grey levels of the brightfield and Hoechst samples, the brightfield edge lines'
+    # 12 medians for the blend of a sub-pixel registration): 43 with the defaults, each a sync
+    # of tens of microseconds.
+    assert len(sizes) - len(frames) <= 43
 
 
 def test_gpu_without_cupy_is_a_clear_error():

@@ -147,12 +147,20 @@ def test_cut_notches_leaves_fixed_and_small_objects():
     truth = flat_pair((100, 100), (50, 40), 18)
     labels = (truth > 0).astype(np.int32)
     area = np.pi * 15**2  # a typical nucleus of 30 px across: the pair is 1.2 of them or more
-    cut, n = cut_notches(labels, 1, 30.0)
-    assert n == 2 and labels.max() == 1  # the input is not written
-    assert not cut_notches(labels, 1, 30.0, fixed=np.array([False, True]))[0].max() > 1
-    assert cut_notches(labels, 1, 60.0)[1] == 1  # under 1.2 nuclei of 60 px across
-    assert cut_notches(labels, 1, 30.0, SegmentParams(notch_depth=0.0))[1] == 1
     assert (truth > 0).sum() >= 1.2 * area
+    cut, n = cut_notches(labels.copy(), 1, 30.0)
+    assert n == 2 and cut.max() == 2 and ((cut > 0) == (truth > 0)).all()
+    major = [np.bincount(cut[truth == j]).argmax() for j in (1, 2)]
+    assert sorted(major) == [1, 2]
+    assert all((cut[truth == j] == m).mean() > 0.85 for j, m in zip((1, 2), major))  # the overlap is 1's
+    assert cut_notches(labels.copy(), 1, 30.0, fixed=np.array([False, True]))[0].max() == 1
+    assert cut_notches(labels.copy(), 1, 60.0)[1] == 1  # under 1.2 nuclei of 60 px across
+    assert cut_notches(labels.copy(), 1, 30.0, SegmentParams(notch_depth=0.0))[1] == 1
+    # Other objects keep their labels; the piece cut off takes the next free one.
+    other = labels.copy()
+    other[:5, :5] = 7
+    cut, n = cut_notches(other, 7, 30.0)
+    assert n == 8 and (cut[:5, :5] == 7).all() and set(np.unique(cut[truth > 0])) == {1, 8}
 
 
 @pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])

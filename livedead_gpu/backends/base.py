@@ -268,7 +268,7 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def cut_notches(self, labels, cut, depth: float, sharpness: float, piece: float, whole: float):
+    def cut_notches(self, where, ids, shape, n: int, depth: float, sharpness: float, piece: float, whole: float):
         """Cut objects pinched at two notches of their outline along the line between them.
 
         The notches are the convexity defects of an object's outer contour (OpenCV's
@@ -277,20 +277,21 @@ class Backend(ABC):
         ``sharpness``, that leaves two pieces (4-connected, the line taken out) of at
         least ``piece`` px each; the line's pixels then join the piece beside them.
         A piece of at least ``whole`` px is cut again the same way, up to three cuts
-        deep. Runs on the host (a loop over the objects): on a device backend the
-        labels make one explicit round trip.
+        deep. Runs on the host (a loop over the objects): a device backend sends the
+        objects' pixels out and their new labels back, explicitly.
 
         Parameters
         ----------
-        labels : (M, N) int32 array, 0 background, 1..n
-        cut : (n + 1,) bool array, the labels that may be cut
-        depth, sharpness, piece, whole : float
+        where : (k,) int64 array, flat indices (C order) into an image of ``shape``
+        ids : (k,) int32 array, the label of each of those pixels: the objects to cut, whole
+        shape : (int, int)
+        n : int, the largest label in the image
 
         Returns
         -------
-        labels : (M, N) int32 array, each object's first piece keeping its label and
-            the others numbered n + 1, n + 2, ... in order of the objects cut
-        n : int
+        new : (k,) int32 array, each pixel's label after the cuts: an object's first piece
+            keeps its label, the others are numbered n + 1, n + 2, ... in order of the labels cut
+        n : int, the largest label now
         """
 
     @abstractmethod

@@ -267,23 +267,24 @@ class CpuBackend(Backend):
         return _watershed(landscape, markers, parts)
 
 
-    def cut_notches(self, labels, cut, depth, sharpness, piece, whole):
-        from scipy.ndimage import find_objects
-
-        labels = np.array(labels, np.int32)  # a copy: written below
-        n = len(cut) - 1
-        boxes = find_objects(labels, max_label=n)
-        for i in np.flatnonzero(cut):
-            if boxes[i - 1] is None:
-                continue
-            # One pixel of margin where there is room: the contour then never runs along the crop's edge.
-            box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in boxes[i - 1])
-            crop = labels[box]
-            pieces = _notch_pieces((crop == i).view(np.uint8), depth, sharpness, piece, whole, 3)
-            for extra in pieces[1:]:
+    def cut_notches(self, where, ids, shape, n, depth, sharpness, piece, whole):
+        # Each object's pixels in turn (sorted by label), drawn into a box with a pixel of
+        # margin all round: the contour never runs along the box's edge.
+        order = np.argsort(ids, kind="stable")
+        rows, cols = np.divmod(where[order], shape[1])
+        new = ids[order].astype(np.int32)
+        starts = np.flatnonzero(np.diff(new, prepend=-1))
+        for start, stop in zip(starts, np.append(starts[1:], len(new))):
+            r, c = rows[start:stop], cols[start:stop]
+            r, c = r - (r.min() - 1), c - (c.min() - 1)
+            mask = np.zeros((r.max() + 2, c.max() + 2), np.uint8)
+            mask[r, c] = 1
+            for extra in _notch_pieces(mask, depth, sharpness, piece, whole, 3)[1:]:
                 n += 1
-                crop[extra > 0] = n
-        return labels, n
+                new[start:stop][extra[r, c] > 0] = n
+        out = np.empty_like(new)
+        out[order] = new
+        return out, n
 
 
 def _sobel(image, rows=None, out=None):

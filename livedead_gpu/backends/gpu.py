@@ -200,9 +200,10 @@ class ArrayBackend(Backend):
         flooded = self._cpu.watershed(self.to_host(landscape), self.to_host(markers))
         return self.to_device(flooded)
 
-    def cut_notches(self, labels, cut, depth, sharpness, piece, whole):
-        cut_labels, n = self._cpu.cut_notches(self.to_host(labels), self.to_host(cut), depth, sharpness, piece, whole)
-        return self.to_device(cut_labels), n
+    def cut_notches(self, where, ids, shape, n, depth, sharpness, piece, whole):
+        new, n = self._cpu.cut_notches(self.to_host(where), self.to_host(ids), shape, n, depth, sharpness, piece,
+                                       whole)
+        return self.to_device(new), n
 
 
 def cupy_backend(device: int | None = None) -> ArrayBackend:

@@ -714,7 +714,8 @@ def cut_notches(labels, n, diameter, params: SegmentParams | None = None, backen
 
     Returns
     -------
-    labels : (M, N) int32 array, 1..n' (the pieces cut off numbered from n + 1)
+    labels : (M, N) int32 array, 1..n' (the pieces cut off numbered from n + 1;
+        ``labels`` itself, rewritten, when it is C-contiguous)
     n' : int
     """
     p = as_params(params)
@@ -724,15 +725,23 @@ def cut_notches(labels, n, diameter, params: SegmentParams | None = None, backen
         return labels, n
     radius = diameter / 2
     area = math.pi * radius**2
+    labels = xp.ascontiguousarray(labels)  # so that writes through ravel() land in it
     flat = labels.ravel()
-    candidates = be.votes(flat[labelled(flat, xp)], n + 1) >= NOTCH_WHOLE * area
+    where = labelled(flat, xp)
+    owner = flat[where]
+    candidates = be.votes(owner, n + 1) >= NOTCH_WHOLE * area
     candidates[0] = False
     if fixed is not None:
         candidates &= ~fixed
-    if not bool(be.to_host(candidates.any())):  # one bool back; most frames then make no round trip
+    if not bool(be.to_host(candidates.any())):  # one bool back
         return labels, n
-    return be.cut_notches(labels, candidates, p.notch_depth * radius, NOTCH_SHARPNESS, NOTCH_PIECE * area,
-                          NOTCH_WHOLE * area)
+    # Only the candidates' pixels go to the host (a boolean index: a sync on CuPy).
+    pick = candidates[owner]
+    where = where[pick]
+    new, n = be.cut_notches(where, owner[pick], labels.shape, n, p.notch_depth * radius, NOTCH_SHARPNESS,
+                            NOTCH_PIECE * area, NOTCH_WHOLE * area)
+    flat[where] = new
+    return labels, n
 
 
 def merge_pieces(labels, n, min_area, backend="cpu", fixed=None):
