@@ -114,7 +114,8 @@ def flat_pair(shape, centre, gap):
     return truth
 
 
-@pytest.mark.parametrize("make", [lambda: cpu, standin], ids=["cpu", "standin"])
+@pytest.mark.parametrize("make", [pytest.param(lambda: cpu, id="cpu"), pytest.param(standin, id="standin"),
+                                  pytest.param(lambda: get_backend("gpu"), id="gpu", marks=pytest.mark.gpu)])
 def test_notch_cut_parts_nuclei_pressed_flat_and_no_single_one(make):
     """Nuclei pressed flat together have one hill of the distance to their edge (one seed) but
     an outline pinched at both ends of the contact: cut there (`cut_notches`). A single
