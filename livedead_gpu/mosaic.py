@@ -109,6 +109,7 @@ from .stages.gradient import (
     gradient_reach,
     noise_blocks,
     noise_from_statistics,
+    padded_gradient,
     padding_of,
 )
 from .stages.nuclei import (
@@ -490,7 +491,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
         # here before a block-max mosaic's diameter, hence its halo, is known) does not matter.
         for core in _tiles(shape, _chunks(shape, tile, depth)):
             win, where = _window(shape, core, stat_depth)
-            parts.append(stat(bf[win], ho[win], d7[win], zero[win], where, p, backend, shape, diameter))
+            parts.append(stat(bf[win], ho[win], d7[win], zero[win], dim[win], where, p, backend, shape, diameter))
         (parts,) = dask.compute(parts, **compute_kwargs)
         return diameter, depth, _merge_stats(parts, p, ho.dtype.name, d7.dtype.name, coverage)
 
@@ -548,7 +549,7 @@ def segment_mosaic(brightfield, hoechst, draq7, params: SegmentParams | None = N
     thresholds["bleed"] = float(bleed)
 
     # -- pass 2: the cell area, its holes filled over the whole mosaic
-    area = _cell_area(bf, p, backend, shape, chunks, tiles, thresholds, compute_kwargs)
+    area = _cell_area(bf, dim, p, backend, shape, chunks, tiles, thresholds, compute_kwargs)
 
     # -- pass 3: tiles with a halo, segmented at the global thresholds
     seg = dask.delayed(_tile_segment, pure=True, nout=2)
@@ -726,9 +727,9 @@ def _value_counts(values):
     return v, c.astype(np.int64)
 
 
-def _tile_stats(bf, ho, d7, zero, where, p, backend, shape, diameter):
+def _tile_stats(bf, ho, d7, zero, dim, where, p, backend, shape, diameter):
     """The tile core's share of the threshold statistics: value → count tables, or the contrast grid's values.
-    ``zero``: the window's pixels 0 in every channel, and the mosaic's dimmed edge lines."""
+    ``zero``: the window's pixels 0 in every channel, and the mosaic's dimmed edge lines (``dim``)."""
     be = get_backend(backend)
     core, origin, (y0, x0), (h, w) = where
     m, n = shape
@@ -736,7 +737,8 @@ def _tile_stats(bf, ho, d7, zero, where, p, backend, shape, diameter):
     out = {}
     host = be.to_host
     bf_d = be.to_device(np.ascontiguousarray(bf))
-    gradient = stages.smoothed_gradient(bf_d, p.smoothing, be)[core]
+    gradient, padding = padded_gradient(bf_d, p.smoothing, be, be.to_device(np.ascontiguousarray(dim)))
+    gradient = gradient[core]
     bf_core = bf_d[core]
     if p.cell_threshold == "noise":
         # Immerkær's residual on the image's grid of centres 2, 6, 10, ... < size - 2.
@@ -752,7 +754,8 @@ def _tile_stats(bf, ho, d7, zero, where, p, backend, shape, diameter):
         out["residual"] = _value_counts(residual[valid])
         out["residual_levels"] = grey_levels(grid)
         means = be.block_mean(gradient, c)
-        holds = host(noise_blocks(bf_core, c, be))[: means.shape[0], : means.shape[1]]
+        holds = noise_blocks(bf_core, c, be, None if padding is None else padding[core])
+        holds = host(holds)[: means.shape[0], : means.shape[1]]
         out["means"] = _value_counts(host(means)[holds])
     else:
         out["gradient_max"] = _value_counts(host(be.block_max(gradient, c)))
@@ -958,7 +961,7 @@ def _overlap(core, win):
     return all(a0 < w.stop and w.start < a1 for (a0, a1), w in zip(core, win))
 
 
-def _cell_area(bf, p, backend, shape, chunks, tiles, thresholds, compute_kwargs):
+def _cell_area(bf, dim, p, backend, shape, chunks, tiles, thresholds, compute_kwargs):
     """The mosaic's cell area, as `stages.cell_area` of the whole: per tile, a Delayed (h, w) bool core.
 
     Its holes are the background (4-connected, as `Backend.fill_holes` floods)
@@ -976,27 +979,27 @@ def _cell_area(bf, p, backend, shape, chunks, tiles, thresholds, compute_kwargs)
     depth = gradient_reach(p.smoothing) + (p.kernel_size // 2) * (p.dilations + p.erosions) + 2
     windows = [_window(shape, core, depth) for core in tiles]
     seams = dask.delayed(_tile_seams, pure=True)
-    (parts,) = dask.compute([seams(bf[win], where, p, backend, thresholds) for win, where in windows],
+    (parts,) = dask.compute([seams(bf[win], dim[win], where, p, backend, thresholds) for win, where in windows],
                             **compute_kwargs)
     luts = _open_background(parts, chunks, shape)
     fill = dask.delayed(_tile_area, pure=True)
-    return [fill(bf[win], where, p, backend, thresholds, lut) for (win, where), lut in zip(windows, luts)]
+    return [fill(bf[win], dim[win], where, p, backend, thresholds, lut) for (win, where), lut in zip(windows, luts)]
 
 
-def _core_background(bf, where, p, be, thresholds):
+def _core_background(bf, dim, where, p, be, thresholds):
     """The tile core's closed-mask background components (4-connected), their number, and its padding."""
     area = stages.closed_area(be.to_device(np.ascontiguousarray(bf)), p, be, threshold=thresholds["gradient"],
-                              scale=thresholds["gradient_scale"])
+                              scale=thresholds["gradient_scale"], dim=be.to_device(np.ascontiguousarray(dim)))
     core = where[0]
     labels, n = be.label(~area.mask[core], connectivity=4)
     return labels, n, None if area.padding is None else area.padding[core]
 
 
-def _tile_seams(bf, where, p, backend, thresholds):
+def _tile_seams(bf, dim, where, p, backend, thresholds):
     """``(n, top, bottom, left, right)``: the number of the core's background components and
     their numbers (0 for the closed mask) along the core's four edges, host int32."""
     be = get_backend(backend)
-    labels, n, _ = _core_background(bf, where, p, be, thresholds)
+    labels, n, _ = _core_background(bf, dim, where, p, be, thresholds)
     edges = be.to_host(labels[0]), be.to_host(labels[-1]), be.to_host(labels[:, 0]), be.to_host(labels[:, -1])
     return (n, *edges)
 
@@ -1039,10 +1042,10 @@ def _open_background(parts, chunks, shape):
     return luts
 
 
-def _tile_area(bf, where, p, backend, thresholds, lut):
+def _tile_area(bf, dim, where, p, backend, thresholds, lut):
     """The core's cell area: all but the background open to the mosaic's edge (``lut``), padding cleared."""
     be = get_backend(backend)
-    labels, _, padding = _core_background(bf, where, p, be, thresholds)
+    labels, _, padding = _core_background(bf, dim, where, p, be, thresholds)
     area = ~be.to_device(lut)[labels]
     if padding is not None:
         area &= ~padding  # as `stages.cell_area`: no image, so no cell

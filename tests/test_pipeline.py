@@ -256,6 +256,30 @@ def test_a_sub_pixel_registration_puts_no_cell_area_along_its_padding(shift):
         assert lines.mean() < cell.mean() + 0.05   # 0.75 before: 3 of the 4 lines all cell area
 
 
+@pytest.mark.parametrize("shift", [(0.0, 0.3), (0.5, 0.0), (0.4, 0.7)])
+def test_a_pure_sub_pixel_shift_puts_no_cell_area_along_its_dim_edges(shift):
+    """Shifted by under a pixel (bilinear), no zero is left: only the outer line the image moved
+    in from, dimmed by the blend with the zeros (`stages.gradient.dim_edges`). Its step had made
+    the 4 outer lines all cell area (0.3 px: 1.0, 1.0, 1.0, 0.9 against 0.08); a camera's
+    darker edge column did the same. They are padding now, to the cell stage too."""
+    import cv2
+
+    dy, dx = shift
+    f = synthetic.make_frame((512, 512), n_cells=60, dead_fraction=0.3, seed=0)
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    shifted = [np.rint(cv2.warpAffine(a.astype(np.float32), m, (512, 512), flags=cv2.INTER_LINEAR)).astype(a.dtype)
+               for a in (f.brightfield, f.hoechst, f.draq7)]
+    dark = f.brightfield.copy()
+    dark[:, 0] = np.rint(dark[:, 0] * 0.7).astype(dark.dtype)
+    for channels, edges in ((shifted, (dy > 0, dx > 0)), ((dark, f.hoechst, f.draq7), (False, True))):
+        got = segment_frame(*channels)
+        assert (got.n_live, got.n_dead) == (f.n_live, f.n_dead)
+        cell = np.isin(got.classes, (1, 2))
+        for lines, dimmed in ((cell[:4], edges[0]), (cell[:, :4], edges[1])):
+            if dimmed:
+                assert lines.mean() < cell.mean() + 0.05
+
+
 def test_a_background_subtracted_stain_warns():
     f = synthetic.make_frame((256, 256), n_cells=20, seed=1)
     clipped = np.clip(f.draq7.astype(np.int64) - 21, 0, None).astype(np.uint16)

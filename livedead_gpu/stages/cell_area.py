@@ -66,22 +66,23 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", t
 
 
 def closed_area(brightfield, params: SegmentParams | None = None, backend="cpu", threshold=None,
-                scale=None) -> CellArea:
+                scale=None, dim=None) -> CellArea:
     """`cell_area` before its holes are filled: the thresholded gradient, dilated and eroded.
 
-    Parameters and thresholds as `cell_area`. ``CellArea.mask`` is the closed mask,
+    Parameters and thresholds as `cell_area`; ``dim``, the edge lines a registration dimmed, as
+    `padded_gradient` (a mosaic's tile gives the whole mosaic's). ``CellArea.mask`` is the closed mask,
     registration padding not cleared from it (``CellArea.padding``): `cell_area`
     fills its holes, then clears the padding; `~livedead_gpu.mosaic.segment_mosaic`
     fills them over the whole mosaic.
     """
     p = as_params(params)
     be = get_backend(backend)
-    gradient, padding = padded_gradient(brightfield, p.smoothing, be)
+    gradient, padding = padded_gradient(brightfield, p.smoothing, be, dim)
     noise = None
     if p.cell_threshold == "noise":
         if threshold is None:
             threshold, noise = noise_threshold(
-                brightfield, gradient, p.coarseness, p.offset, p.smoothing, p.noise_ceiling, be
+                brightfield, gradient, p.coarseness, p.offset, p.smoothing, p.noise_ceiling, be, padding
             )
         scale = None
         mask = be.greater(gradient, threshold)

@@ -42,13 +42,13 @@ def sobel_magnitude(image, backend="cpu"):
     return get_backend(backend).sobel(image)
 
 
-def smoothed_gradient(image, smoothing: float, backend="cpu"):
+def smoothed_gradient(image, smoothing: float, backend="cpu", dim=None):
     """`sobel_magnitude` of the image after a Gaussian of sigma ``smoothing`` (0: none).
 
-    Alignment padding (`padding_mask`) is filled first and its gradient is 0: see
-    `padded_gradient`.
+    Alignment padding (`padding_mask`, and the edge lines a registration dimmed) is filled
+    first and its gradient is 0: see `padded_gradient`.
     """
-    return padded_gradient(image, smoothing, backend)[0]
+    return padded_gradient(image, smoothing, backend, dim)[0]
 
 
 def gradient_reach(smoothing: float) -> int:
@@ -231,13 +231,15 @@ def padding_of(zero, backend="cpu"):
     return padding if be.to_host(padding.any()) else None  # one more bool, padded frames only
 
 
-def padded_gradient(image, smoothing: float, backend="cpu"):
+def padded_gradient(image, smoothing: float, backend="cpu", dim=None):
     """`smoothed_gradient`, and the padding it set aside.
 
     Registration pads a shifted or rotated frame with zeros; the step from image to
     0 is no cell edge, yet its gradient would put a band of cell area along every
     padded edge (a rigidly registered frame: two thirds of the pixels within 7 px
-    of a rotated corner). Each padding pixel within reach of the image is first
+    of a rotated corner). A sub-pixel shift leaves a dimmed edge line instead
+    (`dim_edges`), whose step did the same (a 512² frame shifted 0.3 px: its 4 outer
+    columns all cell area). Each padding pixel within reach of the image is first
     set to the mean of the image pixels in the ``4 * reach + 1`` square around it
     (rounded; `Backend.box_sums`, exact on every backend), so the image
     continues past its edge at its local level, and the gradient is 0 on the
@@ -247,15 +249,20 @@ def padded_gradient(image, smoothing: float, backend="cpu"):
     ----------
     image : (M, N) uint8 or uint16 array
     smoothing : float
+    dim : (M, N) bool array, optional
+        The dimmed edge lines; `dim_edges` of ``image`` when None. A mosaic's tile gives
+        the whole mosaic's (a tile's own outer lines are no image edge).
 
     Returns
     -------
     gradient : (M, N) float32 array
     padding : (M, N) bool array or None
-        `padding_mask` of ``image``.
+        `padding_of` the zeros of ``image`` and the dimmed lines.
     """
     be = get_backend(backend)
-    padding = padding_mask(image, be) if image.dtype.kind == "u" else None
+    padding = None
+    if image.dtype.kind == "u":
+        padding = padding_of((image == 0) | (dim_edges(image, be) if dim is None else dim), be)
     if padding is None:
         return be.gradient(image, smoothing), None
     xp = be.xp
@@ -320,7 +327,7 @@ def sobel_noise_gain(smoothing: float) -> float:
 
 
 def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None, smoothing: float,
-                    ceiling: float, backend="cpu"):
+                    ceiling: float, backend="cpu", padding=None):
     """The article's threshold on the gradient, its peak taken from the noise floor.
 
     The article's peak ``k`` is the most common block maximum: in a field that is
@@ -341,7 +348,8 @@ def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None
 
     The threshold is then the article's ``offset * k`` (pixels strictly above are
     foreground). Blocks and pixels of value 0 (alignment padding, no data) are left
-    out of both estimates.
+    out of both estimates, and blocks that hold any of ``padding`` (where the gradient
+    was set to 0) out of the flat blocks.
 
     Parameters
     ----------
@@ -352,6 +360,8 @@ def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None
     smoothing : float
         The sigma ``gradient`` was smoothed with.
     ceiling : float
+    padding : (M, N) bool array, optional
+        `padded_gradient`'s padding.
 
     Returns
     -------
@@ -362,8 +372,8 @@ def noise_threshold(brightfield, gradient, coarseness: int, offset: float | None
     median = residual_median(brightfield, be)
     grid = brightfield[2:-2:4, 2:-2:4]
     means = be.block_mean(gradient, coarseness)
-    flat = _masked_quantile(be, means, noise_blocks(brightfield, coarseness, be)[: means.shape[0], : means.shape[1]],
-                            FLAT_QUANTILE)
+    holds = noise_blocks(brightfield, coarseness, be, padding)[: means.shape[0], : means.shape[1]]
+    flat = _masked_quantile(be, means, holds, FLAT_QUANTILE)
     coverage = blend_coverage(edge_medians(brightfield, be), be) if min(brightfield.shape) >= 3 else (1.0, 1.0)
     return noise_from_statistics(median, flat, coarseness, offset, smoothing, ceiling, grey_step(grey_levels(grid, be)),
                                  coverage)
@@ -390,8 +400,9 @@ def residual_median(brightfield, backend="cpu") -> float:
     return _masked_quantile(be, residual, brightfield[2:-2:4, 2:-2:4] > 0, 0.5)
 
 
-def noise_blocks(brightfield, coarseness: int, backend="cpu"):
-    """Which ``coarseness`` blocks can show the camera noise: those with no pixel 0 and not all one value.
+def noise_blocks(brightfield, coarseness: int, backend="cpu", padding=None):
+    """Which ``coarseness`` blocks can show the camera noise: those with no pixel 0 (nor of
+    ``padding``, a bool array, where the gradient was set to 0) and not all one value.
 
     A block holding a 0 is (partly) alignment padding; a block of one value, clipped
     (a region overexposed to the camera's maximum) or padding, has a gradient of 0
@@ -409,7 +420,10 @@ def noise_blocks(brightfield, coarseness: int, backend="cpu"):
     """
     be = get_backend(backend)
     xp = be.xp
-    no_zero = be.block_max((brightfield == 0).view(xp.uint8), coarseness) == 0
+    zero = brightfield == 0
+    if padding is not None:
+        zero |= padding
+    no_zero = be.block_max(zero.view(xp.uint8), coarseness) == 0
     # The block minimum as the maximum of the complement (~x is max - x for unsigned).
     flip = ~brightfield if brightfield.dtype.kind == "u" else -brightfield
     low = be.block_max(flip, coarseness)
