@@ -266,7 +266,6 @@ class CpuBackend(Backend):
         parts = cv2.getNumThreads() if markers.size >= 1 << 20 else 1
         return _watershed(landscape, markers, parts)
 
-
     def cut_notches(self, where, ids, shape, n, depth, sharpness, piece, whole):
         # Each object's pixels in turn (sorted by label), drawn into a box with a pixel of
         # margin all round: the contour never runs along the box's edge.
