@@ -438,28 +438,27 @@ def _notch_cut(mask, depth, sharpness, piece):
     deep = defects[:, 3] / 256.0 >= depth  # fixed point, 8 fractional bits
     if np.count_nonzero(deep) < 2:
         return None
-    points = contour[defects[deep, 2], 0]
+    points = contour[defects[deep, 2], 0].astype(np.float64)
     depths = defects[deep, 3] / 256.0
-    best, best_sharpness = None, 0.0
-    for a in range(len(points)):
-        for b in range(a + 1, len(points)):
-            length = max(float(np.hypot(*(points[a] - points[b]))), 1.0)
-            pinch = (depths[a] + depths[b]) / length
-            if pinch < sharpness or (best is not None and pinch <= best_sharpness):
-                continue
-            line = mask.copy()
-            cv2.line(line, tuple(map(int, points[a])), tuple(map(int, points[b])), 0, 1, cv2.LINE_8)
-            count, parts = cv2.connectedComponents(line, connectivity=4)
-            if count < 3:
-                continue
-            areas = np.bincount(parts.ravel(), minlength=count)
-            areas[0] = 0
-            first, second = np.argsort(areas)[::-1][:2]
-            if areas[second] < piece:
-                continue
-            best_sharpness = pinch
+    a, b = np.triu_indices(len(points), 1)
+    pinch = (depths[a] + depths[b]) / np.maximum(np.hypot(*(points[a] - points[b]).T), 1.0)
+    # The most pinched pair first (ties in pair order): the first that leaves two pieces large
+    # enough is the cut, so a ragged object of many notches costs a few trials, not all pairs.
+    for k in np.argsort(-pinch, kind="stable"):
+        if pinch[k] < sharpness:
+            return None
+        line = mask.copy()
+        cv2.line(line, tuple(map(int, points[a[k]])), tuple(map(int, points[b[k]])), 0, 1, cv2.LINE_8)
+        count, parts = cv2.connectedComponents(line, connectivity=4)
+        if count < 3:
+            continue
+        areas = np.bincount(parts.ravel(), minlength=count)
+        areas[0] = 0
+        first, second = np.argsort(areas)[::-1][:2]
+        if areas[second] >= piece:
             best = (parts == first).view(np.uint8) + 2 * (parts == second).view(np.uint8)
-    if best is None:
+            break
+    else:
         return None
     # The line and any crumbs it cut off join the piece beside them (one or two steps).
     free = (mask > 0) & (best == 0)
