@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import scipy.ndimage
 import skimage
 
@@ -212,6 +214,31 @@ def test_split_edge_cases():
     full = np.ones((50, 60), bool)
     labels, n = split_nuclei(full, 10.0)
     assert n == 1 and (labels == 1).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(discs=st.lists(st.tuples(st.integers(10, 90), st.integers(10, 150), st.integers(4, 16),
+                                st.floats(0.4, 2.5)), min_size=1, max_size=12),
+       diameter=st.floats(8.0, 40.0), fix=st.booleans())
+def test_cut_notches_only_relabels(discs, diameter, fix):
+    """Whatever the shapes: the mask is unchanged, pixels keep their label or take a new one
+    (n + 1, ...) of their own object, every label is one 8-connected piece, fixed labels stay."""
+    mask = np.zeros((100, 160), bool)
+    for y, x, r, aspect in discs:
+        mask |= disc(mask.shape, (y, x), r, aspect)
+    labels, n = cpu.label(mask)
+    fixed = np.zeros(n + 1, bool)
+    fixed[1] = fix
+    cut, m = cut_notches(labels.copy(), n, diameter, fixed=fixed)
+    assert m >= n and ((cut > 0) == mask).all() and cut.max() == m
+    for i in range(1, n + 1):
+        ids = np.unique(cut[labels == i])
+        assert i in ids and ((ids == i) | (ids > n)).all()
+        assert not (fixed[i] and len(ids) > 1)
+    assert all(cpu.label(cut == j)[1] == 1 for j in range(1, m + 1))
+    # new labels belong to one object each
+    owners = {j: np.unique(labels[cut == j]) for j in range(n + 1, m + 1)}
+    assert all(len(o) == 1 for o in owners.values())
 
 
 def test_split_parameters_are_checked():
