@@ -455,6 +455,18 @@ def test_no_implicit_transfers(params):
         assert (got.classes == ref.classes).all()
 
 
+def test_notch_cut_without_implicit_transfers():
+    # two nuclei pressed flat together: one hill, cut at the notches on the host, explicitly
+    from livedead_gpu.stages import split_nuclei
+
+    yy, xx = np.mgrid[:100, :120]
+    mask = (((yy - 50) / 24) ** 2 + ((xx - 40) / 12) ** 2 <= 1) | (((yy - 50) / 24) ** 2 + ((xx - 58) / 12) ** 2 <= 1)
+    be = strict()
+    labels, n = split_nuclei(be.to_device(mask), 30.0, SegmentParams(), be)
+    ref, m = split_nuclei(mask, 30.0, SegmentParams(), standin())
+    assert n == m == 2 and (be.to_host(labels) == ref).all()
+
+
 def test_padding_fill_without_implicit_transfers():
     # a registered frame's zero corners: found, filled and set aside on the device
     from livedead_gpu.stages import cell_area
