@@ -166,11 +166,12 @@ def segment_arrays(brightfield, hoechst, draq7, params: SegmentParams, backend) 
         ``thresholds`` (host numbers).
     """
     p, be = params, backend
-    padding = stages.frame_padding(brightfield, hoechst, draq7, backend=be)
+    dim = stages.dim_edges(brightfield, be)   # a registration's dimmed edge lines: padding to both stages
+    padding = stages.frame_padding(brightfield, hoechst, draq7, backend=be, dim=dim)
     # The nucleus stage first: on the CPU it runs in this thread, the cell area beside it.
     (nuc, ho_mask, d7_mask, (ho_thr, d7_thr, smoothing)), area = be.together(
         lambda: stages.find_nuclei(hoechst, draq7, p, be, padding=padding),
-        lambda: stages.cell_area(brightfield, p, be),
+        lambda: stages.cell_area(brightfield, p, be, dim=dim),
     )
     cells, outlines = stages.separate_cells(area.mask, nuc.labels, be, p.separation)
     return {

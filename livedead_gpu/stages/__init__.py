@@ -2,7 +2,15 @@
 
 from .cell_area import CellArea, cell_area, closed_area
 from .classes import class_mask
-from .gradient import frame_padding, gradient_scale, noise_threshold, quantize, smoothed_gradient, sobel_magnitude
+from .gradient import (
+    dim_edges,
+    frame_padding,
+    gradient_scale,
+    noise_threshold,
+    quantize,
+    smoothed_gradient,
+    sobel_magnitude,
+)
 from .nuclei import (
     Nuclei,
     contrast_mask,
@@ -27,6 +35,7 @@ __all__ = [
     "gradient_scale",
     "contrast_mask",
     "dead_by_ratio",
+    "dim_edges",
     "draq7_background",
     "find_nuclei",
     "frame_padding",

@@ -32,7 +32,8 @@ class CellArea(NamedTuple):
     padding: object = None
 
 
-def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", threshold=None, scale=None) -> CellArea:
+def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", threshold=None, scale=None,
+              dim=None) -> CellArea:
     """The area cells cover in a brightfield image.
 
     Sobel magnitude (after a Gaussian of ``params.smoothing``), thresholded
@@ -52,13 +53,15 @@ def cell_area(brightfield, params: SegmentParams | None = None, backend="cpu", t
         A threshold (and, for "block-max", its gradient scale) computed elsewhere,
         e.g. over a whole mosaic of which ``brightfield`` is one tile; estimated
         from ``brightfield`` when omitted.
+    dim : (M, N) bool array, optional
+        The edge lines a registration dimmed (`dim_edges` of ``brightfield`` when None).
 
     Returns
     -------
     CellArea
     """
     be = get_backend(backend)
-    area = closed_area(brightfield, params, be, threshold, scale)
+    area = closed_area(brightfield, params, be, threshold, scale, dim)
     mask = be.fill_holes(area.mask)
     if area.padding is not None:
         mask &= ~area.padding  # no image, so no cell (the closing reaches into it)

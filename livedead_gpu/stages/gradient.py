@@ -185,7 +185,7 @@ def blend_coverage(medians, backend="cpu") -> tuple:
     return tuple(out)
 
 
-def frame_padding(brightfield, *stains, backend="cpu"):
+def frame_padding(brightfield, *stains, backend="cpu", dim=None):
     """`padding_mask` of the pixels 0 in every channel of a frame, or None.
 
     Registration pads every channel of a frame alike. The nuclear stains alone do not
@@ -197,6 +197,8 @@ def frame_padding(brightfield, *stains, backend="cpu"):
     Parameters
     ----------
     brightfield, *stains : (M, N) uint8 or uint16 arrays
+    dim : (M, N) bool array, optional
+        `dim_edges` of ``brightfield``, if already found.
 
     Returns
     -------
@@ -206,7 +208,8 @@ def frame_padding(brightfield, *stains, backend="cpu"):
     zero = brightfield == 0
     # A registration's blend with its zeros dims every channel alike; the brightfield, bright
     # everywhere, shows it (a stain's dark background would be noise).
-    dim = dim_edges(brightfield, be)
+    if dim is None:
+        dim = dim_edges(brightfield, be)
     if not be.to_host(zero.any() | dim.any()):  # one bool to the host: most frames stop here
         return None
     for stain in stains:

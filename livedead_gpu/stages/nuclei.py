@@ -675,11 +675,13 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
     # Labels hills + 1 .. n are the seeds' regions.
     ids = xp.arange(n + m + 1)
     fixed = (ids > hills) & (ids <= n)
-    labels, cut = cut_notches(labels, n + m, diameter, p, be, fixed)
+    # The mask's pixels, for both steps below: the cut relabels them, never moves them.
+    where = labelled(labels.ravel(), xp)
+    labels, cut = cut_notches(labels, n + m, diameter, p, be, fixed, where=where)
     if not p.split_merge:
         return labels, cut
     fixed = xp.concatenate([fixed, xp.zeros(cut - n - m, bool)])
-    return merge_pieces(labels, cut, p.split_merge * math.pi * radius**2, be, fixed)
+    return merge_pieces(labels, cut, p.split_merge * math.pi * radius**2, be, fixed, where=where)
 
 
 #: `cut_notches`: the objects it looks at, and the least piece it leaves, in typical nucleus areas,
@@ -687,7 +689,8 @@ def split_nuclei(mask, diameter=None, params: SegmentParams | None = None, backe
 NOTCH_WHOLE, NOTCH_PIECE, NOTCH_SHARPNESS = 1.2, 0.5, 0.4
 
 
-def cut_notches(labels, n, diameter, params: SegmentParams | None = None, backend="cpu", fixed=None):
+def cut_notches(labels, n, diameter, params: SegmentParams | None = None, backend="cpu", fixed=None, *,
+                where=None):
     """Nuclei pressed flat together, cut apart at the notches their outlines make.
 
     Two nuclei pressed along a flat contact make one roundish object whose distance
@@ -711,6 +714,8 @@ def cut_notches(labels, n, diameter, params: SegmentParams | None = None, backen
         ``notch_depth`` (0: no cut).
     fixed : (n + 1,) bool array, optional
         Labels never cut (the Draq7-bright regions, nuclei of their own whatever their shape).
+    where : (k,) int array, optional
+        `labelled` of ``labels``, if already found.
 
     Returns
     -------
@@ -727,7 +732,8 @@ def cut_notches(labels, n, diameter, params: SegmentParams | None = None, backen
     area = math.pi * radius**2
     labels = xp.ascontiguousarray(labels)  # so that writes through ravel() land in it
     flat = labels.ravel()
-    where = labelled(flat, xp)
+    if where is None:
+        where = labelled(flat, xp)
     owner = flat[where]
     candidates = be.votes(owner, n + 1) >= NOTCH_WHOLE * area
     candidates[0] = False
@@ -744,7 +750,7 @@ def cut_notches(labels, n, diameter, params: SegmentParams | None = None, backen
     return labels, n
 
 
-def merge_pieces(labels, n, min_area, backend="cpu", fixed=None):
+def merge_pieces(labels, n, min_area, backend="cpu", fixed=None, *, where=None):
     """Pieces under ``min_area`` px join the touching piece they share the most outline with.
 
     A shallow neck is enough to split two nuclei pressed together, and also cuts a
@@ -761,6 +767,8 @@ def merge_pieces(labels, n, min_area, backend="cpu", fixed=None):
     min_area : float, px
     fixed : (n + 1,) bool array, optional
         Labels never merged away (they may still take pieces in).
+    where : (k,) int array, optional
+        `labelled` of ``labels``, if already found.
 
     Returns
     -------
@@ -772,7 +780,8 @@ def merge_pieces(labels, n, min_area, backend="cpu", fixed=None):
     xp = be.xp
     labels = xp.ascontiguousarray(labels)  # so that writes through ravel() land in it
     flat = labels.ravel()
-    where = labelled(flat, xp)  # a few % of a frame
+    if where is None:
+        where = labelled(flat, xp)  # a few % of a frame
     owner = flat[where]
     areas = be.votes(owner, n + 1)
     small = areas < min_area
